@@ -1,0 +1,3 @@
+from cffbench.cli import main
+
+main()
