@@ -1,0 +1,19 @@
+"""Statistics engine: long-format DataFrames in, tidy DataFrames (and a decision trail) out.
+
+Public API (issue 4): :func:`describe`, :func:`rm_anova`, :func:`anova`, :func:`welch_anova`,
+:func:`friedman`, :func:`pairwise`, :func:`tukey`, :func:`seeds_needed`, :func:`compare` (returns a
+:class:`Comparison`) and :func:`analyze_results` (the ``cffbench analyze`` command).
+"""
+
+from cffbench.stats.analyze import Analysis, analyze_results
+from cffbench.stats.anova import anova, rm_anova, welch_anova
+from cffbench.stats.compare import Comparison, Decision, PowerLine, compare
+from cffbench.stats.descriptives import describe
+from cffbench.stats.inputs import complete_blocks
+from cffbench.stats.nonparametric import friedman, kruskal
+from cffbench.stats.pairwise import pairwise, tukey
+from cffbench.stats.power import seeds_needed
+
+__all__ = ["Analysis", "Comparison", "Decision", "PowerLine", "analyze_results", "anova", "compare",
+           "complete_blocks", "describe", "friedman", "kruskal", "pairwise", "rm_anova", "seeds_needed",
+           "tukey", "welch_anova"]

@@ -1,0 +1,285 @@
+"""The decision tree: pick the tests a design allows, run them, and record why.
+
+``compare`` looks at the data (paired by seed or not, one or two factors, complete crossing or
+not, assumptions met or not), runs the tables that apply and returns a :class:`Comparison` that
+the report renders. Every choice is logged as a :class:`Decision` (step, choice, reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from cffbench.errors import StatsError
+from cffbench.stats.assumptions import shapiro_check
+from cffbench.stats.descriptives import describe
+from cffbench.stats.inputs import as_factor_list, check_frame, level_labels, ordered_levels, subject_matrix
+
+# Greenhouse-Geisser correction below this epsilon (Girden 1992); above it the uncorrected F is
+# kept (some prefer Huynh-Feldt there; GG alone keeps the trail simple and conservative).
+GG_THRESHOLD = 0.75
+# Fewer complete seeds than this after dropping incomplete ones: the pairing is abandoned.
+MIN_BLOCKS = 3
+
+
+class Decision(NamedTuple):
+    """One step of the decision trail: what was decided, the choice made, and why."""
+
+    step: str
+    choice: str
+    reason: str
+
+
+@dataclass
+class PowerLine:
+    """Seeds needed to detect ``delta`` with ``power`` (two-sided paired t-test at ``alpha``).
+
+    ``diff_sd`` is the observed SD of paired differences (root mean square over ``basis`` pairs;
+    for unpaired designs sqrt(s_A^2 + s_B^2)); ``seeds_needed`` is NaN when undefined;
+    ``n_seeds`` is the number of seeds (complete blocks) this study has; ``text`` is a sentence.
+    """
+
+    delta: float
+    power: float
+    alpha: float
+    diff_sd: float
+    seeds_needed: float
+    n_seeds: int
+    basis: str
+    text: str
+
+
+@dataclass
+class Comparison:
+    """Everything ``compare`` found, ready to render.
+
+    Attributes
+    ----------
+    dv : the dependent variable analysed.
+    factors : the design factors actually analysed (after dropping constant ones or combining
+        an incomplete crossing into one ``condition`` factor).
+    subject : the blocking column (``seed``) or None.
+    design : ``"within"`` (paired by subject), ``"between"`` or ``"none"`` (one condition).
+    path : the omnibus route taken: ``rm_anova``, ``friedman``, ``welch_anova``, ``anova``,
+        ``kruskal`` or ``describe``.
+    n_blocks : complete blocks used (within) or the smallest group size (between).
+    decisions : ordered (step, choice, reason) records.
+    tables : name -> DataFrame; names among ``descriptives``, ``assumptions``, ``rm_anova``,
+        ``friedman``, ``anova``, ``welch_anova``, ``kruskal``, ``posthoc``, ``tukey``, ``power``.
+    apa : APA-style sentences (omnibus first, then post-hoc pairs).
+    warnings : things the reader must know (undefined tests, too few seeds, dropped data).
+    power : the :class:`PowerLine`, or None when no difference can be formed.
+    alpha : significance level used for every decision.
+    scale, unit : how ``dv`` differences are rendered (accuracy: 100 and " pp").
+    """
+
+    dv: str
+    factors: list[str]
+    subject: str | None
+    design: str
+    path: str
+    n_blocks: int
+    decisions: list[Decision] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    apa: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    power: PowerLine | None = None
+    alpha: float = 0.05
+    scale: float = 1.0
+    unit: str = ""
+
+    def decide(self, step: str, choice: str, reason: str) -> None:
+        """Append one record to the decision trail."""
+        self.decisions.append(Decision(step, choice, reason))
+
+    def decisions_frame(self) -> pd.DataFrame:
+        """The decision trail as a DataFrame ``step, choice, reason``."""
+        return pd.DataFrame(self.decisions, columns=list(Decision._fields))
+
+    def to_text(self) -> str:
+        """Plain-text rendering (decision trail, sentences, warnings, power, tables)."""
+        from cffbench.stats.render import comparison_text
+
+        return comparison_text(self)
+
+    def to_html(self) -> str:
+        """An HTML fragment (``<section>``) with the same content as :meth:`to_text`."""
+        from cffbench.stats.render import comparison_html
+
+        return comparison_html(self)
+
+    def to_latex(self) -> str:
+        """LaTeX source (itemised decisions and sentences, ``tabular`` tables)."""
+        from cffbench.stats.render import comparison_latex
+
+        return comparison_latex(self)
+
+
+def _is_accuracy(dv: str, values: pd.Series) -> bool:
+    return "acc" in dv.lower() and bool(values.between(0, 1).all())
+
+
+def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: str | None = "seed",
+            alpha: float = 0.05, *, delta: float = 0.012, power: float = 0.8,
+            reference: str | None = None, as_percent: bool | None = None, seed: int = 0) -> Comparison:
+    """Choose and run the analysis that fits the design, recording each choice and its reason.
+
+    Parameters
+    ----------
+    data : long format, one row per run.
+    dv : the dependent variable (accuracy as a fraction in [0, 1]).
+    factors : the columns that define the conditions (one, two, or more: more than two, or two
+        whose crossing has empty cells, are analysed as one combined ``condition`` factor).
+    subject : the blocking column; runs with the same subject share initial weights, data subset
+        and negatives, so comparisons are paired. None or absent: between-subjects.
+    alpha : level for the assumption checks and the omnibus-to-post-hoc decisions.
+    delta : the difference the power line is about, in dv units (0.012 = the paper's 1.2 pp).
+    power : target power of the power line.
+    reference : a condition label (e.g. ``"ff"``): with one factor it becomes the first level, so
+        every pair with it reads "condition − reference"; its pairs define the power line's SD.
+    as_percent : render differences x100 in pp; None = when ``dv`` contains "acc" and lies in [0, 1].
+    seed : seed of the descriptives' bootstrap.
+
+    The path (see the decision trail of the result):
+
+    1. factors with one level are dropped; none left -> descriptives only;
+    2. paired when the subject occurs in several cells; seeds missing a cell are dropped if at
+       least 3 complete blocks remain, otherwise the pairing is abandoned (between-subjects);
+    3. within: Shapiro-Wilk on the paired differences (2 cells) or on the residuals of the
+       subject + cell model; normal (or not checkable) -> RM-ANOVA with GG correction when
+       eps < .75 and paired t post-hoc tests (Holm); not normal -> Friedman (+ Wilcoxon, Holm);
+    4. between: Levene + Shapiro on residuals; one factor -> Welch ANOVA (+ Tukey when variances
+       are equal) or Kruskal-Wallis when not normal, Welch / Mann-Whitney post-hoc (Holm);
+       two factors -> two-way ANOVA with interaction, then simple effects if it is significant;
+    5. power line from the SD of paired differences.
+    """
+    from cffbench.stats.design_paths import between_path, power_line, within_path
+
+    names = as_factor_list(factors, "factors")
+    if not names:
+        raise StatsError("compare needs at least one factor column (e.g. factors=['variant'])")
+    if not 0 < alpha < 1:
+        raise StatsError(f"alpha must be in (0, 1), got {alpha!r}")
+    use_subject = subject is not None and subject in data.columns
+    frame = check_frame(data, dv, names + ([subject] if use_subject else []))
+    if as_percent is None:
+        as_percent = _is_accuracy(dv, frame[dv])
+    result = Comparison(dv=dv, factors=[], subject=subject if use_subject else None, design="none",
+                        path="describe", n_blocks=0, alpha=alpha, scale=100.0 if as_percent else 1.0,
+                        unit=" pp" if as_percent else "")
+    if len(frame) < len(data):
+        result.warnings.append(f"{len(data) - len(frame)} row(s) without a finite {dv} left out")
+    for name in names:
+        frame[name] = level_labels(frame[name])
+    active = [f for f in names if frame[f].nunique() > 1]
+    for f in names:
+        if f not in active:
+            result.decide(f"factor {f}", "dropped", f"one level only ({frame[f].iloc[0]!r})")
+    if len(active) == 2:
+        cells = frame.groupby(active).size()
+        expected = int(np.prod([frame[f].nunique() for f in active]))
+        if len(cells) < expected:
+            missing = sorted(set(pd.MultiIndex.from_product([ordered_levels(frame[f]) for f in active]))
+                             - set(cells.index))
+            shown = "; ".join(", ".join(m) for m in missing[:4]) + (", ..." if len(missing) > 4 else "")
+            result.decide("design", "one factor 'condition' over the observed cells",
+                          f"the {' x '.join(active)} crossing misses {len(missing)} cell(s): {shown}")
+            active = _combine(frame, active)
+    elif len(active) > 2:
+        result.decide("design", "one factor 'condition' over the observed cells",
+                      f"{len(active)} factors vary ({', '.join(active)}); the engine crosses at most two")
+        active = _combine(frame, active)
+    result.factors = active
+    if reference is not None and len(active) == 1:
+        _reference_first(frame, active[0], reference, result)
+    result.tables["descriptives"] = describe(frame, dv, active or None, seed=seed)
+    if not active:
+        result.decide("design", "descriptives only", "one condition: nothing to compare")
+        result.warnings.append("one condition only: nothing to compare")
+        return result
+    frame["cell"] = frame[active].astype(str).agg(" / ".join, axis=1) if len(active) > 1 else frame[active[0]].astype(str)
+    n_cells = frame["cell"].nunique()
+    paired_frame = _pairing(frame, dv, subject if use_subject else None, n_cells, result)
+    if paired_frame is not None:
+        within_path(paired_frame, dv, active, subject, result)
+    else:
+        between_path(frame, dv, active, result)
+    result.power = power_line(frame if paired_frame is None else paired_frame, dv,
+                              subject if paired_frame is not None else None, delta, power, alpha,
+                              reference, result)
+    for name, table in result.tables.items():
+        if "note" not in table or name == "assumptions":  # assumption checks are reported as decisions
+            continue
+        for _, row in table[table["note"].astype(str).str.startswith("undefined")].iterrows():
+            label = row.get("source", None) or f"{row.get('B', '')} − {row.get('A', '')}"
+            result.warnings.append(f"undefined test: {name} {label}: {row['note'].removeprefix('undefined: ')}")
+    return result
+
+
+def is_reference(level: str, reference: str) -> bool:
+    """``level`` is the reference condition (``"ff"``, or a combined label starting ``"ff /"``)."""
+    return level == reference or level.startswith(f"{reference} /")
+
+
+def _reference_first(frame: pd.DataFrame, factor: str, reference: str, result: Comparison) -> None:
+    """Order the levels reference first, so every pair reads "condition − reference"."""
+    levels = ordered_levels(frame[factor])
+    first = [lv for lv in levels if is_reference(lv, reference)]
+    if not first:
+        return
+    order = first + [lv for lv in levels if lv not in first]
+    frame[factor] = pd.Categorical(frame[factor], categories=order)
+    result.decide("level order", f"{', '.join(first)} first",
+                  f"{reference} is the reference: each pair is reported as condition − {reference}")
+
+
+def _combine(frame: pd.DataFrame, active: list[str]) -> list[str]:
+    frame["condition"] = frame[active].astype(str).agg(" / ".join, axis=1)
+    return ["condition"]
+
+
+def _pairing(frame: pd.DataFrame, dv: str, subject: str | None, n_cells: int,
+             result: Comparison) -> pd.DataFrame | None:
+    """Return the complete-block rows when a paired analysis is possible, else None."""
+    if subject is None:
+        result.decide("pairing", "between-subjects", "no subject column to pair runs")
+        return None
+    wide = subject_matrix(frame, dv, "cell", subject)
+    observed = wide.notna().sum(axis=1)
+    if (observed <= 1).all():
+        result.decide("pairing", "between-subjects",
+                      f"no {subject} occurs in more than one condition: nothing to pair")
+        return None
+    complete = wide.index[observed == n_cells]
+    dropped = len(wide) - len(complete)
+    if dropped == 0:
+        result.decide("pairing", f"within-subjects, paired by {subject}",
+                      f"all {len(complete)} {subject}s occur in all {n_cells} conditions; a {subject} "
+                      f"fixes initial weights, data subset and negatives, so it is a block")
+        return frame
+    if len(complete) >= MIN_BLOCKS:
+        result.decide("pairing", f"within-subjects on {len(complete)} complete {subject}s",
+                      f"dropped {dropped} of {len(wide)} {subject}s that miss a condition "
+                      f"({', '.join(map(str, [s for s in wide.index if s not in set(complete)][:6]))})")
+        result.warnings.append(f"{dropped} {subject}(s) miss a condition and were left out of the paired analysis")
+        return frame[frame[subject].isin(complete)]
+    result.decide("pairing", "between-subjects (pairing abandoned)",
+                  f"only {len(complete)} of {len(wide)} {subject}s occur in every condition "
+                  f"(< {MIN_BLOCKS}); analysing all runs as independent, which is conservative")
+    result.warnings.append(f"too few complete {subject} blocks ({len(complete)}) for a paired analysis")
+    return None
+
+
+def residual_normality(wide: np.ndarray) -> dict:
+    """Shapiro-Wilk on paired differences (2 cells) or on subject + cell model residuals.
+
+    ``wide`` has shape (n_subjects, n_cells); residual_ij = y_ij - ybar_i. - ybar_.j + ybar_..
+    """
+    if wide.shape[1] == 2:
+        return shapiro_check(wide[:, 1] - wide[:, 0], "paired differences")
+    resid = wide - wide.mean(axis=1, keepdims=True) - wide.mean(axis=0, keepdims=True) + wide.mean()
+    return shapiro_check(resid.ravel(), "residuals of the subject + condition model")

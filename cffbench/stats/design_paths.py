@@ -1,0 +1,230 @@
+"""The two branches of :func:`~cffbench.stats.compare.compare`: within-subjects and between-subjects,
+plus the power line. Each fills the ``Comparison`` it is given (tables, decisions, sentences)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+
+from cffbench.stats import apa
+from cffbench.stats.anova import anova, rm_anova, welch_anova
+from cffbench.stats.assumptions import is_constant, levene_check, shapiro_check
+from cffbench.stats.nonparametric import friedman, kruskal
+from cffbench.stats.pairwise import adjust_pvalues, pairwise, tukey
+from cffbench.stats.power import seeds_needed
+
+
+def _normality_verdict(check: dict, alpha: float, result) -> bool:
+    """Record the normality decision; True when the parametric path may be taken."""
+    if check["note"]:
+        result.decide("normality", "assumed (not checkable)", f"{check['on']}: {check['note']}")
+        result.warnings.append(f"normality not checkable ({check['note']}); parametric path kept")
+        return True
+    text = f"Shapiro–Wilk on the {check['on']}: W = {apa.fmt_unit(check['stat'], 3)}, {apa.fmt_p(check['p'])}"
+    if check["p"] < alpha:
+        result.decide("normality", "violated", f"{text} < {apa.fmt_unit(alpha)}")
+        return False
+    result.decide("normality", "not rejected", f"{text} ≥ {apa.fmt_unit(alpha)}")
+    return True
+
+
+def _sentences(result, posthoc: pd.DataFrame) -> None:
+    for row in posthoc.to_dict("records"):
+        result.apa.append(apa.pair_sentence(row, result.scale, result.unit, "holm"))
+
+
+def _simple_effects(frame, dv, factors, result, p_interaction, **kw) -> pd.DataFrame:
+    """Pairs of the first factor within each level of the second (Holm over the whole family),
+    or, without a significant interaction, main-effect pairs per factor on marginal means."""
+    first, second = factors
+    subject = kw.get("subject")
+    if np.isfinite(p_interaction) and p_interaction < result.alpha:
+        parts = []
+        for level in sorted(frame[second].unique()):
+            part = frame[frame[second] == level]
+            if part[first].nunique() < 2:
+                continue
+            table = pairwise(part, dv, padjust="none", **{kw["key"]: first}, subject=subject,
+                             parametric=kw.get("parametric", True))
+            table.insert(1, "contrast_at", f"{second} = {level}")
+            parts.append(table)
+        out = pd.concat(parts, ignore_index=True)
+        out["p_adj"] = adjust_pvalues(out["p_unc"].to_numpy(), "holm")
+        result.decide("post-hoc", f"simple effects of {first} within each level of {second} (Holm over {len(out)})",
+                      f"{first}:{second} interaction significant ({apa.fmt_p(p_interaction)})")
+        return out
+    parts = []
+    for factor in factors:
+        data = frame.groupby([subject, factor], as_index=False)[dv].mean() if subject else frame
+        table = pairwise(data, dv, **{kw["key"]: factor}, subject=subject, parametric=kw.get("parametric", True))
+        table.insert(1, "contrast_at", "")
+        parts.append(table)
+    reason = ("interaction undefined" if not np.isfinite(p_interaction)
+              else f"{first}:{second} interaction not significant ({apa.fmt_p(p_interaction)})")
+    result.decide("post-hoc", "main-effect pairs of each factor (Holm within factor)"
+                  + (", on per-subject marginal means" if subject else ""), reason)
+    return pd.concat(parts, ignore_index=True)
+
+
+def within_path(frame: pd.DataFrame, dv: str, factors: list[str], subject: str, result) -> None:
+    """RM-ANOVA (+ GG) and paired t post-hoc, or Friedman + Wilcoxon when normality fails."""
+    from cffbench.stats.compare import GG_THRESHOLD, residual_normality
+
+    wide = frame.pivot(index=subject, columns="cell", values=dv)
+    n, k = wide.shape
+    result.design, result.n_blocks = "within", n
+    normality = residual_normality(wide.to_numpy(dtype=float))
+    checks = [normality]
+    parametric = _normality_verdict(normality, result.alpha, result)
+    if parametric:
+        result.path = "rm_anova"
+        table = rm_anova(frame, dv, factors, subject)
+        result.tables["rm_anova"] = table
+        p_used = {}
+        for row in table.to_dict("records"):
+            if row["ddof1"] > 1:
+                checks.append({"check": "sphericity (Mauchly)", "on": row["source"], "stat": row["W_mauchly"],
+                               "p": row["p_mauchly"], "note": f"GG ε = {apa.fmt_unit(row['eps'])}"})
+            gg = bool(np.isfinite(row["eps"]) and row["eps"] < GG_THRESHOLD)
+            if row["ddof1"] > 1:
+                result.decide(f"sphericity: {row['source']}", "Greenhouse–Geisser correction" if gg else "uncorrected",
+                              f"ε = {apa.fmt_unit(row['eps'])} {'<' if gg else '≥'} {apa.fmt_unit(GG_THRESHOLD)}"
+                              if np.isfinite(row["eps"]) else "ε undefined")
+            p_used[row["source"]] = row["p_gg"] if gg else row["p_unc"]
+            result.apa.append(apa.f_sentence(row["source"], row["ddof1"], row["ddof2"], row["F"],
+                                             p_used[row["source"]], row["np2"], row["eps"] if gg else None,
+                                             row["note"]))
+        result.decide("omnibus", "repeated-measures ANOVA" + (" (two-way)" if len(factors) == 2 else ""),
+                      f"{n} complete block(s), normality " + ("not checkable" if normality["note"] else "not rejected"))
+        if len(factors) == 1:
+            posthoc = pairwise(frame, dv, within=factors[0], subject=subject)
+            result.decide("post-hoc", "paired t-tests, Holm", "seeds pair the runs")
+        else:
+            posthoc = _simple_effects(frame, dv, factors, result, p_used[":".join(factors)],
+                                      key="within", subject=subject)
+    else:
+        result.path = "friedman"
+        label = ":".join(factors)
+        if k >= 3:
+            table = friedman(frame, dv, "cell", subject)
+            table["source"] = label
+            result.tables["friedman"] = table
+            row = table.iloc[0]
+            result.apa.append(apa.chi2_sentence(label, row["ddof"], row["Q"], row["p_unc"], row["kendall_w"], row["note"]))
+            result.decide("omnibus", "Friedman test" + (" over all cells" if len(factors) == 2 else ""),
+                          "normality violated; ranks within each seed need no normality")
+        else:
+            result.decide("omnibus", "Wilcoxon signed-rank test", "normality violated; two conditions")
+        posthoc = pairwise(frame, dv, within="cell", subject=subject, parametric=False)
+        posthoc["contrast"] = label
+        result.decide("post-hoc", "Wilcoxon signed-rank tests, Holm", "normality violated")
+        smallest = 2.0 / 2**n
+        if smallest >= result.alpha:
+            result.warnings.append(
+                f"too few seeds for the non-parametric path to reach p < {result.alpha}: with n = {n} the "
+                f"smallest exact two-sided Wilcoxon p is {smallest:.4f}")
+    result.tables["assumptions"] = pd.DataFrame(checks)
+    result.tables["posthoc"] = posthoc
+    _sentences(result, posthoc)
+
+
+def between_path(frame: pd.DataFrame, dv: str, factors: list[str], result) -> None:
+    """Welch ANOVA / Kruskal-Wallis (one factor) or two-way ANOVA (two), with post-hoc tests."""
+    groups = [g[dv].to_numpy(dtype=float) for _, g in frame.groupby("cell")]
+    result.design, result.n_blocks = "between", int(min(g.size for g in groups))
+    resid = frame[dv] - frame.groupby("cell")[dv].transform("mean")
+    normality = shapiro_check(resid.to_numpy(dtype=float), "residuals of the cell-means model")
+    levene = levene_check(groups, "cells")
+    result.tables["assumptions"] = pd.DataFrame([normality, levene])
+    parametric = _normality_verdict(normality, result.alpha, result)
+    equal_var = not levene["note"] and levene["p"] >= result.alpha
+    if len(factors) == 1:
+        factor = factors[0]
+        result.tables["anova"] = anova(frame, dv, factor)
+        if parametric:
+            result.path = "welch_anova"
+            table = welch_anova(frame, dv, factor)
+            result.tables["welch_anova"] = table
+            row = table.iloc[0]
+            result.apa.append(apa.f_sentence(f"{factor} (Welch's ANOVA)", row["ddof1"], row["ddof2"], row["F"],
+                                                          row["p_unc"], None, None, row["note"]))
+            result.decide("omnibus", "Welch's ANOVA", "unpaired groups; Welch does not assume equal variances")
+            if equal_var:
+                result.tables["tukey"] = tukey(frame, dv, factor)
+                result.decide("tukey", "Tukey HSD added", f"Levene {apa.fmt_p(levene['p'])}: equal variances not rejected")
+        else:
+            result.path = "kruskal"
+            table = kruskal(frame, dv, factor)
+            result.tables["kruskal"] = table
+            row = table.iloc[0]
+            result.apa.append(apa.h_sentence(factor, row["ddof"], row["H"], row["p_unc"], row["note"]))
+            result.decide("omnibus", "Kruskal–Wallis test", "unpaired groups, normality violated")
+        posthoc = pairwise(frame, dv, between=factor, parametric=parametric)
+        result.decide("post-hoc", ("Welch t-tests" if parametric else "Mann–Whitney U tests") + ", Holm",
+                      "unpaired groups")
+    else:
+        result.path = "anova"
+        table = anova(frame, dv, factors, typ=2)
+        result.tables["anova"] = table
+        ss_res = table.iloc[-1]
+        for row in table.iloc[:-1].to_dict("records"):
+            result.apa.append(apa.f_sentence(row["source"], row["DF"], ss_res["DF"], row["F"], row["p_unc"],
+                                             row["np2"], None, row["note"]))
+        result.decide("omnibus", "two-way ANOVA with interaction (type II SS)", "unpaired runs, complete crossing")
+        if not parametric:
+            result.warnings.append("residuals not normal: the two-way ANOVA is kept (no rank test for interactions here); read it with care")
+        p_inter = float(table.loc[table["source"] == ":".join(factors), "p_unc"].iloc[0])
+        posthoc = _simple_effects(frame, dv, factors, result, p_inter, key="between", parametric=parametric)
+    result.tables["posthoc"] = posthoc
+    _sentences(result, posthoc)
+
+
+def power_line(frame: pd.DataFrame, dv: str, subject: str | None, delta: float, power: float,
+               alpha: float, reference: str | None, result):
+    """Seeds needed to detect ``delta`` from the observed SD of paired differences."""
+    from cffbench.stats.compare import PowerLine, is_reference
+
+    if subject is not None:
+        wide = frame.pivot(index=subject, columns="cell", values=dv)
+        columns = {c: wide[c].to_numpy(dtype=float) for c in wide.columns}
+        n_seeds = len(wide)
+    else:
+        columns = {c: g[dv].to_numpy(dtype=float) for c, g in frame.groupby("cell")}
+        n_seeds = int(min(v.size for v in columns.values()))
+    pairs = list(itertools.combinations(sorted(columns), 2))
+    ref_cells = [c for c in columns if reference is not None and is_reference(c, reference)]
+    if ref_cells:  # reference as A: the pairs read "condition − reference"
+        pairs = [(b, a) if b in ref_cells else (a, b) for a, b in pairs if (a in ref_cells) != (b in ref_cells)]
+    rows = []
+    for a, b in pairs:
+        if subject is not None:
+            diffs = columns[b] - columns[a]
+            scale = float(np.max(np.abs(np.concatenate([columns[a], columns[b]]))))
+            sd = (0.0 if is_constant(diffs, scale) else float(np.std(diffs, ddof=1))) if n_seeds > 1 else math.nan
+        else:
+            va, vb = (np.var(columns[c], ddof=1) if columns[c].size > 1 else math.nan for c in (a, b))
+            sd = float(np.sqrt(va + vb))
+        rows.append({"A": a, "B": b, "n": n_seeds, "diff_sd": sd,
+                     "seeds_needed": seeds_needed(sd, delta, alpha, power)})
+    table = pd.DataFrame(rows, columns=["A", "B", "n", "diff_sd", "seeds_needed"])
+    result.tables["power"] = table
+    sds = table["diff_sd"].to_numpy(dtype=float)
+    diff_sd = float(np.sqrt(np.mean(sds**2))) if len(sds) and np.isfinite(sds).all() else math.nan
+    needed = seeds_needed(diff_sd, delta, alpha, power)
+    kind = "paired differences" if subject is not None else "differences of independent runs (unpaired design)"
+    basis = f"SD of {kind}, root mean square over {len(pairs)} pair(s)" + (f" with {reference}" if ref_cells else "")
+    head = (f"Seeds needed to detect {apa.fmt_num(delta * result.scale)}{result.unit} with power "
+            f"{apa.fmt_unit(power)} (two-sided paired t, α = {apa.fmt_unit(alpha)})")
+    if math.isnan(needed):
+        why = "needs at least 2 seeds" if n_seeds < 2 else (
+            "the differences have zero SD" if diff_sd == 0 else "SD not finite")
+        text = f"{head}: undefined ({why}); this study has {n_seeds}."
+    else:
+        text = (f"{head}: {int(needed)}, from the observed SD of the {kind}, "
+                f"{apa.fmt_num(diff_sd * result.scale)}{result.unit} (root mean square over {len(pairs)} "
+                f"pair(s){' with ' + reference if ref_cells else ''}); this study has {n_seeds}.")
+    return PowerLine(delta=delta, power=power, alpha=alpha, diff_sd=diff_sd, seeds_needed=needed,
+                     n_seeds=n_seeds, basis=basis, text=text)

@@ -1,0 +1,73 @@
+"""How many paired seeds a study needs (two-sided paired t-test, ``statsmodels`` TTestPower)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from scipy import stats as sps
+from statsmodels.stats.power import TTestPower
+
+from cffbench.errors import StatsError
+
+MAX_SEEDS = 10**7
+
+
+def paired_power(effect: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t-test with ``n`` pairs for standardised effect ``effect``.
+
+    ``TTestPower().power``, except where it returns NaN (large effects: the noncentral t's far
+    lower tail underflows); there the upper tail ``P(T > t_crit)``, to which the lower tail adds
+    less than alpha / 2 and, at such effects, nothing visible, is used; if that underflows too,
+    the power is 1 when the noncentrality exceeds the critical value.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        value = float(TTestPower().power(effect_size=effect, nobs=n, alpha=alpha, alternative="two-sided"))
+        if np.isfinite(value):
+            return value
+        critical = sps.t.isf(alpha / 2, n - 1)
+        ncp = abs(effect) * np.sqrt(n)
+        upper = float(sps.nct.sf(critical, n - 1, ncp))
+    if np.isfinite(upper):
+        return upper
+    return 1.0 if ncp > critical else 0.0
+
+
+def seeds_needed(diff_sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest number of paired seeds n >= 2 whose two-sided paired t-test has ``power``.
+
+    The standardised effect is d_z = ``delta`` / ``diff_sd`` (``diff_sd`` = SD of the paired
+    differences, same units as ``delta``). Power comes from :func:`paired_power` (statsmodels'
+    ``TTestPower``, guarded against its NaN for large effects); we search the integer n directly
+    instead of rounding ``solve_power``, which can also fail for large effects.
+
+    Returns
+    -------
+    int as float, or NaN when undefined: ``diff_sd`` is zero (below 1e-12 ``delta``) or not finite
+    (the t test itself is then undefined), or more than 10^7 seeds would be needed.
+    """
+    if not (delta > 0 and math.isfinite(delta)):
+        raise StatsError(f"delta must be a positive finite difference to detect, got {delta!r}")
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise StatsError(f"alpha and power must be in (0, 1), got alpha={alpha!r}, power={power!r}")
+    if not (np.isfinite(diff_sd) and diff_sd > 1e-12 * delta):  # effects beyond 1e12 sd: zero spread
+        return math.nan
+    effect = delta / float(diff_sd)
+
+    def enough(n: int) -> bool:
+        return bool(paired_power(effect, n, alpha) >= power)
+
+    high = 2
+    while not enough(high):
+        high *= 2
+        if high > MAX_SEEDS:
+            return math.nan
+    low = max(2, high // 2)
+    if enough(low):
+        return float(low)
+    while high - low > 1:  # invariant: not enough(low), enough(high)
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return float(high)
