@@ -1,0 +1,160 @@
+"""Assemble everything the report shows into one plain dict (the template's context).
+
+Tables and figures are built here from :class:`~cffbench.report.store.ReportInputs`; the
+renderers in :mod:`cffbench.report.render` only lay them out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+
+from cffbench.report import figures as figs
+from cffbench.report import formatting as fmt
+from cffbench.report.statistics import DatasetStatistics, ablation_omnibus, analyze_variants
+from cffbench.report.store import ReportInputs, json_list
+from cffbench.report.tables import (ABLATION_AXES, VARIANT_LABEL, Table, ablation_table,
+                                    describe_groups, load_paper_values, main_configuration,
+                                    paper_comparison, paper_table, select, varying_axes)
+
+#: With n paired seeds the exact two-sided Wilcoxon signed-rank p is at least 2 / 2**n, so
+#: below this many seeds the non-parametric path can never reach p < .05.
+MIN_SEEDS_NONPARAMETRIC = 6
+
+
+def _unique(runs: pd.DataFrame, column: str) -> str:
+    if column not in runs.columns:
+        return "unknown"
+    values = sorted({str(v) for v in runs[column].dropna()})
+    return ", ".join(values) if values else "unknown"
+
+
+def header(inputs: ReportInputs) -> dict:
+    """Study name, provenance and run counts (planned / done / failed / diverged)."""
+    runs = inputs.runs
+    counts = runs["status"].value_counts()
+    return {
+        "name": inputs.study_name, "description": inputs.study_description,
+        "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cffbench_version": _unique(runs, "cffbench_version"),
+        "torch_version": _unique(runs, "torch_version"),
+        "git_commit": _unique(runs, "git_commit"), "device": _unique(runs, "device"),
+        "results_dir": str(inputs.results_dir),
+        "planned": inputs.planned if inputs.planned is not None else "unknown",
+        "done": int(counts.get("ok", 0)), "failed": int(counts.get("failed", 0)),
+        "diverged": int(counts.get("diverged", 0)), "stored": len(runs),
+    }
+
+
+def failed_runs(runs: pd.DataFrame) -> list[dict]:
+    """The appendix: one entry per failed or diverged run with its error text."""
+    bad = runs[runs["status"] != "ok"]
+    columns = [c for c in ("run_id", "dataset", "variant", "alpha", "seed", "status", "error",
+                           "diverged_epoch") if c in bad.columns]
+    return [{c: ("" if pd.isna(r[c]) else r[c]) for c in columns} for _, r in bad.iterrows()]
+
+
+def reader_warnings(inputs: ReportInputs, ok_main: pd.DataFrame,
+                    stats: list[DatasetStatistics]) -> list[str]:
+    """What the reader must see before trusting any number."""
+    runs, out = inputs.runs, list(inputs.notes)
+    n_diverged = int((runs["status"] == "diverged").sum())
+    if n_diverged:
+        by = runs[runs["status"] == "diverged"].groupby("variant").size()
+        per_variant = ", ".join(f"{VARIANT_LABEL.get(v, v)}: {n}" for v, n in by.items())
+        out.append(f"{n_diverged} diverged run(s) are excluded from every table and test "
+                   f"({per_variant}).")
+    n_failed = int((runs["status"] == "failed").sum())
+    if n_failed:
+        out.append(f"{n_failed} run(s) failed and are missing; their errors are in the appendix.")
+    cff = runs[runs["variant"].isin(["f-cff", "a-cff"])]
+    if "n_layers" in cff.columns and (cff["n_layers"] == 2).any() and "alpha" in cff.columns \
+            and cff["alpha"].nunique() > 1:
+        out.append("Two hidden layers make the normalised α structures identical (each layer has "
+                   "a single partner), so differences between α structures at depth 2 are noise.")
+    if ok_main.empty:
+        out.append("No run finished: there is nothing to compare.")
+        return out
+    for dataset, group in ok_main.groupby("dataset", sort=False):
+        variants = group["variant"].nunique()
+        seeds = group.groupby("variant")["seed"].nunique().min()
+        if variants < 2:
+            out.append(f"{dataset}: only one variant finished, so no comparison is possible.")
+        if seeds < 2:
+            out.append(f"{dataset}: a variant has a single seed, so std, CI and every test are "
+                       "undefined; run more seeds.")
+        elif seeds < MIN_SEEDS_NONPARAMETRIC:
+            out.append(f"{dataset}: {seeds} seeds are too few for the non-parametric path: the "
+                       f"exact Wilcoxon signed-rank p cannot go below 2/2^{seeds} = "
+                       f"{fmt.apa_decimal(2 / 2 ** seeds)}.")
+    for section in stats:
+        out.extend(f"{section.dataset}: {w}" for w in section.warnings)
+    if "notes" in runs.columns:
+        notes = {n for cell in runs["notes"] for n in json_list(cell) if isinstance(n, str)}
+        out.extend(f"Run note: {n}" for n in sorted(notes))
+    return list(dict.fromkeys(out))
+
+
+def ablations(ok_runs: pd.DataFrame, main: dict, fig_dir: Path) -> list[dict]:
+    """One section per varying ablation axis: table, and for α an interaction plot."""
+    sections = []
+    for axis, levels in varying_axes(ok_runs).items():
+        if axis not in ABLATION_AXES:
+            continue
+        table = ablation_table(ok_runs, axis, main)
+        subset = select(ok_runs, {k: v for k, v in main.items() if k != axis})
+        subset = subset[subset[axis].notna()]
+        figure = None
+        if axis == "alpha":
+            desc = describe_groups(subset, ["dataset", "variant", axis])
+            figure = figs.interaction_plot(desc, axis, ABLATION_AXES[axis], fig_dir)
+        sections.append({"axis": axis, "label": ABLATION_AXES[axis], "levels": levels,
+                         "table": table, "figure": figure,
+                         "tests": ablation_omnibus(subset, axis, ABLATION_AXES[axis])})
+    return sections
+
+
+def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
+    """Every table, figure and sentence of the report.
+
+    Returns
+    -------
+    dict
+        ``header, warnings, main_config, paper, paper_source, statistics, ablations, figures,
+        failed, tables`` (``tables``: every :class:`Table`, for the LaTeX output).
+    """
+    runs = inputs.runs
+    ok = runs[(runs["status"] == "ok") & runs["test_acc"].notna()]
+    main = main_configuration(ok)
+    ok_main = select(ok, main)
+    stats = analyze_variants(ok_main)
+    frames = [s.pairwise_raw for s in stats if s.pairwise_raw is not None]
+    pairwise = pd.concat(frames, ignore_index=True) if frames else None
+    paper_values, source = load_paper_values()
+    desc = describe_groups(ok_main, ["dataset", "variant"])  # keeps the runs' display order
+    comparison = paper_comparison(desc, paper_values, pairwise)
+    paper = paper_table(comparison, source.get("citation", "")) if not desc.empty else None
+    ablation_sections = ablations(ok, main, fig_dir)
+
+    figures = [f for f in [figs.accuracy_distribution(ok_main, fig_dir)] if f is not None]
+    figures += figs.training_curves(inputs.curves, ok_main, fig_dir)
+    for maker in (lambda: figs.gamma_trajectories(inputs.curves, ok, fig_dir),
+                  lambda: figs.alpha_heatmaps(ok, fig_dir),
+                  lambda: figs.pairwise_p_heatmap(pairwise, fig_dir)):
+        figure = maker()
+        if figure is not None:
+            figures.append(figure)
+
+    tables: list[Table] = [t for t in [paper] if t is not None]
+    for section in stats:
+        tables += [t for t in (section.omnibus, section.pairwise) if t is not None]
+    for section in ablation_sections:
+        tables += [section["table"], *section["tests"]]
+    return {
+        "header": header(inputs), "warnings": reader_warnings(inputs, ok_main, stats),
+        "main_config": main, "paper": paper, "paper_source": source, "statistics": stats,
+        "ablations": ablation_sections, "figures": figures, "failed": failed_runs(runs),
+        "tables": tables,
+    }

@@ -1,0 +1,289 @@
+"""The report's figures: seaborn on one colour-blind-safe theme, saved as SVG and PNG.
+
+Every builder returns a :class:`Figure` (or None when the data for it is absent) whose ``svg`` is
+inlined into the HTML; ``figures/<key>.svg`` and ``figures/<key>.png`` are written beside it.
+Text stays text in the SVG (``svg.fonttype = "none"``), which keeps the files small.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from cffbench.report.store import json_list  # noqa: E402
+from cffbench.report.tables import VARIANT_LABEL, describe_groups, ordered_variants  # noqa: E402
+
+#: Curves are thinned to at most this many epochs per line: the SVG stays small and fast to print.
+MAX_CURVE_POINTS = 120
+PNG_DPI = 120
+
+THEME_RC = {
+    "svg.fonttype": "none", "svg.hashsalt": "cffbench", "font.family": "DejaVu Sans",
+    "figure.dpi": 100, "savefig.bbox": "tight", "axes.titlesize": 10, "axes.labelsize": 9,
+    "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8,
+}
+_PALETTE = sns.color_palette("colorblind", 10)
+VARIANT_COLOUR = {"ff": _PALETTE[0], "f-cff": _PALETTE[1], "a-cff": _PALETTE[2], "bp": _PALETTE[7]}
+
+
+@dataclass
+class Figure:
+    """One rendered figure: ``svg`` is inline-ready markup (no XML prolog, ids made unique)."""
+
+    key: str
+    caption: str
+    svg: str
+    svg_path: Path
+    png_path: Path
+
+
+def variant_colour(variant: str):
+    return VARIANT_COLOUR.get(variant, _PALETTE[5])
+
+
+def _theme():
+    return sns.axes_style("whitegrid") | THEME_RC
+
+
+def _legend_right(ax) -> None:
+    """One legend outside the right edge, so it never covers data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0)
+
+
+def _inline_svg(svg_text: str, key: str) -> str:
+    """Strip the XML prolog and prefix every id so several figures can share one page."""
+    svg_text = svg_text[svg_text.index("<svg"):]
+    prefix = re.sub(r"[^A-Za-z0-9]", "-", key) + "-"
+    svg_text = re.sub(r'\bid="', f'id="{prefix}', svg_text)
+    svg_text = re.sub(r'url\(#', f'url(#{prefix}', svg_text)
+    return re.sub(r'href="#', f'href="#{prefix}', svg_text)
+
+
+def _save(fig, key: str, caption: str, out_dir: Path) -> Figure:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    svg_path, png_path = out_dir / f"{key}.svg", out_dir / f"{key}.png"
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    svg_text = buffer.getvalue()
+    svg_path.write_text(svg_text)
+    fig.savefig(png_path, format="png", dpi=PNG_DPI)
+    plt.close(fig)
+    return Figure(key, caption, _inline_svg(svg_text, key), svg_path, png_path)
+
+
+def accuracy_distribution(runs: pd.DataFrame, out_dir: Path) -> Figure | None:
+    """Box plot of test accuracy per variant, one panel per dataset, with grey lines joining the
+    runs that share a seed (the pairing the repeated-measures tests use)."""
+    runs = runs.dropna(subset=["test_acc"])
+    if runs.empty:
+        return None
+    datasets = list(dict.fromkeys(runs["dataset"]))
+    with plt.rc_context(_theme()):
+        fig, axes = plt.subplots(1, len(datasets), figsize=(3.4 * len(datasets) + 0.6, 3.2),
+                                 squeeze=False)
+        for ax, dataset in zip(axes[0], datasets):
+            data = runs[runs["dataset"] == dataset].assign(acc_pct=lambda d: 100 * d["test_acc"])
+            order = ordered_variants(data["variant"])
+            palette = {v: variant_colour(v) for v in order}
+            with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated `vert`
+                warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+                sns.boxplot(data=data, x="variant", y="acc_pct", hue="variant", order=order,
+                            hue_order=order, palette=palette, ax=ax, width=0.55, fliersize=0,
+                            boxprops={"alpha": 0.55}, legend=False)
+            pos = {v: i for i, v in enumerate(order)}
+            for _, seed_runs in data.groupby("seed"):
+                seed_runs = seed_runs.assign(x=seed_runs["variant"].map(pos)).sort_values("x")
+                ax.plot(seed_runs["x"], seed_runs["acc_pct"], color="0.45", lw=0.7, alpha=0.7,
+                        marker="o", ms=3, zorder=3)
+            ax.set_xticks(range(len(order)), [VARIANT_LABEL.get(v, v) for v in order])
+            ax.set(title=dataset, xlabel="variant", ylabel="test accuracy [%]")
+        fig.tight_layout()
+        return _save(fig, "accuracy_distribution",
+                     "Test accuracy per variant (boxes) with each seed's runs joined by a line.",
+                     out_dir)
+
+
+def _mean_band(frame: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Mean and t-based 95 % CI over seeds per (variant, epoch)."""
+    desc = describe_groups(frame, ["variant", "epoch"], dv=value)
+    return desc.sort_values("epoch")
+
+
+def _thin(curves: pd.DataFrame) -> pd.DataFrame:
+    epochs = np.sort(curves["epoch"].unique())
+    if len(epochs) <= MAX_CURVE_POINTS:
+        return curves
+    keep = set(epochs[np.linspace(0, len(epochs) - 1, MAX_CURVE_POINTS).round().astype(int)])
+    return curves[curves["epoch"].isin(keep)]
+
+
+def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) -> list[Figure]:
+    """Per dataset: loss and goodness separation ``g_pos − g_neg`` per layer vs epoch, the mean
+    over seeds with a 95 % CI band, one line per variant."""
+    needed = {"run_id", "layer", "epoch", "loss", "g_pos", "g_neg"}
+    if curves.empty or not needed <= set(curves.columns):
+        return []
+    data = _thin(curves.merge(runs[["run_id", "dataset", "variant", "seed"]], on="run_id"))
+    data = data.assign(separation=data["g_pos"] - data["g_neg"])
+    figures = []
+    for dataset in dict.fromkeys(runs.loc[runs["run_id"].isin(data["run_id"]), "dataset"]):
+        ds = data[data["dataset"] == dataset]
+        layers = sorted(ds["layer"].unique())
+        with plt.rc_context(_theme()):
+            fig, axes = plt.subplots(2, len(layers), figsize=(3.0 * len(layers) + 0.8, 4.6),
+                                     squeeze=False, sharex="col")
+            handles = {}
+            for j, layer in enumerate(layers):
+                in_layer = ds[ds["layer"] == layer]
+                only_bp = set(in_layer["variant"]) == {"bp"}
+                for i, (value, label) in enumerate([("loss", "loss"),
+                                                     ("separation", "g_pos − g_neg")]):
+                    ax = axes[i][j]
+                    band = _mean_band(in_layer.dropna(subset=[value]), value)
+                    for variant in ordered_variants(band["variant"]):
+                        b = band[band["variant"] == variant]
+                        colour = variant_colour(variant)
+                        handles[variant], = ax.plot(b["epoch"], b["mean"], color=colour, lw=1.2,
+                                                    label=VARIANT_LABEL.get(variant, variant))
+                        ax.fill_between(b["epoch"], b["ci_low"], b["ci_high"], color=colour,
+                                        alpha=0.2, lw=0)
+                    if band.empty:  # e.g. backprop records no goodness: say so, never blank
+                        ax.text(0.5, 0.5, f"{label}\nnot recorded", ha="center", va="center",
+                                transform=ax.transAxes, color="0.4", fontsize=8)
+                        ax.set_yticks([])
+                    title = "BP (whole network)" if only_bp else f"layer {layer}"
+                    ax.set(title=title if i == 0 else "", ylabel=label,
+                           xlabel="epoch" if i == 1 else "")
+            order = ordered_variants(handles)
+            axes[0][-1].legend([handles[v] for v in order],
+                               [VARIANT_LABEL.get(v, v) for v in order], loc="upper left",
+                               bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0)
+            fig.suptitle(dataset, fontsize=10)
+            fig.tight_layout()
+            figures.append(_save(fig, f"curves_{dataset}",
+                                 f"{dataset}: training loss and goodness separation per layer "
+                                 "(mean over seeds, 95 % CI band).", out_dir))
+    return figures
+
+
+def gamma_trajectories(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) -> Figure | None:
+    """A-CFF's learned γ per layer vs epoch, mean over seeds with a 95 % CI band."""
+    acff = runs[runs["variant"] == "a-cff"]
+    if curves.empty or acff.empty or "gamma" not in curves.columns:
+        return None
+    data = curves.merge(acff[["run_id", "dataset"]], on="run_id").dropna(subset=["gamma"])
+    if data.empty:
+        return None
+    data = _thin(data)
+    datasets = [d for d in dict.fromkeys(acff["dataset"]) if d in set(data["dataset"])]
+    with plt.rc_context(_theme()):
+        fig, axes = plt.subplots(1, len(datasets), figsize=(3.4 * len(datasets) + 0.6, 2.8),
+                                 squeeze=False)
+        for ax, dataset in zip(axes[0], datasets):
+            ds = data[data["dataset"] == dataset].assign(variant=lambda d: d["layer"].astype(str))
+            band = _mean_band(ds, "gamma")
+            for k, (layer, b) in enumerate(band.groupby("variant", sort=True)):
+                ax.plot(b["epoch"], b["mean"], color=_PALETTE[k % 10], lw=1.2,
+                        label=f"layer {layer}")
+                ax.fill_between(b["epoch"], b["ci_low"], b["ci_high"], color=_PALETTE[k % 10],
+                                alpha=0.2, lw=0)
+            ax.set(title=dataset, xlabel="epoch", ylabel="γ (collaboration weight)")
+        _legend_right(axes[0][-1])
+        fig.tight_layout()
+        return _save(fig, "gamma_trajectories",
+                     "A-CFF: learned γ per layer during training (mean over seeds, 95 % CI).",
+                     out_dir)
+
+
+def alpha_heatmaps(runs: pd.DataFrame, out_dir: Path) -> Figure | None:
+    """Mean learned α matrix (rows: receiving layer l, columns: contributing layer k) per
+    dataset × variant, over the runs with ``alpha = "learned"``."""
+    if "alpha" not in runs.columns or "alpha_final" not in runs.columns:
+        return None
+    learned = runs[runs["alpha"] == "learned"]
+    panels = []
+    for (dataset, variant), group in learned.groupby(["dataset", "variant"], sort=False):
+        mats = [np.asarray(m, dtype=float) for m in group["alpha_final"].map(json_list) if m]
+        mats = [m for m in mats if m.ndim == 2 and m.shape == mats[0].shape]
+        if mats:
+            panels.append((dataset, variant, np.mean(mats, axis=0), len(mats)))
+    if not panels:
+        return None
+    with plt.rc_context(_theme()):
+        fig, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels) + 0.4, 2.8),
+                                 squeeze=False)
+        for ax, (dataset, variant, mat, n) in zip(axes[0], panels):
+            labels = [str(i + 1) for i in range(mat.shape[0])]
+            sns.heatmap(mat, ax=ax, annot=True, fmt=".2f", cmap="viridis", cbar=False,
+                        square=True, xticklabels=labels, yticklabels=labels,
+                        annot_kws={"fontsize": 7})
+            ax.set(title=f"{dataset} {VARIANT_LABEL.get(variant, variant)} (n = {n})",
+                   xlabel="contributing layer k", ylabel="receiving layer l")
+        fig.tight_layout()
+        return _save(fig, "alpha_learned", "Learned α matrices, mean over seeds.", out_dir)
+
+
+def interaction_plot(desc: pd.DataFrame, axis: str, axis_label: str, out_dir: Path) -> Figure | None:
+    """Mean test accuracy (95 % CI) per level of ``axis``, one line per variant, one panel per
+    dataset. ``desc`` comes from :func:`describe_groups` by ``dataset, variant, axis``."""
+    if desc.empty or desc[axis].nunique() < 2:
+        return None
+    datasets = list(dict.fromkeys(desc["dataset"]))
+    levels = sorted(desc[axis].unique().tolist(), key=str)
+    with plt.rc_context(_theme()):
+        fig, axes = plt.subplots(1, len(datasets), figsize=(3.4 * len(datasets) + 0.6, 3.0),
+                                 squeeze=False)
+        for ax, dataset in zip(axes[0], datasets):
+            ds = desc[desc["dataset"] == dataset]
+            variants = ordered_variants(ds["variant"])
+            for k, variant in enumerate(variants):
+                d = ds[ds["variant"] == variant].set_index(axis).reindex(levels)
+                x = np.arange(len(levels)) + (k - (len(variants) - 1) / 2) * 0.06
+                err = np.vstack([d["mean"] - d["ci_low"], d["ci_high"] - d["mean"]]) * 100
+                ax.errorbar(x, d["mean"] * 100, yerr=np.nan_to_num(err), marker="o", ms=4,
+                            capsize=2, lw=1.2, color=variant_colour(variant),
+                            label=VARIANT_LABEL.get(variant, variant))
+            ax.set_xticks(range(len(levels)), [str(v) for v in levels])
+            ax.set(title=dataset, xlabel=axis_label, ylabel="test accuracy [%]")
+        _legend_right(axes[0][-1])
+        fig.tight_layout()
+        return _save(fig, f"interaction_{axis}",
+                     f"Interaction of {axis_label} and variant (mean, 95 % CI).", out_dir)
+
+
+def pairwise_p_heatmap(pairwise: pd.DataFrame, out_dir: Path) -> Figure | None:
+    """Adjusted pairwise p-values between variants, one panel per dataset (darker = smaller)."""
+    if pairwise is None or pairwise.empty:
+        return None
+    datasets = list(dict.fromkeys(pairwise["dataset"]))
+    with plt.rc_context(_theme()):
+        fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets) + 0.8, 3.0),
+                                 squeeze=False)
+        for ax, dataset in zip(axes[0], datasets):
+            pw = pairwise[pairwise["dataset"] == dataset]
+            variants = ordered_variants(set(pw["a"]) | set(pw["b"]))
+            mat = pd.DataFrame(np.nan, index=variants, columns=variants)
+            for r in pw.itertuples(index=False):
+                mat.loc[r.a, r.b] = mat.loc[r.b, r.a] = r.p_adj
+            labels = [VARIANT_LABEL.get(v, v) for v in variants]
+            annot = mat.map(lambda p: "" if pd.isna(p) else ("<.001" if p < .001
+                                                               else f"{p:.3f}".lstrip("0")))
+            sns.heatmap(mat.astype(float), ax=ax, annot=annot, fmt="", vmin=0, vmax=0.1,
+                        cmap="mako", square=True, xticklabels=labels, yticklabels=labels,
+                        cbar=ax is axes[0][-1], cbar_kws={"label": "adjusted p"},
+                        annot_kws={"fontsize": 8})
+            ax.set(title=dataset, xlabel="", ylabel="")
+        fig.tight_layout()
+        return _save(fig, "pairwise_p", "Adjusted pairwise p-values between variants "
+                     "(colour saturates at p = .10).", out_dir)

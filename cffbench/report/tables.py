@@ -1,0 +1,233 @@
+"""The report's tables as data: descriptives, the paper table, ablation tables.
+
+Every builder returns a long-format :class:`~pandas.DataFrame` of numbers (accuracies as
+fractions); :class:`Table` is the formatted view that HTML and LaTeX both render, so the two
+renderings can never disagree.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from cffbench.report import formatting as fmt
+
+VARIANT_ORDER = ("ff", "f-cff", "a-cff", "bp")
+VARIANT_LABEL = {"ff": "FF", "f-cff": "F-CFF", "a-cff": "A-CFF", "bp": "BP"}
+
+#: ``TrainConfig`` defaults: the "main" configuration the paper table compares variants at when
+#: the study varies an axis (falls back to the most frequent value when the default is absent).
+MAIN_DEFAULTS = {
+    "alpha": "uniform", "hidden": "500-500", "schedule": "sequential",
+    "theta_placement": "per_term", "negatives": "fixed", "gamma": 1.0, "gamma_lr": 0.01,
+    "gamma_optimizer": "sgd", "alpha_decay": 0.5, "epochs_per_layer": 1000, "lr": 0.03,
+    "threshold": 2.0, "batch_size": 0, "precision": "fp32", "n_train": None,
+}
+
+#: Axes that get their own ablation section, with the label the report shows.
+ABLATION_AXES = {"alpha": "α structure", "schedule": "schedule",
+                 "theta_placement": "θ placement", "hidden": "depth (hidden units per layer)"}
+
+
+@dataclass
+class Table:
+    """A formatted table, rendered identically to HTML and LaTeX.
+
+    Attributes
+    ----------
+    key : str
+        File stem for ``tables/<key>.tex`` and the HTML anchor.
+    caption : str
+    columns : list of str
+    rows : list of list of str
+        ``len(rows[i]) == len(columns)``.
+    bold : set of (row, col)
+        Cells to set in bold.
+    note : str
+        A line under the table.
+    label_columns : int
+        How many leading columns hold labels (left-aligned); the rest are numbers.
+    """
+
+    key: str
+    caption: str
+    columns: list[str]
+    rows: list[list[str]]
+    bold: set[tuple[int, int]] = field(default_factory=set)
+    note: str = ""
+    label_columns: int = 2
+
+
+def ordered_variants(values) -> list[str]:
+    """Variants in the report's fixed order (unknown names last, alphabetically)."""
+    values = set(values)
+    return [v for v in VARIANT_ORDER if v in values] + sorted(values - set(VARIANT_ORDER))
+
+
+def varying_axes(runs: pd.DataFrame) -> dict[str, list]:
+    """Axes of :data:`MAIN_DEFAULTS` that take more than one non-null value in ``runs``."""
+    axes = {}
+    for axis in MAIN_DEFAULTS:
+        if axis in runs.columns:
+            levels = sorted(runs[axis].dropna().unique().tolist(), key=str)
+            if len(levels) > 1:
+                axes[axis] = levels
+    return axes
+
+
+def main_configuration(runs: pd.DataFrame) -> dict:
+    """The level chosen for every varying axis: the ``TrainConfig`` default, else the mode."""
+    chosen = {}
+    for axis, levels in varying_axes(runs).items():
+        default = MAIN_DEFAULTS[axis]
+        if default in levels:
+            chosen[axis] = default
+        else:
+            counts = runs[axis].value_counts()
+            chosen[axis] = sorted(counts[counts == counts.max()].index.tolist(), key=str)[0]
+    return chosen
+
+
+def select(runs: pd.DataFrame, levels: dict) -> pd.DataFrame:
+    """Rows whose axis values equal ``levels``; null cells (ff / bp collaboration axes) match
+    every level because those runs do not depend on the axis."""
+    mask = pd.Series(True, index=runs.index)
+    for axis, level in levels.items():
+        mask &= runs[axis].isna() | (runs[axis] == level)
+    return runs[mask]
+
+
+def describe_groups(runs: pd.DataFrame, by: list[str], dv: str = "test_acc") -> pd.DataFrame:
+    """Mean, std and t-based 95 % CI of ``dv`` per group.
+
+    ``ci = mean ± t_{.975, n-1} · std / sqrt(n)``; std and CI are NaN for ``n = 1``.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``*by, n, mean, std, ci_low, ci_high`` (fractions), one row per group.
+    """
+    grouped = runs.groupby(by, sort=False, dropna=False)[dv]
+    out = grouped.agg(n="count", mean="mean", std="std").reset_index()
+    out.loc[out["n"] < 2, "std"] = np.nan
+    dof = (out["n"] - 1).where(out["n"] > 1)
+    half = sps.t.ppf(0.975, dof) * out["std"] / np.sqrt(out["n"])
+    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
+    return out[[*by, "n", "mean", "std", "ci_low", "ci_high"]]
+
+
+def load_paper_values() -> tuple[pd.DataFrame, dict]:
+    """The published accuracies in ``paper_values.toml``.
+
+    Returns
+    -------
+    values : DataFrame
+        Columns ``dataset, variant, paper_acc`` (fraction), ``source, where``.
+    source : dict
+        The ``[source]`` table (citation, url).
+    """
+    text = resources.files("cffbench.report").joinpath("paper_values.toml").read_text()
+    raw = tomllib.loads(text)
+    values = pd.DataFrame([{"dataset": v["dataset"], "variant": v["variant"],
+                            "paper_acc": v["test_acc_pct"] / 100.0, "source": v["source"],
+                            "where": v.get("where", "")} for v in raw.get("value", [])])
+    return values, raw.get("source", {})
+
+
+def paper_comparison(desc: pd.DataFrame, paper: pd.DataFrame,
+                     pairwise: pd.DataFrame | None, alpha_level: float = 0.05) -> pd.DataFrame:
+    """Our descriptives beside the paper's values, with the bold-best flag.
+
+    ``diff = mean − paper_acc``; ``paper_in_ci = ci_low <= paper_acc <= ci_high`` (NaN when
+    either side is missing). ``best`` marks, per dataset, the highest mean when it beats every
+    other variant in the test's direction with adjusted p below ``alpha_level`` (never without a
+    pairwise table).
+
+    Parameters
+    ----------
+    desc : DataFrame
+        :func:`describe_groups` by ``dataset, variant``.
+    paper : DataFrame
+        :func:`load_paper_values`.
+    pairwise : DataFrame or None
+        Columns ``dataset, a, b, diff, p_adj`` with ``diff = mean_b − mean_a``.
+
+    Returns
+    -------
+    DataFrame
+        ``desc``'s columns plus ``paper_acc, diff, paper_in_ci, best``.
+    """
+    table = desc.merge(paper[["dataset", "variant", "paper_acc"]], on=["dataset", "variant"],
+                       how="left") if not paper.empty else desc.assign(paper_acc=np.nan)
+    table["diff"] = table["mean"] - table["paper_acc"]
+    inside = (table["paper_acc"] >= table["ci_low"]) & (table["paper_acc"] <= table["ci_high"])
+    defined = table["paper_acc"].notna() & table["ci_low"].notna()
+    table["paper_in_ci"] = inside.astype(object).where(defined, other=np.nan)
+    table["best"] = False
+    if pairwise is None or pairwise.empty:
+        return table
+    for dataset, group in table.groupby("dataset", sort=False):
+        if len(group) < 2 or group["mean"].isna().all():
+            continue
+        top = group.loc[group["mean"].idxmax(), "variant"]
+        pw = pairwise[(pairwise["dataset"] == dataset)
+                      & ((pairwise["a"] == top) | (pairwise["b"] == top))]
+        others = set(group["variant"]) - {top}
+        covered = set(pw["a"]).union(pw["b"]) - {top}
+        # "top better" must hold in the test's own direction too (diff is b − a)
+        wins = ((pw["b"] == top) & (pw["diff"] > 0)) | ((pw["a"] == top) & (pw["diff"] < 0))
+        if others <= covered and (pw["p_adj"] < alpha_level).all() and wins.all():
+            table.loc[(table["dataset"] == dataset) & (table["variant"] == top), "best"] = True
+    return table
+
+
+def paper_table(comparison: pd.DataFrame, citation: str) -> Table:
+    """Format :func:`paper_comparison` as the report's headline table."""
+    columns = ["Dataset", "Variant", "Ours: mean ± std (n) [%]", "95 % CI [%]", "Paper [%]",
+               "Ours − paper [pp]", "Paper in our CI"]
+    rows, bold = [], set()
+    for i, r in enumerate(comparison.itertuples(index=False)):
+        in_ci = "" if pd.isna(r.paper_in_ci) else ("yes" if r.paper_in_ci else "no")
+        rows.append([r.dataset, VARIANT_LABEL.get(r.variant, r.variant),
+                     fmt.mean_sd_n(r.mean, r.std, r.n), fmt.ci(r.ci_low, r.ci_high),
+                     fmt.pct(r.paper_acc), fmt.pp(r.diff), in_ci])
+        if r.best:
+            bold.add((i, 2))
+    note = (f"Paper values: {citation}; empty cells are values the paper does not report. "
+            "Bold: best variant of its dataset, significantly better than every other "
+            "(adjusted p < .05).")
+    return Table("paper", "Test accuracy per dataset and variant, beside the published values",
+                 columns, rows, bold, note)
+
+
+def ablation_table(runs: pd.DataFrame, axis: str, main: dict, dv: str = "test_acc") -> Table:
+    """Mean ± std (n) of ``dv`` per dataset × variant × level of ``axis``, the other varying
+    axes held at the main configuration; variants that ignore the axis are left out."""
+    others = {k: v for k, v in main.items() if k != axis}
+    subset = select(runs, others)
+    subset = subset[subset[axis].notna()]
+    desc = describe_groups(subset, ["dataset", "variant", axis], dv)
+    levels = sorted(desc[axis].unique().tolist(), key=str)
+    columns = ["Dataset", "Variant", *[f"{ABLATION_AXES.get(axis, axis)} = {lv}" for lv in levels]]
+    rows = []
+    for (dataset, variant), group in desc.groupby(["dataset", "variant"], sort=False):
+        cells = {row[axis]: fmt.mean_sd_n(row["mean"], row["std"], row["n"])
+                 for _, row in group.iterrows()}
+        rows.append([dataset, VARIANT_LABEL.get(variant, variant),
+                     *[cells.get(lv, "") for lv in levels]])
+    held = ", ".join(f"{k} = {v}" for k, v in others.items()) or "nothing else varies"
+    return Table(f"ablation_{axis}", f"Test accuracy [%] by {ABLATION_AXES.get(axis, axis)}",
+                 columns, rows, note=f"Mean ± std (n seeds). Held fixed: {held}.")
+
+
+def frame_table(key: str, caption: str, frame: pd.DataFrame, note: str = "",
+                label_columns: int = 1) -> Table:
+    """Any already-formatted frame (all cells strings) as a :class:`Table`."""
+    rows = [["" if pd.isna(v) else str(v) for v in row] for row in frame.itertuples(index=False)]
+    return Table(key, caption, [str(c) for c in frame.columns], rows, note=note,
+                 label_columns=label_columns)

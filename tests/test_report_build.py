@@ -1,0 +1,268 @@
+"""End-to-end report builds on synthetic run stores: HTML, PDF and LaTeX outputs, degenerate
+studies, and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import re
+
+import matplotlib.image as plt_image
+import pandas as pd
+import pytest
+from bs4 import BeautifulSoup
+from scipy import stats as sps
+
+from cffbench.report import build_report
+from test_report_store import write_synthetic_store
+from test_report_tables import check_latex
+
+PYTHON = sys.executable
+
+
+def _soup(path: Path) -> BeautifulSoup:
+    return BeautifulSoup(path.read_text(encoding="utf-8"), "html5lib")
+
+
+def _table_rows(soup: BeautifulSoup, key: str) -> list[list[str]]:
+    table = soup.find(id=f"tab-{key}").find("table")
+    return [[td.get_text(strip=True) for td in tr.find_all("td")] for tr in table.find_all("tr")[1:]]
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    """Two datasets, four variants, 5 seeds, α ∈ {uniform, learned} at depth 2, one failed and
+    one diverged A-CFF run; all three formats."""
+    root = tmp_path_factory.mktemp("results")
+    write_synthetic_store(root, seeds=range(5), alphas=("uniform", "learned"), hidden=(50, 50),
+                          failed=1, diverged=1, epochs=12)
+    out = root.parent / "report"
+    return root, build_report(root, out=out)
+
+
+@pytest.mark.slow
+def test_build_report_writes_every_format(full_report):
+    _, written = full_report
+    assert written["html"].name == "report.html" and written["pdf"].name == "report.pdf"
+    assert sorted(p.name for p in written["latex"].glob("*.tex"))
+    svgs = sorted(written["figures"].glob("*.svg"))
+    assert svgs and len(svgs) == len(list(written["figures"].glob("*.png")))
+
+
+@pytest.mark.slow
+def test_html_parses_and_embeds_every_figure_as_inline_svg(full_report):
+    _, written = full_report
+    soup = _soup(written["html"])
+    figures = soup.select("figure.plot")
+    assert len(figures) == len(list(written["figures"].glob("*.svg")))
+    for figure in figures:
+        svg = figure.find("svg")
+        assert svg is not None and len(svg.find_all(["path", "use", "rect"])) > 10, figure.get("id")
+    assert not soup.find_all(src=True), "report must not load external files"
+    assert not soup.find_all("link", rel="stylesheet")
+    ids = [tag["id"] for tag in soup.find_all(id=True)]
+    assert len(ids) == len(set(ids)), "inline SVGs must not share element ids"
+
+
+@pytest.mark.slow
+def test_paper_table_matches_the_stored_runs_and_the_published_values(full_report):
+    root, written = full_report
+    runs = pd.concat([pd.read_parquet(p) for p in (root / "runs").glob("*.parquet")])
+    ff = runs[(runs.dataset == "mnist") & (runs.variant == "ff") & (runs.status == "ok")]["test_acc"]
+    low, high = sps.t.interval(0.95, len(ff) - 1, loc=ff.mean(), scale=sps.sem(ff))
+    rows = {(r[0], r[1]): r for r in _table_rows(_soup(written["html"]), "paper")}
+    assert rows[("mnist", "FF")][2] == f"{100 * ff.mean():.2f} ± {100 * ff.std():.2f} ({len(ff)})"
+    assert rows[("mnist", "FF")][3] == f"[{100 * low:.2f}, {100 * high:.2f}]"
+    assert rows[("mnist", "FF")][4] == "92.60"
+    assert rows[("mnist", "FF")][5] == f"{100 * ff.mean() - 92.6:+.2f}".replace("-", "\u2212")
+    assert rows[("mnist", "FF")][6] == ("yes" if low <= 0.926 <= high else "no")
+    assert rows[("mnist", "A-CFF")][4] == "93.80"
+    assert all(r[4] == "" for k, r in rows.items() if k not in {("mnist", "FF"), ("mnist", "A-CFF")})
+
+
+@pytest.mark.slow
+def test_pairwise_difference_reads_later_minus_earlier_variant(full_report):
+    root, written = full_report
+    runs = pd.concat([pd.read_parquet(p) for p in (root / "runs").glob("*.parquet")])
+    ok = runs[(runs.dataset == "fashion-mnist") & (runs.status == "ok")
+              & (runs.alpha.isna() | (runs.alpha == "uniform"))]
+    wide = ok.pivot(index="seed", columns="variant", values="test_acc").dropna()
+    expected = 100 * (wide["a-cff"] - wide["ff"]).mean()
+    rows = {r[0]: r for r in _table_rows(_soup(written["html"]), "pairwise_fashion-mnist")}
+    assert rows["A-CFF − FF"][3].startswith(f"{expected:+.2f} [".replace("-", "\u2212"))
+
+
+@pytest.mark.slow
+def test_report_warns_about_depth_two_alpha_diverged_and_failed_runs(full_report):
+    _, written = full_report
+    soup = _soup(written["html"])
+    warnings = soup.find(id="warnings").get_text(" ", strip=True)
+    assert "Two hidden layers make the normalised α structures identical" in warnings
+    assert "1 diverged run(s) are excluded" in warnings
+    assert "1 run(s) failed" in warnings
+    appendix = soup.find(id="appendix").get_text(" ", strip=True)
+    assert "CUDA out of memory (synthetic)" in appendix and "diverged" in appendix
+
+
+@pytest.mark.slow
+def test_statistics_section_has_trail_tables_sentences_and_power_line(full_report):
+    _, written = full_report
+    soup = _soup(written["html"])
+    stats_text = soup.find(id="statistics").get_text(" ", strip=True)
+    assert "How the tests were chosen." in stats_text
+    assert soup.find(id="tab-omnibus_fashion-mnist") is not None
+    assert re.search(r"To detect 1\.2 pp with power \.8 you need \d+ seeds; this study has 5\.",
+                     stats_text)
+    assert re.search(r"p_holm (=|<) \.\d{3}", stats_text)  # APA sentences from the engine
+    for p_cell in (r[4] for r in _table_rows(soup, "pairwise_fashion-mnist")):
+        assert re.fullmatch(r"< \.001|\.\d{3}|> \.999|undefined", p_cell), p_cell
+
+
+@pytest.mark.slow
+def test_alpha_ablation_has_two_way_table_test_and_interaction_plot(full_report):
+    _, written = full_report
+    soup = _soup(written["html"])
+    ablation = soup.find(id="ablations")
+    assert ablation.find(id="tab-ablation_alpha") is not None
+    assert ablation.find(id="fig-interaction_alpha").find("svg") is not None
+    assert "variant × α structure" in ablation.get_text()
+
+
+@pytest.mark.slow
+def test_png_figures_are_not_blank(full_report):
+    _, written = full_report
+    for path in written["figures"].glob("*.png"):
+        pixels = plt_image.imread(path)[..., :3]
+        assert (pixels < 0.5).mean() > 0.005, f"{path.name} is (almost) empty"
+
+
+@pytest.mark.slow
+def test_pdf_pages_hold_the_tables_as_text(full_report):
+    _, written = full_report
+    info = subprocess.run(["pdfinfo", str(written["pdf"])], capture_output=True, text=True,
+                          check=True).stdout
+    pages = int(next(line.split()[-1] for line in info.splitlines() if line.startswith("Pages:")))
+    assert 3 <= pages <= 12
+    text = subprocess.run(["pdftotext", "-layout", str(written["pdf"]), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "Test accuracy per dataset and variant" in text
+    assert "92.60" in text and "93.80" in text
+    assert "pairwise comparisons of the variants" in text
+    assert f"page {pages} of {pages}" in text
+
+
+@pytest.mark.slow
+def test_pdf_keeps_each_table_on_one_page(full_report):
+    _, written = full_report
+    soup = _soup(written["html"])
+    for key in ("paper", "pairwise_mnist", "ablation_alpha"):
+        caption = soup.find(id=f"tab-{key}").find("figcaption").get_text(strip=True)
+        cells = [r[2] for r in _table_rows(soup, key)]
+        pages = [p for p in _pdf_pages(written["pdf"])
+                 if re.search(rf"^\s*{re.escape(caption)}", p, re.MULTILINE)]
+        assert len(pages) == 1, key
+        assert all(cell in pages[0] for cell in cells), f"{key} is split across pages"
+
+
+def _pdf_pages(path: Path) -> list[str]:
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    return text.split("\f")
+
+
+@pytest.mark.slow
+def test_latex_tables_are_balanced_booktabs(full_report):
+    _, written = full_report
+    files = sorted(written["latex"].glob("*.tex"))
+    assert {"paper.tex", "ablation_alpha.tex"} <= {f.name for f in files}
+    for path in files:
+        text = path.read_text()
+        assert check_latex(text) == [], path.name
+        assert r"\toprule" in text and r"\bottomrule" in text and "siunitx" not in text
+
+
+@pytest.mark.slow
+def test_one_variant_study_reports_that_nothing_can_be_compared(tmp_path):
+    root = write_synthetic_store(tmp_path / "r", datasets=("mnist",), variants=("ff",),
+                                 seeds=range(3), epochs=5)
+    written = build_report(root, out=tmp_path / "out", formats="html")
+    text = _soup(written["html"]).get_text(" ", strip=True)
+    assert "only one variant finished, so no comparison is possible" in text
+    assert "92.60" in text  # the paper's FF value still sits beside ours
+
+
+@pytest.mark.slow
+def test_one_seed_study_reports_undefined_spread_and_tests(tmp_path):
+    root = write_synthetic_store(tmp_path / "r", datasets=("mnist",), variants=("ff", "a-cff"),
+                                 seeds=range(1), epochs=5)
+    written = build_report(root, out=tmp_path / "out", formats=("html", "latex"))
+    soup = _soup(written["html"])
+    assert "a variant has a single seed, so std, CI and every test are undefined" in soup.get_text()
+    rows = _table_rows(soup, "paper")
+    assert all(r[3] == "" and "±" not in r[2] for r in rows)
+
+
+@pytest.mark.slow
+def test_study_where_every_run_failed_still_gives_a_report(tmp_path):
+    root = write_synthetic_store(tmp_path / "r", datasets=("mnist",), variants=("a-cff",),
+                                 seeds=range(2), failed=2, epochs=5)
+    written = build_report(root, out=tmp_path / "out", formats=("html", "pdf", "latex"))
+    text = _soup(written["html"]).get_text(" ", strip=True)
+    assert "No run finished" in text and "CUDA out of memory" in text
+    assert written["pdf"].stat().st_size > 1000
+
+
+def _cli_in_process(capsys, *args: str) -> tuple[int, str]:
+    from cffbench.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_cli_report_on_missing_results_dir_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run([PYTHON, "-m", "cffbench", "report", str(tmp_path / "results")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("cffbench: error: ") and proc.stderr.count("\n") == 1
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("make", ["empty", "no-runs", "no-curves-no-study"])
+def test_cli_report_on_unusable_results_dir_is_one_line_exit_2(tmp_path, capsys, make):
+    target = tmp_path / "results"
+    target.mkdir()
+    if make != "empty":
+        (target / "runs").mkdir()
+    if make == "no-curves-no-study":
+        (target / "runs" / "x.parquet").write_bytes(b"not parquet")
+    code, err = _cli_in_process(capsys, "report", str(target), "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert err.startswith("cffbench: error: ") and err.count("\n") == 1
+    assert str(target) in err
+
+
+def test_cli_rejects_an_unknown_format_naming_the_allowed_ones(tmp_path, capsys, monkeypatch):
+    root = write_synthetic_store(tmp_path / "r", datasets=("mnist",), variants=("ff",),
+                                 seeds=range(2), epochs=3)
+    monkeypatch.chdir(tmp_path)
+    code, err = _cli_in_process(capsys, "report", str(root), "--format", "html,docx")
+    assert code == 2
+    assert "docx" in err and "html, pdf, latex" in err
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.slow
+def test_cli_report_writes_to_reports_study_name_by_default(tmp_path, capsys, monkeypatch):
+    root = write_synthetic_store(tmp_path / "r", datasets=("mnist",), variants=("ff", "bp"),
+                                 seeds=range(3), epochs=3, name="tiny")
+    monkeypatch.chdir(tmp_path)
+    from cffbench.cli import main
+
+    main(["report", str(root), "--format", "latex"])
+    out = capsys.readouterr().out
+    assert f"latex: {Path('reports') / 'tiny' / 'tables'}" in out
+    assert (tmp_path / "reports" / "tiny" / "tables" / "paper.tex").is_file()
+    assert not (tmp_path / "reports" / "tiny" / "report.html").exists()

@@ -1,0 +1,170 @@
+"""Formatting, the paper-values file, the paper-table logic and the LaTeX writer, on
+hand-checkable inputs."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from cffbench.report import formatting as fmt
+from cffbench.report.latex import escape, to_latex
+from cffbench.report.tables import (Table, describe_groups, load_paper_values,
+                                    main_configuration, paper_comparison)
+
+
+def check_latex(text: str) -> list[str]:
+    """Problems that stop a LaTeX file from compiling: unbalanced ``\\begin``/``\\end`` pairs,
+    unbalanced braces (escaped ``\\{``/``\\}`` excluded), odd math shifts, non-ASCII characters."""
+    problems, stack = [], []
+    for kind, env in re.findall(r"\\(begin|end)\{([^}]*)\}", text):
+        if kind == "begin":
+            stack.append(env)
+        elif not stack or stack.pop() != env:
+            problems.append(f"\\end{{{env}}} does not close the open environment")
+    problems += [f"\\begin{{{env}}} never closed" for env in stack]
+    depth = 0
+    for token in re.findall(r"\\[{}$]|[{}]", text):
+        if token in ("{", "}"):
+            depth += 1 if token == "{" else -1
+            if depth < 0:
+                problems.append("a closing brace has no opening brace")
+                depth = 0
+    if depth:
+        problems.append(f"{depth} brace(s) left open")
+    for number, line in enumerate(text.splitlines(), 1):
+        if len(re.findall(r"(?<!\\)\$", line)) % 2:
+            problems.append(f"line {number}: odd number of $")
+    if any(ord(ch) > 127 for ch in text):
+        problems.append("non-ASCII characters (a stock article without inputenc setup may fail)")
+    return problems
+
+
+@pytest.mark.parametrize("p, text", [(0.004, "p = .004"), (0.0004, "p < .001"),
+                                      (0.05, "p = .050"), (0.2174, "p = .217"),
+                                      (float("nan"), "p undefined"), (0.9996, "p > .999")])
+def test_p_values_follow_apa_style(p, text):
+    assert fmt.p_value(p) == text
+
+
+def test_accuracies_print_in_percent_with_two_decimals():
+    assert fmt.pct(0.93812) == "93.81"
+    assert fmt.pp(0.012) == "+1.20"
+    assert fmt.mean_sd_n(0.926, 0.0042, 10) == "92.60 ± 0.42 (10)"
+    assert fmt.mean_sd_n(0.926, float("nan"), 1) == "92.60 (1)"
+
+
+def test_negative_numbers_use_a_true_minus_and_never_print_minus_zero():
+    assert fmt.pp(-0.0123) == "\u22121.23"
+    assert fmt.pp(-0.00001) == "+0.00"
+    assert fmt.apa_decimal(-0.0001) == ".000"
+    assert fmt.apa_decimal(-0.5) == "\u2212.500"
+
+
+def test_paper_values_file_holds_only_the_two_confirmed_networkff_numbers():
+    values, source = load_paper_values()
+    assert "2512.17531" in source["citation"]
+    got = {(r.dataset, r.variant): round(100 * r.paper_acc, 1) for r in values.itertuples()}
+    assert got == {("mnist", "a-cff"): 93.8, ("mnist", "ff"): 92.6}
+
+
+def test_describe_groups_matches_the_t_interval_of_scipy():
+    rng = np.random.default_rng(3)
+    values = rng.normal(0.9, 0.01, 7)
+    frame = pd.DataFrame({"dataset": "mnist", "variant": "ff", "test_acc": values})
+    row = describe_groups(frame, ["dataset", "variant"]).iloc[0]
+    low, high = sps.t.interval(0.95, 6, loc=values.mean(), scale=sps.sem(values))
+    assert row["n"] == 7
+    assert row["ci_low"] == pytest.approx(low) and row["ci_high"] == pytest.approx(high)
+
+
+def test_one_seed_leaves_std_and_ci_undefined():
+    frame = pd.DataFrame({"dataset": ["mnist"], "variant": ["ff"], "test_acc": [0.9]})
+    row = describe_groups(frame, ["dataset", "variant"]).iloc[0]
+    assert row["n"] == 1 and np.isnan(row["std"]) and np.isnan(row["ci_low"])
+
+
+def _desc():
+    return pd.DataFrame({"dataset": "mnist", "variant": ["ff", "a-cff", "bp"], "n": 5,
+                         "mean": [0.925, 0.945, 0.930], "std": 0.002,
+                         "ci_low": [0.923, 0.943, 0.928], "ci_high": [0.927, 0.947, 0.932]})
+
+
+def _pairwise(p_acff_bp: float, diff_sign: float = 1.0):
+    # ``diff`` = mean_b − mean_a, with a before b in the report's variant order
+    return pd.DataFrame({"dataset": "mnist", "a": ["ff", "ff", "a-cff"],
+                         "b": ["a-cff", "bp", "bp"], "diff": [0.02, 0.005, -0.015 * diff_sign],
+                         "p_adj": [0.001, 0.01, p_acff_bp]})
+
+
+def test_paper_value_inside_and_outside_our_ci():
+    values, _ = load_paper_values()
+    table = paper_comparison(_desc(), values, None).set_index("variant")
+    # ff: 92.6 is inside [92.3, 92.7]; a-cff: 93.8 is below [94.3, 94.7]; bp: no paper value
+    assert table.loc["ff", "paper_in_ci"] is True or table.loc["ff", "paper_in_ci"] == True  # noqa: E712
+    assert table.loc["a-cff", "paper_in_ci"] == False  # noqa: E712
+    assert pd.isna(table.loc["bp", "paper_in_ci"]) and pd.isna(table.loc["bp", "paper_acc"])
+    assert table.loc["a-cff", "diff"] == pytest.approx(0.945 - 0.938)
+
+
+def test_best_variant_is_bold_only_when_it_beats_every_other_significantly():
+    values, _ = load_paper_values()
+    bold = paper_comparison(_desc(), values, _pairwise(0.001)).set_index("variant")["best"]
+    assert bold.to_dict() == {"ff": False, "a-cff": True, "bp": False}
+    not_sig = paper_comparison(_desc(), values, _pairwise(0.20)).set_index("variant")["best"]
+    assert not not_sig.any()
+    wrong_direction = paper_comparison(_desc(), values, _pairwise(0.001, -1.0))
+    assert not wrong_direction["best"].any()
+    assert not paper_comparison(_desc(), values, None)["best"].any()
+
+
+def test_main_configuration_prefers_the_trainconfig_default_then_the_mode():
+    runs = pd.DataFrame({"alpha": ["distance", "uniform", "learned", None],
+                         "schedule": ["alternating"] * 3 + [None],
+                         "hidden": ["100-100", "100-100", "100-100-100", "100-100"]})
+    assert main_configuration(runs) == {"alpha": "uniform", "hidden": "100-100"}
+
+
+def test_latex_escape_maps_specials_and_symbols_to_ascii():
+    assert escape("93.80 ± 0.42 % a_b & p < .001") == \
+        r"93.80 $\pm$ 0.42 \% a\_b \& p $<$ .001"
+    assert escape("α − γ") == r"$\alpha$ $-$ $\gamma$"
+
+
+def test_latex_table_uses_booktabs_and_is_balanced():
+    table = Table("t", "Accuracy {curly} 50%", ["Dataset", "Mean ± std"],
+                  [["mnist", "92.60 ± 0.42 (5)"], ["fashion_mnist", "84.00 ± 0.50 (5)"]],
+                  bold={(0, 1)}, note="θ placement; p < .05")
+    text = to_latex(table)
+    assert [r"\toprule", r"\midrule", r"\bottomrule"] == \
+        [rule for rule in re.findall(r"\\(?:top|mid|bottom)rule", text)]
+    assert r"\textbf{92.60 $\pm$ 0.42 (5)}" in text
+    assert check_latex(text) == []
+
+
+def test_latex_checker_catches_broken_files():
+    assert check_latex(r"\begin{table}\begin{tabular}{l}\end{table}")
+    assert check_latex(r"\caption{open")
+    assert check_latex("x ± y")
+    assert check_latex(r"a $\pm b")
+
+
+def test_depth_ablation_table_holds_one_column_per_depth_and_fixes_the_other_axes():
+    from cffbench.report.tables import ablation_table
+
+    runs = pd.DataFrame({
+        "dataset": "mnist", "variant": ["ff"] * 4 + ["a-cff"] * 4, "seed": [0, 1] * 4,
+        "hidden": ["500-500", "500-500", "500-500-500", "500-500-500"] * 2,
+        "alpha": [None] * 4 + ["uniform", "uniform", "distance", "distance"],
+        "test_acc": [0.90, 0.92, 0.91, 0.93, 0.94, 0.96, 0.99, 0.99]})
+    table = ablation_table(runs, "hidden", {"hidden": "500-500", "alpha": "uniform"})
+    assert table.columns[2:] == ["depth (hidden units per layer) = 500-500",
+                                 "depth (hidden units per layer) = 500-500-500"]
+    rows = {r[1]: r[2:] for r in table.rows}
+    assert rows["FF"] == ["91.00 ± 1.41 (2)", "92.00 ± 1.41 (2)"]
+    # a-cff at depth 3 only exists with alpha = distance, which the main configuration excludes
+    assert rows["A-CFF"] == ["95.00 ± 1.41 (2)", ""]
+    assert "alpha = uniform" in table.note
