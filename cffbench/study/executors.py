@@ -1,0 +1,309 @@
+"""Executors: where runs execute. Workers train and return results; only the driver writes.
+
+Every executor has one method, ``map_runs(tasks) -> iterator of RunOutcome`` in completion
+order, and pulls tasks lazily (at most ``workers`` in flight), so the driver can skip a task that
+another process finished in the meantime. A Dask executor drops in beside these two later.
+
+Workers load each dataset themselves and keep it in a per-process cache keyed by
+``(dataset, data_root, n_train, seed)``; tasks carry only the configuration, never tensors.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import queue as queue_module
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from cffbench.errors import StudyError
+from cffbench.study.grid import RunTask
+
+TrainFn = Callable[..., Any]          # train_run(config, splits, device=..., on_epoch=...)
+LoadFn = Callable[..., Any]           # load_splits(name, root, n_train=..., seed=...)
+EpochCallback = Callable[[str, dict], None]
+
+
+@dataclass
+class RunOutcome:
+    """What a worker returns for one run.
+
+    Attributes
+    ----------
+    run_id : str
+    result : RunResult or None
+        ``None`` when the run raised; then ``error`` holds the one-line reason.
+    error : str
+    started_at : datetime (UTC)
+    duration_s : float
+        Wall time of the whole task, data loading included.
+    device : str
+    n_train : int or None
+        Number of training examples actually used (``len(splits.x_train)``).
+    """
+
+    run_id: str
+    result: Any = None
+    error: str = ""
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    duration_s: float = 0.0
+    device: str = ""
+    n_train: Optional[int] = None
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.result is None else str(self.result.status)
+
+
+def default_train_fn() -> TrainFn:
+    from cffbench.ff import train_run
+
+    return train_run
+
+
+def default_load_fn() -> LoadFn:
+    from cffbench.data import load_splits
+
+    return load_splits
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``; others pass through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ----------------------------------------------------------------------------- worker side
+_SPLITS_CACHE: dict[tuple, Any] = {}
+_EPOCH_QUEUE: Any = None
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line, plus the innermost frame, for the ``error`` column."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return (text[:1500] + where)
+
+
+def execute_run(task: RunTask, data_root: Optional[Path], device: str,
+                train_fn: Optional[TrainFn] = None, load_fn: Optional[LoadFn] = None,
+                on_epoch: Optional[EpochCallback] = None) -> RunOutcome:
+    """Load the task's data (cached per process), train, and never raise for a run's failure.
+
+    An exception inside loading or training becomes ``RunOutcome(result=None, error=...)``.
+    """
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    resolved = resolve_device(device)
+    try:
+        load = load_fn or default_load_fn()
+        train = train_fn or default_train_fn()
+        key = (task.dataset, str(data_root), task.n_train, task.seed)
+        if key not in _SPLITS_CACHE:
+            if len(_SPLITS_CACHE) >= 4:   # bounded: a worker rarely needs more than a few
+                _SPLITS_CACHE.pop(next(iter(_SPLITS_CACHE)))
+            _SPLITS_CACHE[key] = load(task.dataset, data_root, n_train=task.n_train,
+                                      seed=task.seed)
+        splits = _SPLITS_CACHE[key]
+        callback = None
+        if on_epoch is not None:
+            def callback(record: dict, _rid=task.run_id) -> None:
+                on_epoch(_rid, record)
+        result = train(task.config, splits, device=resolved, on_epoch=callback)
+        return RunOutcome(task.run_id, result, "", started, time.perf_counter() - t0,
+                          str(getattr(result, "device", resolved) or resolved),
+                          int(splits.x_train.shape[0]))
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a failing run is recorded; the study goes on
+        return RunOutcome(task.run_id, None, _one_line(exc), started,
+                          time.perf_counter() - t0, resolved, None)
+
+
+def _exit_when_driver_dies(driver_pid: int) -> None:
+    # A killed driver (kill -9) cannot stop its pool: the workers would wait for tasks forever.
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(driver_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass
+
+
+def _worker_init(threads: int, epoch_queue: Any, driver_pid: Optional[int] = None) -> None:
+    """Pin torch to ``threads`` threads, leave Ctrl-C to the driver, keep the epoch queue,
+    and exit when the driver process is gone."""
+    global _EPOCH_QUEUE
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    torch.set_num_threads(threads)
+    _EPOCH_QUEUE = epoch_queue
+    if driver_pid is not None:
+        threading.Thread(target=_exit_when_driver_dies, args=(driver_pid,), daemon=True,
+                         name="cffbench-driver-watch").start()
+
+
+def _queue_epoch(run_id: str, record: dict) -> None:
+    if _EPOCH_QUEUE is not None:
+        try:
+            _EPOCH_QUEUE.put_nowait((run_id, dict(record)))
+        except Exception:  # progress is best effort; never fail a run over it
+            pass
+
+
+def _pool_entry(task: RunTask, data_root: Optional[Path], device: str,
+                train_fn: Optional[TrainFn], load_fn: Optional[LoadFn],
+                verbose: bool) -> RunOutcome:
+    return execute_run(task, data_root, device, train_fn, load_fn,
+                       _queue_epoch if verbose else None)
+
+
+# ----------------------------------------------------------------------------- executors
+@dataclass
+class SerialExecutor:
+    """Runs tasks one after another in this process (simplest; best for debugging)."""
+
+    data_root: Optional[Path] = None
+    device: str = "auto"
+    train_fn: Optional[TrainFn] = None
+    load_fn: Optional[LoadFn] = None
+    on_epoch: Optional[EpochCallback] = None
+    workers: int = 1
+
+    def map_runs(self, tasks: Iterable[RunTask]) -> Iterator[RunOutcome]:
+        for task in tasks:
+            yield execute_run(task, self.data_root, self.device, self.train_fn, self.load_fn,
+                              self.on_epoch)
+
+
+@dataclass
+class LocalExecutor:
+    """A process pool on this machine, one torch thread per worker.
+
+    Uses the ``forkserver`` start method where available (``spawn`` otherwise): forking a
+    process that already ran torch is unsafe. Oversubscribing cores (several workers each
+    using every core) slowed an epoch six-fold on a 2-core machine, hence one thread each.
+    """
+
+    workers: int = 2
+    data_root: Optional[Path] = None
+    device: str = "auto"
+    train_fn: Optional[TrainFn] = None
+    load_fn: Optional[LoadFn] = None
+    on_epoch: Optional[EpochCallback] = None
+    threads_per_worker: int = 1
+
+    def map_runs(self, tasks: Iterable[RunTask]) -> Iterator[RunOutcome]:
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        manager = context.Manager() if self.on_epoch is not None else None
+        epoch_queue = manager.Queue() if manager is not None else None
+
+        def new_pool() -> cf.ProcessPoolExecutor:
+            return cf.ProcessPoolExecutor(self.workers, mp_context=context,
+                                          initializer=_worker_init,
+                                          initargs=(self.threads_per_worker, epoch_queue,
+                                                    os.getpid()))
+
+        pool = new_pool()
+        pending: dict[cf.Future, RunTask] = {}
+        task_iter = iter(tasks)
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < self.workers:
+                    task = next(task_iter, None)
+                    if task is None:
+                        exhausted = True
+                        break
+                    future = pool.submit(_pool_entry, task, self.data_root, self.device,
+                                         self.train_fn, self.load_fn, self.on_epoch is not None)
+                    pending[future] = task
+                if not pending:
+                    break
+                done, _ = cf.wait(list(pending), timeout=0.25, return_when=cf.FIRST_COMPLETED)
+                self._drain(epoch_queue)
+                broken = False
+                for future in done:
+                    task = pending.pop(future)
+                    try:
+                        yield future.result()
+                    except cf.process.BrokenProcessPool:
+                        # A worker died (killed, out of memory, crashed in C code): every run in
+                        # flight is lost; record them as failed (retried next time) and go on.
+                        broken = True
+                        yield RunOutcome(task.run_id, None, "worker process died abruptly "
+                                         "(killed or out of memory?)", device=self.device)
+                if broken:
+                    for future, task in pending.items():
+                        yield RunOutcome(task.run_id, None, "worker process died abruptly "
+                                         "(killed or out of memory?)", device=self.device)
+                    pending.clear()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = new_pool()
+        finally:
+            for future in pending:
+                future.cancel()
+            # On interrupt or error, stop workers now rather than waiting for their runs.
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                if process.is_alive():
+                    process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            if manager is not None:
+                manager.shutdown()
+
+    def _drain(self, epoch_queue: Any) -> None:
+        if epoch_queue is None or self.on_epoch is None:
+            return
+        while True:
+            try:
+                run_id, record = epoch_queue.get_nowait()
+            except (queue_module.Empty, OSError, EOFError):
+                return
+            self.on_epoch(run_id, record)
+
+
+EXECUTORS = ("serial", "local", "dask")
+
+
+def make_executor(name: str, workers: int, data_root: Optional[Path], device: str,
+                  train_fn: Optional[TrainFn] = None, load_fn: Optional[LoadFn] = None,
+                  on_epoch: Optional[EpochCallback] = None, *, execution: Any = None):
+    """Build the executor ``name`` (``serial``, ``local`` or ``dask``).
+
+    ``execution`` (the study's ``[execution]`` section) gives the ``dask`` executor its
+    ``scheduler``, ``retries`` and ``slurm`` settings; the others ignore it.
+
+    Raises
+    ------
+    StudyError
+        For an unknown name, or ``workers < 1``.
+    """
+    if workers < 1:
+        raise StudyError(f"workers must be >= 1 (got {workers})")
+    if name == "serial":
+        return SerialExecutor(data_root, device, train_fn, load_fn, on_epoch)
+    if name == "local":
+        return LocalExecutor(workers, data_root, device, train_fn, load_fn, on_epoch)
+    if name == "dask":
+        from cffbench.study.dask_executor import DaskExecutor
+
+        options = {} if execution is None else {"scheduler": execution.scheduler,
+                                                "retries": execution.retries,
+                                                "slurm": execution.slurm}
+        return DaskExecutor(workers, data_root, device, train_fn, load_fn, on_epoch, **options)
+    raise StudyError(f"unknown executor {name!r}; allowed: serial, local, dask")

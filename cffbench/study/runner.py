@@ -1,0 +1,221 @@
+"""Drive a study: validate everything, then run only what is missing and store each result.
+
+``run_study`` checks the study, the execution settings, the datasets and the results folder
+before it writes anything, so a user mistake leaves the store as it was. It then runs the runs
+that have no finished (ok / diverged) part file, in completion order, and stores each one as it
+arrives; a failing or diverging run is recorded and the study goes on. Ctrl-C stops the workers;
+every finished run is already stored and the store stays readable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import pandas as pd
+
+from cffbench.errors import StudyError
+from cffbench.study.executors import LoadFn, RunOutcome, TrainFn, make_executor
+from cffbench.study.grid import RunTask, expand, resolve_results_dir
+from cffbench.study.spec import Study, load_study, validate_device
+from cffbench.study.store import DONE_STATUSES, RunStore, read_study
+
+
+class SilentReporter:
+    """Progress hooks (no output); :class:`cffbench.study.progress.RichReporter` draws them.
+
+    ``epoch`` is called with each recorded curve row only when ``wants_epochs`` is true.
+    """
+
+    wants_epochs = False
+
+    def start(self, study: Study, tasks: list[RunTask], total: int, done: int) -> None: ...
+    def epoch(self, run_id: str, record: dict) -> None: ...
+    def finished(self, task: RunTask, outcome: RunOutcome) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class RunSummary:
+    """What one ``run_study`` call did.
+
+    Attributes
+    ----------
+    results_dir : Path
+    planned : int            runs in the expanded grid
+    already_done : int       finished before this call (skipped)
+    executed : int           runs executed by this call
+    ok, diverged, failed : int   statuses of the executed runs
+    notes : list of str      e.g. corrupt part files redone, study file changed
+    """
+
+    results_dir: Path
+    planned: int
+    already_done: int = 0
+    executed: int = 0
+    ok: int = 0
+    diverged: int = 0
+    failed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _as_study(study: Study | Path | str) -> Study:
+    study = study if isinstance(study, Study) else load_study(study)
+    if not study.text:   # the store keeps the study file verbatim beside the results
+        raise StudyError(f"study {study.name!r} has no TOML text; create it with load_study() "
+                         f"or parse_study()")
+    return study
+
+
+def resolve_execution(study: Study, executor: Optional[str], workers: Optional[int],
+                      device: Optional[str]) -> tuple[str, int, str]:
+    """Command-line overrides over ``[execution]``; workers default to the CPU count."""
+    name = executor or study.execution.executor
+    n_workers = workers if workers is not None else (study.execution.workers or os.cpu_count() or 1)
+    try:
+        dev = validate_device(device or study.execution.device)
+    except ValueError as exc:
+        raise StudyError(f"--device: {exc}") from None
+    if dev.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise StudyError(f"device {dev!r} requested but CUDA is not available; "
+                             f"use --device cpu or auto")
+    return name, n_workers, dev
+
+
+def _check_data(study: Study, data_root: Optional[Path]) -> Path:
+    """Verify each dataset's raw files before anything is written (DataError names the fix)."""
+    from cffbench.data import default_data_root, verify
+
+    root = Path(data_root) if data_root is not None else default_data_root()
+    for name in study.data.datasets:
+        verify(name, root)
+    return root
+
+
+def run_study(study: Study | Path | str, results_dir: Path | str | None = None, *,
+              executor: Optional[str] = None, workers: Optional[int] = None,
+              device: Optional[str] = None, force: bool = False,
+              data_root: Optional[Path] = None, train_fn: Optional[TrainFn] = None,
+              load_fn: Optional[LoadFn] = None, reporter: Any = None) -> RunSummary:
+    """Run the missing runs of a study and store each result.
+
+    Parameters
+    ----------
+    study : a :class:`Study` or the path of a study file.
+    results_dir : default ``results/<study name>``.
+    executor, workers, device : override ``[execution]``.
+    force : rerun every run, replacing stored results.
+    data_root : dataset root (default ``$CFFBENCH_DATA`` or ``./data``).
+    train_fn : executes one run, ``train_fn(config, splits, device=, on_epoch=)``; default
+        :func:`cffbench.ff.train_run`. Must be picklable for the ``local`` executor.
+    load_fn : ``load_fn(name, root, n_train=, seed=) -> Splits``; default
+        :func:`cffbench.data.load_splits`. When given, the raw files are not verified first.
+    reporter : progress hooks (see :class:`SilentReporter`).
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    StudyError, DataError
+        On any user mistake, before the store is touched.
+    KeyboardInterrupt
+        After Ctrl-C, once the workers are stopped; finished runs are stored.
+    """
+    study = _as_study(study)
+    tasks = expand(study)
+    name, n_workers, dev = resolve_execution(study, executor, workers, device)
+    reporter = reporter or SilentReporter()
+    # Per-epoch records cross process boundaries only when the reporter shows them (-v).
+    on_epoch = reporter.epoch if getattr(reporter, "wants_epochs", False) else None
+    engine = make_executor(name, n_workers, None, dev, train_fn, load_fn, on_epoch,
+                           execution=study.execution)
+    store = RunStore(resolve_results_dir(study, results_dir))
+    store.check_owner(study)
+    if load_fn is None:
+        engine.data_root = _check_data(study, data_root)
+    else:
+        engine.data_root = Path(data_root) if data_root is not None else None
+
+    # -- from here on the store may change -------------------------------------------------
+    summary = RunSummary(store.root, len(tasks))
+    if store.claim(study):
+        summary.notes.append(f"{store.study_file} updated: the study file changed since the "
+                             f"last run; runs no longer in the grid stay in the store")
+    store.remove_stale_temps()
+    statuses = store.statuses()
+    corrupt = [rid for rid, status in statuses.items() if status == "corrupt"]
+    for rid in corrupt:
+        store.discard(rid)
+    if corrupt:
+        summary.notes.append(f"{len(corrupt)} unreadable part file(s) removed; those runs are redone")
+    by_id = {t.run_id: t for t in tasks}
+    todo = [t for t in tasks if force or statuses.get(t.run_id) not in DONE_STATUSES]
+    summary.already_done = len(tasks) - len(todo)
+
+    def pending() -> Iterator[RunTask]:
+        for task in todo:   # another process may have finished it meanwhile
+            if force or not store.is_done(task.run_id):
+                yield task
+
+    reporter.start(study, tasks, len(tasks), summary.already_done)
+    try:
+        with contextlib.closing(engine.map_runs(pending())) as outcomes:
+            for outcome in outcomes:
+                task = by_id[outcome.run_id]
+                store.record(task, outcome, force=force)
+                summary.executed += 1
+                status = outcome.status
+                setattr(summary, status, getattr(summary, status) + 1)
+                reporter.finished(task, outcome)
+    finally:
+        reporter.stop()
+    return summary
+
+
+# ----------------------------------------------------------------------------- plan / status
+def study_status(results_dir: Path | str) -> pd.DataFrame:
+    """Planned and stored runs per dataset x variant of a results folder.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``dataset, variant, planned, done, ok, diverged, failed, missing``
+        (``done = ok + diverged``; ``missing = planned - done``), one row per dataset x variant,
+        plus a row ``dataset="(not in study)"`` when the store holds runs the study no longer
+        plans.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise StudyError(f"no runs in {results_dir}; run `cffbench run STUDY` first")
+    study = read_study(results_dir)
+    tasks = expand(study)
+    statuses = RunStore(results_dir).statuses()
+    rows = []
+    for task in tasks:
+        status = statuses.get(task.run_id) or "missing"
+        rows.append({"dataset": task.dataset, "variant": task.variant, "status": status})
+    planned_ids = {t.run_id for t in tasks}
+    for rid, status in statuses.items():
+        if rid not in planned_ids:
+            rows.append({"dataset": "(not in study)", "variant": "", "status": status})
+    frame = pd.DataFrame(rows, columns=["dataset", "variant", "status"])
+    table = pd.crosstab([frame["dataset"], frame["variant"]], frame["status"])
+    for status in ("ok", "diverged", "failed", "corrupt", "missing"):
+        if status not in table:
+            table[status] = 0
+    table["done"] = table["ok"] + table["diverged"]
+    table["missing"] = table["missing"] + table["corrupt"]
+    table["planned"] = table[["done", "failed", "missing"]].sum(axis=1)
+    table = table.reset_index()
+    table.loc[table["dataset"] == "(not in study)", "planned"] = 0
+    return table[["dataset", "variant", "planned", "done", "ok", "diverged", "failed",
+                  "missing"]].reset_index(drop=True)

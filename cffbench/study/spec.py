@@ -1,0 +1,284 @@
+"""The study file: a TOML declaration of datasets x training grid x seeds, validated by pydantic.
+
+A study file has the sections ``[data]``, ``[train]``, ``[collab]``, ``[grid]`` and
+``[execution]`` plus the top-level keys ``name``, ``description`` and ``seeds``. Every key of
+``[train]`` / ``[collab]`` may instead appear in ``[grid]`` as a list, which makes it an axis of
+the study; the study is the product of the grid axes x datasets x seeds. Unknown keys are
+rejected. Every mistake raises :class:`~cffbench.errors.StudyError` with one line that names the
+file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from cffbench.errors import StudyError
+
+Variant = Literal["ff", "f-cff", "a-cff", "bp"]
+AlphaStructure = Literal["uniform", "distance", "learned", "ones"]
+ExecutorName = Literal["serial", "local", "dask"]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainSection(BaseModel):
+    """``[train]``: the per-run training settings (defaults are ``TrainConfig``'s)."""
+
+    model_config = _STRICT
+
+    variant: Variant = "ff"
+    hidden: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1)] = (500, 500)
+    epochs_per_layer: Annotated[int, Field(ge=1)] = 1000
+    lr: Annotated[float, Field(gt=0)] = 0.03
+    threshold: float = 2.0
+    batch_size: Annotated[int, Field(ge=0)] = 0
+    schedule: Literal["sequential", "alternating"] = "sequential"
+    negatives: Literal["fixed", "redraw", "permutation"] = "fixed"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    train_eval_size: Annotated[int, Field(ge=1)] = 10000
+
+
+class CollabSection(BaseModel):
+    """``[collab]``: the collaboration settings, ignored by ``ff`` and ``bp``."""
+
+    model_config = _STRICT
+
+    gamma: float = 1.0
+    gamma_lr: Annotated[float, Field(ge=0)] = 0.01
+    gamma_optimizer: Literal["sgd", "adam"] = "sgd"
+    alpha: AlphaStructure = "uniform"
+    alpha_decay: Annotated[float, Field(ge=0)] = 0.5
+    theta_placement: Literal["per_term", "single"] = "per_term"
+
+
+#: Every key a ``[grid]`` may hold, with the section it belongs to.
+GRID_KEYS: dict[str, str] = {
+    **{k: "train" for k in TrainSection.model_fields},
+    **{k: "collab" for k in CollabSection.model_fields},
+}
+
+
+def _grid_model() -> type[BaseModel]:
+    """A ``[grid]`` model whose fields are non-empty lists of the section fields' types."""
+    fields: dict[str, Any] = {}
+    for section in (TrainSection, CollabSection):
+        for key, info in section.model_fields.items():
+            item = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            fields[key] = (Optional[Annotated[list[item], Field(min_length=1)]], None)
+    return pydantic.create_model("GridSection", __config__=_STRICT, **fields)
+
+
+GridSection = _grid_model()
+
+
+def _dataset_registry() -> dict:
+    try:
+        from cffbench.data import DATASETS
+    except ImportError:  # the data package's __init__ may not re-export it yet
+        from cffbench.data.registry import DATASETS
+    return DATASETS
+
+
+class DataSection(BaseModel):
+    """``[data]``: which datasets, and how much of the 50k training split."""
+
+    model_config = _STRICT
+
+    datasets: Annotated[list[str], Field(min_length=1)] = ["mnist", "fashion-mnist"]
+    n_train: Optional[Annotated[int, Field(ge=1)]] = None
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, names: list[str]) -> list[str]:
+        known = _dataset_registry()
+        for name in names:
+            if name not in known:
+                raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(known)}")
+        if len(set(names)) != len(names):
+            raise ValueError("datasets are listed more than once")
+        return names
+
+
+class SlurmSection(BaseModel):
+    """``[execution.slurm]``: SLURM jobs for the ``dask`` executor (dask_jobqueue.SLURMCluster).
+
+    Each of ``jobs`` jobs asks for ``cores`` CPUs, ``memory``, ``walltime`` and ``gpus`` GPUs
+    (``--gres=gpu:N``) on partition ``queue``, and runs ``cores`` single-threaded workers.
+    """
+
+    model_config = _STRICT
+
+    queue: str
+    cores: Annotated[int, Field(ge=1)] = 1
+    memory: Annotated[str, Field(pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$")] = "4GB"
+    walltime: Annotated[str, Field(pattern=r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")] = "01:00:00"
+    jobs: Annotated[int, Field(ge=1)] = 1
+    gpus: Annotated[int, Field(ge=0)] = 0
+    account: Optional[str] = None
+    extra_directives: list[str] = []    # e.g. ["--qos=long"], each becomes an #SBATCH line
+    prologue: list[str] = []            # shell lines before the worker starts (module load ...)
+
+
+class ExecutionSection(BaseModel):
+    """``[execution]``: how runs are executed (each may be overridden on the command line)."""
+
+    model_config = _STRICT
+
+    executor: ExecutorName = "local"
+    workers: Optional[Annotated[int, Field(ge=1)]] = None   # None: one per CPU core
+    device: str = "auto"
+    # dask only: a running scheduler, extra attempts after a worker died, SLURM jobs
+    scheduler: Optional[Annotated[str, Field(pattern=r"^[a-z]+://\S+$")]] = None
+    retries: Annotated[int, Field(ge=0)] = 2
+    slurm: Optional[SlurmSection] = None
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        return validate_device(device)
+
+
+def validate_device(device: str) -> str:
+    """Return ``device`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (what train_run takes)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N")
+    return device
+
+
+class Study(BaseModel):
+    """A validated study file.
+
+    The grid is ``product(grid axes) x data.datasets x seeds``; :func:`cffbench.study.expand`
+    turns it into deduplicated runs. ``source`` is the file it was read from (not a TOML key).
+    """
+
+    model_config = _STRICT
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    description: str = ""
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
+    data: DataSection = DataSection()
+    train: TrainSection = TrainSection()
+    collab: CollabSection = CollabSection()
+    grid: GridSection = GridSection()  # type: ignore[valid-type]
+    execution: ExecutionSection = ExecutionSection()
+    source: Optional[Path] = Field(default=None, exclude=True)
+    _text: str = PrivateAttr(default="")
+
+    @property
+    def text(self) -> str:
+        """The TOML text the study was parsed from (kept verbatim beside its results)."""
+        return self._text
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds are listed more than once")
+        return seeds
+
+    def grid_axes(self) -> dict[str, list]:
+        """The grid axes that were set, in file order: ``{key: [values...]}``."""
+        return {k: v for k, v in self.grid.model_dump(exclude_none=True).items()}
+
+    def base_config(self) -> dict[str, Any]:
+        """The ``[train]`` and ``[collab]`` values as one dict of ``TrainConfig`` fields."""
+        return {**self.train.model_dump(), **self.collab.model_dump()}
+
+
+def _describe_error(err: dict, raw: dict) -> str:
+    """One clause for one pydantic error: ``[section] key: what is wrong``."""
+    loc = [str(p) for p in err["loc"]]
+    if err["type"] == "extra_forbidden":
+        *section, key = loc
+        where = f"[{'.'.join(section)}]" if section else "top level"
+        if section == ["grid"] or section == []:
+            allowed = GRID_KEYS if section == ["grid"] else Study.model_fields
+        else:
+            model = {"data": DataSection, "train": TrainSection, "collab": CollabSection,
+                     "execution": ExecutionSection,
+                     "execution.slurm": SlurmSection}.get(".".join(section))
+            allowed = model.model_fields if model else {}
+        allowed_keys = [k for k in allowed if k != "source"]
+        hint = ""
+        if section == [] and key in GRID_KEYS:
+            hint = f" (it belongs in [{GRID_KEYS[key]}] or [grid])"
+        return f"unknown key {key!r} at {where}{hint}; allowed: {', '.join(allowed_keys)}"
+    if len(loc) >= 2:
+        name = f"[{loc[0]}] {'.'.join(loc[1:])}"
+    else:
+        name = loc[0] if loc else "file"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    value = err.get("input")
+    shown = "" if isinstance(value, (dict, type(None))) else f" (got {value!r})"
+    return f"{name}: {msg}{shown}"
+
+
+def study_error(path: Path | str, exc: pydantic.ValidationError, raw: dict | None = None) -> StudyError:
+    """Turn a pydantic ValidationError into a one-line StudyError that names the file."""
+    clauses = [_describe_error(e, raw or {}) for e in exc.errors()]
+    return StudyError(f"{path}: {'; '.join(clauses)}")
+
+
+def parse_study(text: str, source: Path | str = "<study>") -> Study:
+    """Parse and validate study TOML text; errors name ``source``, the key and what is allowed."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyError(f"{source}: invalid TOML: {exc}") from None
+    if "name" not in raw and source != "<study>":
+        raw["name"] = Path(source).stem
+    if "source" in raw:
+        raise StudyError(f"{source}: unknown key 'source' at top level")
+    try:
+        study = Study.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise study_error(source, exc, raw) from None
+    _check_grid_overlap(study, raw, source)
+    study = study.model_copy(update={"source": Path(source) if source != "<study>" else None})
+    study._text = text
+    return study
+
+
+def _check_grid_overlap(study: Study, raw: dict, source: Path | str) -> None:
+    for key in study.grid_axes():
+        section = GRID_KEYS[key]
+        if key in raw.get(section, {}):
+            raise StudyError(f"{source}: [{section}] {key} is also a [grid] axis; "
+                             f"set it in one place only")
+
+
+def load_study(path: Path | str) -> Study:
+    """Read and validate a study file.
+
+    Parameters
+    ----------
+    path : path to a ``.toml`` study file.
+
+    Returns
+    -------
+    Study
+        The validated study; ``study.source`` is ``path``.
+
+    Raises
+    ------
+    StudyError
+        If the file is missing, is not valid TOML (message names the line), or breaks the
+        schema (message names the key and the allowed values).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"{path}: no such study file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudyError(f"{path}: cannot read study file: {exc}") from None
+    return parse_study(text, path)

@@ -1,0 +1,367 @@
+"""The results store: one Parquet file per finished run, readable by any Parquet client.
+
+Layout of a results directory::
+
+    results/<study>/study.toml                  verbatim copy of the study file
+    results/<study>/runs/<run_id>.parquet       one row per run (RUN_SCHEMA)
+    results/<study>/curves/<run_id>.parquet     per-epoch records of that run (CURVE_SCHEMA)
+
+``pandas.read_parquet("results/<study>/runs")`` gives one row per run: every part file has the
+same schema. Writes are atomic: a temp file whose name starts with ``.`` (which Parquet dataset
+readers skip) in the same folder, fsync, then ``os.link`` (never replaces another process's
+finished run) or ``os.replace``. A killed process leaves at most temp files, removed on the next
+run once their process is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import uuid
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cffbench.errors import StudyError
+from cffbench.study.grid import RunTask
+from cffbench.study.spec import Study, parse_study
+
+STUDY_FILE = "study.toml"
+RUNS_DIR = "runs"
+CURVES_DIR = "curves"
+
+RUN_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("study", pa.string()), ("dataset", pa.string()),
+    ("variant", pa.string()), ("alpha", pa.string()), ("seed", pa.int64()),
+    ("n_train", pa.int64()), ("hidden", pa.string()), ("n_layers", pa.int64()),
+    ("epochs_per_layer", pa.int64()), ("lr", pa.float64()), ("threshold", pa.float64()),
+    ("batch_size", pa.int64()), ("schedule", pa.string()), ("negatives", pa.string()),
+    ("gamma", pa.float64()), ("gamma_lr", pa.float64()), ("gamma_optimizer", pa.string()),
+    ("alpha_decay", pa.float64()), ("theta_placement", pa.string()),
+    ("precision", pa.string()), ("train_eval_size", pa.int64()),
+    ("status", pa.string()), ("test_acc", pa.float64()), ("val_acc", pa.float64()),
+    ("train_acc", pa.float64()), ("gamma_final", pa.float64()),
+    ("gamma_final_layers", pa.string()), ("alpha_final", pa.string()),
+    ("diverged_epoch", pa.int64()), ("duration_s", pa.float64()), ("device", pa.string()),
+    ("started_at", pa.timestamp("us", tz="UTC")), ("cffbench_version", pa.string()),
+    ("torch_version", pa.string()), ("git_commit", pa.string()), ("hostname", pa.string()),
+    ("error", pa.string()), ("notes", pa.string()),
+])
+
+CURVE_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("layer", pa.int64()), ("epoch", pa.int64()),
+    ("loss", pa.float64()), ("g_pos", pa.float64()), ("g_neg", pa.float64()),
+    ("gamma", pa.float64()), ("alpha_row", pa.string()),
+])
+
+DONE_STATUSES = ("ok", "diverged")
+
+
+@lru_cache(maxsize=1)
+def provenance() -> dict[str, str]:
+    """``cffbench_version, torch_version, git_commit, hostname`` of this process."""
+    import torch
+
+    import cffbench
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(cffbench.__file__).parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"cffbench_version": cffbench.__version__, "torch_version": torch.__version__,
+            "git_commit": commit, "hostname": socket.gethostname()}
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def run_row(task: RunTask, outcome) -> dict[str, Any]:
+    """The run-row dict (keys = RUN_SCHEMA names) for one task and its outcome."""
+    config, result = task.config, outcome.result
+    row: dict[str, Any] = {
+        "run_id": task.run_id, "study": task.study, "dataset": task.dataset,
+        "seed": task.seed, "n_train": outcome.n_train if outcome.n_train is not None else task.n_train,
+        "hidden": "-".join(str(h) for h in config.hidden), "n_layers": len(config.hidden),
+    }
+    for name in RUN_SCHEMA.names:
+        if name in row or not hasattr(config, name):
+            continue
+        # A parameter that does not affect this run (alpha of ff, threshold of bp, ...) is missing.
+        row[name] = getattr(config, name) if name in task.effective else None
+    gammas = [float(g) for g in (getattr(result, "gamma_final", None) or [])]
+    row.update({
+        "status": outcome.status,
+        "test_acc": _float(getattr(result, "test_acc", math.nan)),
+        "val_acc": _float(getattr(result, "val_acc", math.nan)),
+        "train_acc": _float(getattr(result, "train_acc", math.nan)),
+        "gamma_final": sum(gammas) / len(gammas) if gammas else math.nan,
+        "gamma_final_layers": json.dumps(gammas),
+        "alpha_final": json.dumps([[float(a) for a in r] for r in
+                                   (getattr(result, "alpha_final", None) or [])]),
+        "diverged_epoch": getattr(result, "diverged_epoch", None),
+        "duration_s": float(outcome.duration_s),
+        "device": outcome.device,
+        "started_at": outcome.started_at,
+        **provenance(),
+        "error": outcome.error,
+        "notes": json.dumps([str(n) for n in (getattr(result, "notes", None) or [])]),
+    })
+    return row
+
+
+def curves_table(run_id: str, curves: Optional[pd.DataFrame]) -> pa.Table:
+    """The run's per-epoch records as a CURVE_SCHEMA table (missing columns become null)."""
+    curves = curves if curves is not None else pd.DataFrame()
+    n = len(curves)
+    arrays = []
+    for fld in CURVE_SCHEMA:
+        if fld.name == "run_id":
+            arrays.append(pa.array([run_id] * n, pa.string()))
+        elif fld.name not in curves:
+            arrays.append(pa.nulls(n, fld.type))
+        elif pa.types.is_string(fld.type):
+            arrays.append(pa.array(curves[fld.name].fillna("").astype(str).tolist(), pa.string()))
+        else:
+            values = pd.to_numeric(curves[fld.name], errors="coerce")
+            arrays.append(pa.array(values, fld.type, from_pandas=pa.types.is_integer(fld.type)))
+    return pa.Table.from_arrays(arrays, schema=CURVE_SCHEMA)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _temp_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def write_atomic(target: Path, write: Any, replace: bool = True) -> bool:
+    """Write ``target`` through a hidden temp file in the same folder.
+
+    Parameters
+    ----------
+    target : final path.
+    write : callable taking a binary file object.
+    replace : if False, an existing ``target`` is kept (``os.link`` never overwrites).
+
+    Returns
+    -------
+    bool
+        False when ``replace`` is False and ``target`` already existed.
+    """
+    tmp = _temp_path(target)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if replace:
+            os.replace(tmp, target)
+        else:
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink(missing_ok=True)
+        _fsync_dir(target.parent)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunStore:
+    """One results directory: ownership check, scanning, atomic writes.
+
+    Parameters
+    ----------
+    results_dir : the folder (``results/<study name>`` by default).
+    """
+
+    def __init__(self, results_dir: Path | str):
+        self.root = Path(results_dir)
+        self.runs_dir = self.root / RUNS_DIR
+        self.curves_dir = self.root / CURVES_DIR
+        self.study_file = self.root / STUDY_FILE
+
+    # -- ownership ------------------------------------------------------------------------
+    def check_owner(self, study: Study) -> Optional[Study]:
+        """Raise StudyError if this folder belongs to another study; return its study if any."""
+        if self.study_file.is_file():
+            stored = parse_study(self.study_file.read_text(encoding="utf-8"), self.study_file)
+            if stored.name != study.name:
+                raise StudyError(f"{self.root} holds results of study {stored.name!r}, not "
+                                 f"{study.name!r}; pass --results DIR for a new folder")
+            return stored
+        # Anything but our own entries (or hidden temp files of a process that is just
+        # creating the store) means the folder is someone else's.
+        foreign = self.root.exists() and (not self.root.is_dir() or any(
+            not p.name.startswith(".") and p.name not in (RUNS_DIR, CURVES_DIR, STUDY_FILE)
+            for p in self.root.iterdir()))
+        if foreign:
+            raise StudyError(f"{self.root} exists and is not a cffbench results directory "
+                             f"(no {STUDY_FILE}); pass --results with a new or empty folder")
+        return None
+
+    def claim(self, study: Study) -> bool:
+        """Create the folders and keep the study file; returns True if the copy changed."""
+        stored = self.check_owner(study)
+        self.root.mkdir(parents=True, exist_ok=True)
+        text = study.text
+        changed = stored is not None and stored.text != text
+        if stored is None or changed:
+            write_atomic(self.study_file, lambda fh: fh.write(text.encode("utf-8")))
+        self.runs_dir.mkdir(exist_ok=True)
+        self.curves_dir.mkdir(exist_ok=True)
+        return changed
+
+    def remove_stale_temps(self) -> int:
+        """Delete temp files left by processes that no longer run; returns how many."""
+        removed = 0
+        for folder in (self.root, self.runs_dir, self.curves_dir):
+            if not folder.is_dir():
+                continue
+            for tmp in folder.glob(".*.tmp"):
+                parts = tmp.name.split(".")
+                pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+                if pid is None or not _pid_alive(pid):
+                    tmp.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    # -- reading ---------------------------------------------------------------------------
+    def run_path(self, run_id: str) -> Path:
+        return self.runs_dir / f"{run_id}.parquet"
+
+    def curves_path(self, run_id: str) -> Path:
+        return self.curves_dir / f"{run_id}.parquet"
+
+    def run_status(self, run_id: str) -> Optional[str]:
+        """``ok|diverged|failed`` of a stored run, ``corrupt`` if unreadable, None if absent."""
+        path = self.run_path(run_id)
+        if not path.exists():
+            return None
+        try:
+            table = pq.read_table(path, columns=["run_id", "status"])
+            if table.num_rows != 1 or table["run_id"][0].as_py() != run_id:
+                return "corrupt"
+            status = table["status"][0].as_py()
+            if status in DONE_STATUSES:
+                pq.read_metadata(self.curves_path(run_id))
+        except Exception:  # any unreadable part (truncated, garbage, missing curves) is redone
+            return "corrupt"
+        return status
+
+    def statuses(self) -> dict[str, str]:
+        """``{run_id: status}`` of every part file in ``runs/`` (``corrupt`` if unreadable)."""
+        if not self.runs_dir.is_dir():
+            return {}
+        return {p.stem: self.run_status(p.stem) for p in sorted(self.runs_dir.glob("*.parquet"))
+                if not p.name.startswith((".", "_"))}
+
+    def is_done(self, run_id: str) -> bool:
+        return self.run_status(run_id) in DONE_STATUSES
+
+    def discard(self, run_id: str) -> None:
+        """Remove a run's files (a corrupt part file, before redoing the run)."""
+        self.run_path(run_id).unlink(missing_ok=True)
+        self.curves_path(run_id).unlink(missing_ok=True)
+
+    # -- writing ---------------------------------------------------------------------------
+    def record(self, task: RunTask, outcome, force: bool = False) -> bool:
+        """Store one outcome: curves first, then the run row (its presence marks the run done).
+
+        Without ``force`` a finished (ok / diverged) row written meanwhile by another process
+        is kept and ``False`` returned; a failed or corrupt one is replaced.
+        """
+        if not force and self.is_done(task.run_id):
+            return False     # another process finished this run meanwhile: keep its files
+        if outcome.result is not None:
+            table = curves_table(task.run_id, getattr(outcome.result, "curves", None))
+            write_atomic(self.curves_path(task.run_id), lambda fh: pq.write_table(table, fh))
+        row = pa.Table.from_pylist([run_row(task, outcome)], schema=RUN_SCHEMA)
+        path = self.run_path(task.run_id)
+        write = lambda fh: pq.write_table(row, fh)  # noqa: E731
+        if force:
+            return write_atomic(path, write)
+        if write_atomic(path, write, replace=False):
+            return True
+        if self.is_done(task.run_id):
+            return False
+        return write_atomic(path, write)
+
+def _read_dir(folder: Path, what: str, results_dir: Path) -> pd.DataFrame:
+    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))) \
+        if folder.is_dir() else []
+    if not files:
+        raise StudyError(f"no {what} in {results_dir}; run `cffbench run STUDY` first")
+    tables = []
+    for path in files:
+        try:
+            tables.append(pq.read_table(path))
+        except Exception:
+            raise StudyError(f"{path} is unreadable; rerun the study (`cffbench run`) "
+                             f"to redo that run") from None
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
+
+
+def read_runs(results_dir: Path | str) -> pd.DataFrame:
+    """All stored runs, one row each, columns as in :data:`RUN_SCHEMA`.
+
+    Parameters not used by a variant (e.g. ``alpha`` of ``ff``) are missing values; failed
+    runs have NaN accuracies and an ``error``.
+
+    Raises
+    ------
+    StudyError
+        If the store is missing or empty, or a part file is unreadable.
+    """
+    results_dir = Path(results_dir)
+    runs = _read_dir(results_dir / RUNS_DIR, "runs", results_dir)
+    return runs.sort_values(["dataset", "variant", "seed", "run_id"]).reset_index(drop=True)
+
+
+def read_curves(results_dir: Path | str) -> pd.DataFrame:
+    """Per-epoch records of every stored run, long format (:data:`CURVE_SCHEMA` columns)."""
+    results_dir = Path(results_dir)
+    return _read_dir(results_dir / CURVES_DIR, "curves", results_dir)
+
+
+def read_study(results_dir: Path | str) -> Study:
+    """The study kept beside the results (``study.toml``)."""
+    path = Path(results_dir) / STUDY_FILE
+    if not path.is_file():
+        raise StudyError(f"no runs in {results_dir} (no {STUDY_FILE}); "
+                         f"run `cffbench run STUDY` first")
+    return parse_study(path.read_text(encoding="utf-8"), path)
