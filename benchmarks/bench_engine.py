@@ -1,0 +1,154 @@
+"""Speed of the FF engine against a straightforward autograd loop, measured in one process.
+
+Baseline = the reference protocol written plainly: overlays built once, each layer
+``relu(linear(x / (‖x‖ + 1e-4)))`` on positives and negatives separately, ``G = mean(h²)``, softplus
+loss, ``loss.backward()``, Adam — and for F-CFF the other layers' goodness forward-only. Engine =
+:class:`cffbench.ff.train.FFTrainer.update_layer` (shared base matmul, reused buffers, manual
+gradient). Baseline and engine epochs are interleaved so machine noise hits both alike; medians are
+reported. Peak RSS of a full engine run is measured in a fresh subprocess. Usage::
+
+    python benchmarks/bench_engine.py --n-train 50000 --epochs 7 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from cffbench.data.splits import Splits
+from cffbench.ff import TrainConfig, train_run
+from cffbench.ff.goodness import overlay_labels
+from cffbench.ff.train import FFTrainer
+
+THETA = 2.0
+
+
+def mnist_like(n_train: int) -> Splits:
+    """Real MNIST when available (load_splits), else random data of MNIST's shape."""
+    try:
+        from cffbench.data import load_splits
+
+        return load_splits("mnist", n_train=n_train, seed=0)
+    except Exception:  # noqa: BLE001 - a benchmark without data still measures speed
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(n_train, 784, generator=g)
+        y = torch.randint(0, 10, (n_train,), generator=g)
+        return Splits("random", x, y, x[:1000], y[:1000], x[:1000], y[:1000], 10)
+
+
+def naive_layer(x, weight, bias):
+    return torch.relu(F.linear(x / (x.norm(2, 1, keepdim=True) + 1e-4), weight, bias))
+
+
+class NaiveLoop:
+    """The straightforward autograd loop of the reference protocol (FF or F-CFF, γ = 1, uniform α)."""
+
+    def __init__(self, trainer: FFTrainer, splits: Splits, collaborative: bool) -> None:
+        self.params = [(l.weight.detach().clone().requires_grad_(), l.bias.detach().clone().requires_grad_())
+                       for l in trainer.layers]
+        self.opts = [torch.optim.Adam(list(p), lr=0.03) for p in self.params]
+        self.x_pos = overlay_labels(splits.x_train, splits.y_train)
+        self.x_neg = overlay_labels(splits.x_train, trainer.y_neg)
+        self.collaborative = collaborative
+
+    def inputs(self, index):
+        h_pos, h_neg, lower = self.x_pos, self.x_neg, []
+        with torch.no_grad():
+            for weight, bias in self.params[:index]:
+                h_pos, h_neg = naive_layer(h_pos, weight, bias), naive_layer(h_neg, weight, bias)
+                lower.append((h_pos.pow(2).mean(1), h_neg.pow(2).mean(1)))
+        return h_pos, h_neg, lower
+
+    def epoch(self, index, h_pos_in, h_neg_in, lower):
+        weight, bias = self.params[index]
+        h_pos, h_neg = naive_layer(h_pos_in, weight, bias), naive_layer(h_neg_in, weight, bias)
+        g_pos, g_neg = h_pos.pow(2).mean(1), h_neg.pow(2).mean(1)
+        if self.collaborative:
+            others_pos, others_neg = [g for g, _ in lower], [g for _, g in lower]
+            with torch.no_grad():
+                u_pos, u_neg = h_pos.detach(), h_neg.detach()
+                for w, b in self.params[index + 1:]:
+                    u_pos, u_neg = naive_layer(u_pos, w, b), naive_layer(u_neg, w, b)
+                    others_pos.append(u_pos.pow(2).mean(1))
+                    others_neg.append(u_neg.pow(2).mean(1))
+            weight_k = 1.0 / len(others_pos)
+            logit_pos = (g_pos - THETA) + sum(weight_k * (g - THETA) for g in others_pos)
+            logit_neg = (g_neg - THETA) + sum(weight_k * (g - THETA) for g in others_neg)
+        else:
+            logit_pos, logit_neg = g_pos - THETA, g_neg - THETA
+        loss = F.softplus(torch.cat([-logit_pos, logit_neg])).mean()
+        self.opts[index].zero_grad()
+        loss.backward()
+        self.opts[index].step()
+
+
+def compare(splits: Splits, variant: str, precision: str, epochs: int) -> list[dict]:
+    """Interleaved epochs of baseline and engine, per layer; returns one row per layer."""
+    config = TrainConfig(variant=variant, precision=precision, epochs_per_layer=epochs)
+    trainer = FFTrainer(config, splits, torch.device("cpu"), None)
+    naive = NaiveLoop(trainer, splits, variant != "ff")
+    rows = []
+    for index in range(len(trainer.layers)):
+        inp, lower = trainer.chain_inputs(index)
+        h_pos, h_neg, naive_lower = naive.inputs(index)
+        t_naive, t_engine = [], []
+        for _ in range(epochs):
+            start = time.perf_counter()
+            naive.epoch(index, h_pos, h_neg, naive_lower)
+            t_naive.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            trainer.update_layer(index, inp, lower)
+            t_engine.append(time.perf_counter() - start)
+        naive_s, engine_s = statistics.median(t_naive[1:]), statistics.median(t_engine[1:])
+        rows.append({"variant": variant, "precision": precision, "layer": index + 1,
+                     "baseline_s": round(naive_s, 3), "engine_s": round(engine_s, 3),
+                     "speedup": round(naive_s / engine_s, 2)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def peak_rss_run(n_train: int, variant: str, epochs: int) -> None:
+    """Child process: one full engine run; prints its peak RSS in GB."""
+    splits = mnist_like(n_train)
+    start = time.perf_counter()
+    result = train_run(TrainConfig(variant=variant, epochs_per_layer=epochs), splits)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    print(json.dumps({"variant": variant, "n_train": n_train, "epochs_per_layer": epochs,
+                      "status": result.status, "peak_rss_gb": round(peak_gb, 2),
+                      "run_s": round(time.perf_counter() - start, 1)}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="FF engine speed vs a straightforward loop")
+    parser.add_argument("--n-train", type=int, default=50000)
+    parser.add_argument("--epochs", type=int, default=7, help="timed epochs per layer (first dropped)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", nargs="*", default=["ff", "f-cff"])
+    parser.add_argument("--precisions", nargs="*", default=["fp32", "bf16"])
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocess runs")
+    parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.rss_child:
+        peak_rss_run(args.n_train, args.rss_child, args.epochs)
+        return
+    print(f"torch {torch.__version__}, threads {args.threads}, n_train {args.n_train}", flush=True)
+    for variant in [] if args.no_rss else args.variants:
+        subprocess.run([sys.executable, __file__, "--rss-child", variant, "--n-train",
+                        str(args.n_train), "--epochs", "3", "--threads", str(args.threads)], check=True)
+    splits = mnist_like(args.n_train)
+    for variant in args.variants:
+        for precision in args.precisions:
+            compare(splits, variant, precision, args.epochs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""The training engine: FF (Hinton 2022 protocol), F-CFF / A-CFF (collaborative FF) and BP.
+
+Public API (docs/architecture.md): :class:`TrainConfig`, :func:`train_run`, :class:`RunResult`.
+"""
+
+from cffbench.ff.alpha import alpha_matrix
+from cffbench.ff.config import TrainConfig
+from cffbench.ff.result import RunResult
+from cffbench.ff.train import train_run
+
+__all__ = ["TrainConfig", "train_run", "RunResult", "alpha_matrix"]

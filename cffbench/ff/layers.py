@@ -1,0 +1,218 @@
+"""One FF layer with a fast, allocation-free update: the engine's hot loop.
+
+Speed levers (each pinned against the plain definitions of :mod:`cffbench.ff.goodness` by tests):
+
+- **shared base matmul** for the first layer: a label overlay zeroes the first ``n_labels``
+  pixels and sets one of them to the batch max ``m``, so the row norm
+  ``‖x̃‖ = sqrt(‖x[n_labels:]‖² + m²)`` is the same for every label and
+  ``W x̃/(‖x̃‖+ε) = W x₀ s + (m s) W[:, y]`` with ``x₀`` the image with zeroed label pixels and
+  ``s = 1/(‖x̃‖+ε)``. Positive and negative data share ``x₀ s W^T`` (one ``(N, D) × (D, H)``
+  matmul instead of two); the label part is a rank-``n_labels`` correction. The weight gradient
+  shares it too: ``∂W = (δ_pos + δ_neg)^T x₀ s`` plus the label columns.
+- **manual gradient** of the layer's weights: with ``G = ‖h‖²/H`` and ``h = relu(pre)``,
+  ``∂L/∂pre = (∂L/∂G) · 2h/H`` (zero where the ReLU is off, because h is). ``∂L/∂G`` comes from
+  autograd on the ``(2N,)`` goodness vector only, so the (collaborative) loss stays plain torch.
+- **buffers reused across epochs** (pre-activations, gradients, normalised outputs), so large
+  tensors are not returned to the OS and page-faulted in again every epoch.
+- opt-in **bfloat16** matmuls (``precision="bf16"``); accumulation, Adam and evaluation stay fp32.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from cffbench.ff.goodness import NORM_EPS
+from cffbench.ff.result import optimizer_step
+
+
+@dataclass
+class OverlayInput:
+    """First-layer input: positive and negative overlays of the same ``N`` images.
+
+    ``x0_dir`` ``(N, D)``: image with its first ``n_labels`` pixels zeroed, times
+    ``s = 1/(‖x̃‖+ε)``; ``label_pos`` / ``label_neg`` ``(N, n_labels)``: one-hot labels times ``m s``.
+    Together they equal ``unit_direction(overlay_labels(x, y))`` for each label vector.
+    """
+
+    x0_dir: torch.Tensor
+    label_scale: torch.Tensor          # (N,) = m s
+    label_pos: torch.Tensor
+    label_neg: torch.Tensor
+    _cast: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, x: torch.Tensor, y_pos: torch.Tensor, y_neg: torch.Tensor, n_labels: int,
+              value: torch.Tensor | float | None = None) -> "OverlayInput":
+        value = x.max() if value is None else torch.as_tensor(value, dtype=x.dtype, device=x.device)
+        x0 = x.clone()
+        x0[:, :n_labels] = 0.0
+        norm = torch.sqrt(torch.linalg.vector_norm(x0, dim=1).square_() + value * value)
+        scale = 1.0 / (norm + NORM_EPS)
+        x0.mul_(scale[:, None])
+        label_scale = value * scale
+        return cls(x0, label_scale, _one_hot_scaled(y_pos, label_scale, n_labels),
+                   _one_hot_scaled(y_neg, label_scale, n_labels))
+
+    @property
+    def n(self) -> int:
+        return self.x0_dir.shape[0]
+
+    def with_negatives(self, y_neg: torch.Tensor) -> "OverlayInput":
+        n_labels = self.label_pos.shape[1]
+        return OverlayInput(self.x0_dir, self.label_scale, self.label_pos,
+                            _one_hot_scaled(y_neg, self.label_scale, n_labels), self._cast)
+
+    def rows(self, idx: torch.Tensor) -> "OverlayInput":
+        return OverlayInput(self.x0_dir[idx], self.label_scale[idx], self.label_pos[idx],
+                            self.label_neg[idx])
+
+    def matrix(self, dtype: torch.dtype) -> torch.Tensor:
+        if dtype == self.x0_dir.dtype:
+            return self.x0_dir
+        if dtype not in self._cast:
+            self._cast[dtype] = self.x0_dir.to(dtype)
+        return self._cast[dtype]
+
+
+@dataclass
+class PlainInput:
+    """Input of a later layer: ``x`` ``(2N, D)`` unit-direction rows, positives first."""
+
+    x: torch.Tensor
+    _cast: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0] // 2
+
+    def rows(self, idx: torch.Tensor) -> "PlainInput":
+        return PlainInput(self.x[torch.cat([idx, idx + self.n])])
+
+    def matrix(self, dtype: torch.dtype) -> torch.Tensor:
+        if dtype == self.x.dtype:
+            return self.x
+        if dtype not in self._cast:
+            self._cast[dtype] = self.x.to(dtype)
+        return self._cast[dtype]
+
+
+def _one_hot_scaled(labels: torch.Tensor, scale: torch.Tensor, n_labels: int) -> torch.Tensor:
+    out = torch.zeros(labels.shape[0], n_labels, dtype=scale.dtype, device=scale.device)
+    out.scatter_(1, labels[:, None], scale[:, None])
+    return out
+
+
+def init_linear(in_features: int, out_features: int, generator: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.nn.Linear``'s default init drawn from ``generator``: weight ``(out, in)`` with
+    kaiming-uniform(a=√5), i.e. U(±1/√in), and bias ``(out,)`` from U(±1/√in)."""
+    weight = torch.empty(out_features, in_features)
+    torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+    bound = 1.0 / math.sqrt(in_features)
+    bias = torch.empty(out_features).uniform_(-bound, bound, generator=generator)
+    return weight, bias
+
+
+class FFLayer:
+    """``h = relu(W · unit_direction(x) + b)`` trained by its own Adam on its local loss.
+
+    Parameters are leaf tensors ``weight`` ``(H, D)`` and ``bias`` ``(H,)``; gradients are written
+    by :meth:`apply_goodness_gradient`, never by autograd through the layer.
+    """
+
+    def __init__(self, in_features: int, out_features: int, generator: torch.Generator,
+                 lr: float, device: torch.device, precision: str = "fp32") -> None:
+        weight, bias = init_linear(in_features, out_features, generator)
+        self.weight = weight.to(device).requires_grad_()
+        self.bias = bias.to(device).requires_grad_()
+        self.optimizer = torch.optim.Adam([self.weight, self.bias], lr=lr)
+        self.matmul_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self._buffers: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def width(self) -> int:
+        return self.weight.shape[0]
+
+    def buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float32
+               ) -> torch.Tensor:
+        """A scratch tensor reused across epochs (one per name, shape and dtype)."""
+        key = (name, tuple(shape), dtype)
+        if key not in self._buffers:
+            self._buffers[key] = torch.empty(shape, dtype=dtype, device=self.weight.device)
+        return self._buffers[key]
+
+    def release_buffers(self) -> None:
+        self._buffers.clear()
+
+    def _matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``out = a @ b (+ bias)`` in fp32, or with bf16 operands (bf16 result, copied to fp32)."""
+        if self.matmul_dtype == torch.float32:
+            return torch.mm(a, b, out=out) if bias is None else torch.addmm(bias, a, b, out=out)
+        low = self.buffer("matmul_bf16", tuple(out.shape), self.matmul_dtype)
+        torch.mm(a.to(self.matmul_dtype), b.to(self.matmul_dtype), out=low)
+        out.copy_(low)
+        return out if bias is None else out.add_(bias)
+
+    @torch.no_grad()
+    def forward(self, inp: OverlayInput | PlainInput, name: str = "h") -> torch.Tensor:
+        """Activations ``(2N, H)`` (positives first) into a reused buffer."""
+        n, width = inp.n, self.width
+        h = self.buffer(name, (2 * n, width))
+        weight_t = self.weight.t()
+        if isinstance(inp, OverlayInput):
+            # the shared base x₀ s W^T + b goes into the positive half, is copied (+ negative
+            # labels) into the negative half, then the positive labels are added in place
+            base = self._matmul(inp.matrix(self.matmul_dtype), weight_t, h[:n], self.bias)
+            label_w = weight_t[: inp.label_pos.shape[1]]
+            torch.addmm(base, inp.label_neg, label_w, out=h[n:])
+            base.addmm_(inp.label_pos, label_w)
+        else:
+            self._matmul(inp.matrix(self.matmul_dtype), weight_t, h, self.bias)
+        return h.clamp_(min=0.0)
+
+    @torch.no_grad()
+    def forward_rows(self, x_dir: torch.Tensor, name: str = "fwd") -> torch.Tensor:
+        """Forward-only activations for unit-direction rows ``x_dir`` ``(M, D)`` → ``(M, H)``."""
+        h = self.buffer(name, (x_dir.shape[0], self.width))
+        return self._matmul(x_dir, self.weight.t(), h, self.bias).clamp_(min=0.0)
+
+    def direction(self, h: torch.Tensor, norm: torch.Tensor, name: str = "dir") -> torch.Tensor:
+        """``h / (‖h‖ + ε)`` into a reused buffer; ``norm`` is ``‖h‖₂`` per row."""
+        out = self.buffer(name, tuple(h.shape))
+        return torch.div(h, (norm + NORM_EPS)[:, None], out=out)
+
+    @torch.no_grad()
+    def apply_goodness_gradient(self, inp: OverlayInput | PlainInput, h: torch.Tensor,
+                                grad_goodness: torch.Tensor) -> None:
+        """Set ``weight.grad`` / ``bias.grad`` from ``∂L/∂G`` ``(2N,)``; overwrites ``h``.
+
+        ``∂L/∂pre = ∂L/∂G · 2h/H``, ``∂L/∂W = δ^T x_dir``, ``∂L/∂b = Σ_rows δ``.
+        """
+        n, width = inp.n, self.width
+        delta = h.mul_((grad_goodness * (2.0 / width))[:, None])
+        grad_w = self.buffer("grad_w", tuple(self.weight.shape))
+        if isinstance(inp, OverlayInput):
+            n_labels = inp.label_pos.shape[1]
+            label_grad = delta[:n].t() @ inp.label_pos
+            label_grad.addmm_(delta[n:].t(), inp.label_neg)
+            delta_sum = delta[:n].add_(delta[n:])
+            self._matmul(self._low(delta_sum).t(), inp.matrix(self.matmul_dtype), grad_w)
+            grad_w[:, :n_labels] += label_grad
+        else:
+            delta_sum = delta
+            self._matmul(self._low(delta).t(), inp.matrix(self.matmul_dtype), grad_w)
+        self.weight.grad = grad_w
+        self.bias.grad = delta_sum.sum(dim=0)
+
+    def _low(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the matmul dtype, through a reused buffer (no fresh large tensor per epoch)."""
+        if self.matmul_dtype == x.dtype:
+            return x
+        return self.buffer("delta_low", tuple(x.shape), self.matmul_dtype).copy_(x)
+
+    def step(self) -> None:
+        optimizer_step(self.optimizer)

@@ -1,0 +1,77 @@
+"""What one run reports, and small helpers shared by the FF and BP trainers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cffbench.errors import TrainConfigError
+
+#: Columns of :attr:`RunResult.curves` (long format, one row per recorded layer × epoch).
+CURVE_COLUMNS = ["layer", "epoch", "loss", "g_pos", "g_neg", "gamma", "alpha_row"]
+#: At most this many recorded epochs per layer.
+MAX_CURVE_POINTS = 200
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`cffbench.ff.train_run`.
+
+    ``status`` is ``"ok"`` or ``"diverged"``; accuracies are fractions in [0, 1] (nan when
+    diverged); ``gamma_final`` has one value per layer and ``alpha_final`` is the ``L × L`` α (both
+    empty for ff / bp); ``layer_stats`` has per layer ``layer`` (1-based), ``g_pos`` / ``g_neg``
+    (mean goodness of the training positives / negatives with the final weights) and ``seconds``
+    (training wall time of that layer). ``curves`` columns: ``layer`` (1-based; 0 = the whole
+    network for bp), ``epoch`` (1-based), ``loss``, ``g_pos``, ``g_neg`` (means over the epoch's
+    positives / negatives, before the step), ``gamma`` (after the epoch; nan for ff / bp) and
+    ``alpha_row`` (α's row as JSON text when α is learned, else ``""``).
+    """
+
+    status: str
+    test_acc: float
+    val_acc: float
+    train_acc: float
+    gamma_final: list[float]
+    alpha_final: list[list[float]]
+    layer_stats: list[dict]
+    curves: pd.DataFrame
+    diverged_epoch: int | None
+    duration_s: float
+    device: str
+    notes: list[str] = field(default_factory=list)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()``, turning torch's overflow error (an absurd lr makes Adam's step size
+    overflow a float) into :class:`FloatingPointError`, which the trainers report as divergence."""
+    try:
+        optimizer.step()
+    except RuntimeError as exc:
+        if "overflow" in str(exc):
+            raise FloatingPointError(str(exc)) from None
+        raise
+
+
+def curve_epochs(n_epochs: int, max_points: int = MAX_CURVE_POINTS) -> np.ndarray:
+    """The 1-based epochs recorded in the curves: all of them when ``n_epochs ≤ max_points``,
+    else ``max_points`` evenly spaced ones including the first and the last."""
+    if n_epochs <= max_points:
+        return np.arange(1, n_epochs + 1)
+    return np.unique(np.rint(np.linspace(1, n_epochs, max_points)).astype(int))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available) → :class:`torch.device`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise TrainConfigError(f"device {device!r} requested but CUDA is not available; "
+                                   "use --device cpu or auto")
+        return torch.device(device)
+    raise TrainConfigError(f"unknown device {device!r}; allowed: cpu, cuda, auto")

@@ -1,0 +1,334 @@
+"""``train_run``: one FF / F-CFF / A-CFF / BP run from a config and a :class:`Splits`.
+
+Protocol (Hinton 2022, the pytorch_forward_forward reference): label one-hot in the first
+``n_classes`` pixels (value = batch max); negatives = the same images with a wrong label; each
+layer trained by its own Adam on ``mean(softplus(cat([−logit_pos, logit_neg])))`` with
+``logit = G − θ`` (FF) or the collaborative logit of :func:`~cffbench.ff.goodness.collaborative_logits`.
+
+Schedules: ``sequential`` trains layer 1 for E epochs, then layer 2 on layer 1's frozen output,
+...; ``alternating`` gives every layer one step per epoch (per minibatch), in order, each on the
+current output of the (just updated) layers below. In CFF the other layers' goodness enters
+forward-only (stop-gradient): earlier layers on the current inputs, later layers on layer l's
+current output (pre-step), with their current (in ``sequential``: still initial) weights.
+
+Curves record every epoch when ``epochs_per_layer ≤ 200``; otherwise 200 epochs per layer evenly
+spaced over 1..E (always the first and the last). Divergence (non-finite loss or γ) is checked
+every epoch and ends the run with status ``"diverged"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cffbench.data.splits import Splits
+from cffbench.errors import TrainConfigError
+from cffbench.ff.alpha import normalised_structures_coincide
+from cffbench.ff.collaboration import Collaboration
+from cffbench.ff.config import TrainConfig, run_generators
+from cffbench.ff.goodness import collaborative_logits, ff_loss
+from cffbench.ff.layers import FFLayer, OverlayInput, PlainInput
+from cffbench.ff.predict import ff_accuracy
+from cffbench.ff.result import RunResult, CURVE_COLUMNS, curve_epochs, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+class Diverged(Exception):
+    """Internal signal: a non-finite loss or γ at ``epoch``."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(epoch)
+        self.epoch = epoch
+
+
+def draw_negative_labels(y: torch.Tensor, n_classes: int, generator: torch.Generator,
+                         mode: str) -> torch.Tensor:
+    """Negative labels ``(N,)`` on the CPU: a uniformly drawn wrong label (``fixed`` / ``redraw``)
+    or the reference's ``y[randperm(N)]`` (``permutation``; may equal the true label)."""
+    y = y.cpu()
+    if mode == "permutation":
+        return y[torch.randperm(y.shape[0], generator=generator)]
+    shift = torch.randint(1, n_classes, y.shape, generator=generator)
+    return (y + shift) % n_classes
+
+
+class FFTrainer:
+    """The state of one FF-family run: layers, collaboration, inputs, curves."""
+
+    def __init__(self, config: TrainConfig, splits: Splits, device: torch.device,
+                 on_epoch: Callable[[dict], None] | None) -> None:
+        self.config = config
+        self.device = device
+        self.on_epoch = on_epoch
+        self.generators = run_generators(config.seed)
+        self.n_labels = splits.n_classes
+        if splits.n_classes > splits.n_features:
+            raise TrainConfigError(f"{splits.name}: {splits.n_classes} classes do not fit the label "
+                                   f"overlay of {splits.n_features} features")
+        widths = (splits.n_features, *config.hidden)
+        self.layers = [FFLayer(d_in, d_out, self.generators["init"], config.lr, device,
+                               config.precision) for d_in, d_out in zip(widths[:-1], widths[1:])]
+        self.collab = Collaboration(config, device) if config.is_collaborative else None
+        self.y_train = splits.y_train.to(device)
+        self.y_neg = self._draw_negatives()
+        self.overlay = OverlayInput.build(splits.x_train.to(device), self.y_train,
+                                          self.y_neg, self.n_labels)
+        self.recorded = set(curve_epochs(config.epochs_per_layer).tolist())
+        self.curves: list[dict] = []
+        self.seconds = [0.0] * len(self.layers)
+        self.final_goodness: list[tuple[float, float]] = [(float("nan"),) * 2] * len(self.layers)
+
+    # ------------------------------------------------------------------ inputs
+    def _draw_negatives(self) -> torch.Tensor:
+        return draw_negative_labels(self.y_train, self.n_labels, self.generators["negatives"],
+                                    self.config.negatives).to(self.device)
+
+    def _redraw_negatives(self) -> None:
+        self.y_neg = self._draw_negatives()
+        self.overlay = self.overlay.with_negatives(self.y_neg)
+
+    @torch.no_grad()
+    def chain_inputs(self, upto: int) -> tuple[OverlayInput | PlainInput, list[torch.Tensor]]:
+        """Input of layer ``upto`` and the goodness ``(2N,)`` of layers ``< upto`` (current weights)."""
+        inp: OverlayInput | PlainInput = self.overlay
+        lower: list[torch.Tensor] = []
+        for layer in self.layers[:upto]:
+            h = layer.forward(inp)
+            norm = torch.linalg.vector_norm(h, dim=1)
+            lower.append(norm.square() / layer.width)
+            inp = PlainInput(layer.direction(h, norm))
+        return inp, lower
+
+    def _batches(self) -> list[torch.Tensor | None]:
+        n, size = self.overlay.n, self.config.batch_size
+        if size == 0 or size >= n:
+            return [None]
+        order = torch.randperm(n, generator=self.generators["batches"]).to(self.device)
+        return list(order.split(size))
+
+    # ------------------------------------------------------------------ one update
+    def update_layer(self, index: int, inp, lower: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """One optimiser step of layer ``index`` on ``inp``; returns (loss, G_pos mean, G_neg mean)."""
+        layer, n = self.layers[index], inp.n
+        h = layer.forward(inp)
+        norm = torch.linalg.vector_norm(h, dim=1)
+        own = norm.square() / layer.width
+        others = None
+        if self.collab is not None:
+            upper, h_dir = [], layer.direction(h, norm, name="dir_collab")
+            for position, later in enumerate(self.layers[index + 1:], start=index + 1):
+                h_later = later.forward_rows(h_dir)
+                norm_later = torch.linalg.vector_norm(h_later, dim=1)
+                upper.append(norm_later.square() / later.width)
+                if position + 1 < len(self.layers):
+                    h_dir = later.direction(h_later, norm_later, name="dir_collab")
+            others = torch.stack([*lower, own, *upper])
+        own_leaf = own.detach().requires_grad_()
+        with torch.enable_grad():
+            if self.collab is None:
+                logits = collaborative_logits(own_leaf, None, 0.0, None, self.config.threshold)
+            else:
+                self.collab.zero_grad(index)
+                logits = collaborative_logits(own_leaf, others, self.collab.gamma(index),
+                                              self.collab.alpha_row(index), self.config.threshold,
+                                              self.config.theta_placement)
+            loss = ff_loss(logits[:n], logits[n:])
+            loss.backward()
+        layer.apply_goodness_gradient(inp, h, own_leaf.grad)
+        layer.step()
+        if self.collab is not None:
+            self.collab.step(index)
+        return loss.detach(), own[:n].mean(), own[n:].mean()
+
+    def _update_batches(self, index: int, inp, lower, batches) -> tuple[float, float, float]:
+        stats = []
+        for idx in batches:
+            if idx is None:
+                stats.append(self.update_layer(index, inp, lower))
+            else:
+                rows = torch.cat([idx, idx + inp.n])
+                stats.append(self.update_layer(index, inp.rows(idx), [g[rows] for g in lower]))
+        return tuple(float(torch.stack(column).mean()) for column in zip(*stats))
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _record(self, index: int, epoch: int, loss: float, g_pos: float, g_neg: float) -> None:
+        gamma_ok = self.collab is None or self.collab.finite()
+        if not (np.isfinite(loss) and gamma_ok):
+            raise Diverged(epoch)
+        if epoch in self.recorded:
+            row = {"layer": index + 1, "epoch": epoch, "loss": loss, "g_pos": g_pos, "g_neg": g_neg,
+                   "gamma": self.collab.gamma_value(index) if self.collab else float("nan"),
+                   "alpha_row": self.collab.alpha_row_json(index) if self.collab else ""}
+            self.curves.append(row)
+            if self.on_epoch is not None:
+                self.on_epoch(dict(row))
+
+    # ------------------------------------------------------------------ schedules
+    def train_sequential(self) -> None:
+        for index in range(len(self.layers)):
+            start = time.perf_counter()
+            for layer in self.layers:   # drop the previous phase's scratch before allocating anew
+                layer.release_buffers()
+            inp, lower = self.chain_inputs(index)
+            if self.config.negatives != "redraw":
+                for frozen in self.layers[:index]:  # inp / lower keep what they need alive
+                    frozen.release_buffers()
+            for epoch in range(1, self.config.epochs_per_layer + 1):
+                if self.config.negatives == "redraw":
+                    self._redraw_negatives()
+                    inp, lower = self.chain_inputs(index)
+                try:
+                    stats = self._update_batches(index, inp, lower, self._batches())
+                except FloatingPointError:
+                    raise Diverged(epoch) from None
+                self._record(index, epoch, *stats)
+            self.seconds[index] = time.perf_counter() - start
+
+    def train_alternating(self) -> None:
+        for epoch in range(1, self.config.epochs_per_layer + 1):
+            if self.config.negatives == "redraw":
+                self._redraw_negatives()
+            try:
+                per_layer = self._alternating_epoch()
+            except FloatingPointError:
+                raise Diverged(epoch) from None
+            for index, stats in enumerate(per_layer):
+                self._record(index, epoch, *(float(torch.stack(c).mean()) for c in zip(*stats)))
+
+    def _alternating_epoch(self) -> list[list]:
+        """One alternating epoch: per minibatch, every layer steps once, bottom to top."""
+        per_layer: list[list] = [[] for _ in self.layers]
+        for idx in self._batches():
+            inp = self.overlay if idx is None else self.overlay.rows(idx)
+            lower: list[torch.Tensor] = []
+            for index, layer in enumerate(self.layers):
+                start = time.perf_counter()
+                per_layer[index].append(self.update_layer(index, inp, lower))
+                if index + 1 < len(self.layers):
+                    with torch.no_grad():
+                        h = layer.forward(inp)
+                        norm = torch.linalg.vector_norm(h, dim=1)
+                        lower.append(norm.square() / layer.width)
+                        inp = PlainInput(layer.direction(h, norm))
+                self.seconds[index] += time.perf_counter() - start
+        return per_layer
+
+    @torch.no_grad()
+    def final_layer_goodness(self) -> list[tuple[float, float]]:
+        """Mean G_pos / G_neg per layer on the training data with the final weights."""
+        for layer in self.layers:
+            layer.release_buffers()
+        inp: OverlayInput | PlainInput = self.overlay
+        out = []
+        for layer in self.layers:
+            h = layer.forward(inp)
+            norm = torch.linalg.vector_norm(h, dim=1)
+            g = norm.square() / layer.width
+            out.append((float(g[:inp.n].mean()), float(g[inp.n:].mean())))
+            inp = PlainInput(layer.direction(h, norm))
+            layer.release_buffers()   # inp keeps the one tensor the next layer needs
+        return out
+
+    def curves_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.curves, columns=CURVE_COLUMNS)
+
+    def weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(layer.weight.detach(), layer.bias.detach()) for layer in self.layers]
+
+
+def train_eval_subset(splits: Splits, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Sorted indices of the fixed train-accuracy subset (``min(size, N)`` rows)."""
+    n = splits.x_train.shape[0]
+    return torch.randperm(n, generator=generator)[: min(size, n)].sort().values
+
+
+def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
+              on_epoch: Callable[[dict], None] | None = None) -> RunResult:
+    """Train one run and evaluate it; a diverging run is reported, never raised.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run (variant, widths, epochs, γ/α settings, seed, ...).
+    splits : Splits
+        Normalised, flattened data: ``x_*`` ``(N, D)`` float32, ``y_*`` ``(N,)`` int64.
+    device : {"cpu", "cuda", "auto"}
+        Where to train. Random draws always happen on CPU generators, so the initial weights and
+        negatives do not depend on the device. On CPU, the same config and splits give
+        bit-identical results.
+    on_epoch : callable, optional
+        Receives every recorded curve row (a dict with the ``curves`` columns).
+
+    Returns
+    -------
+    RunResult
+        Test / validation / train accuracy (train on a fixed subset of ``train_eval_size``
+        training images drawn from the seed), per-layer final G_pos / G_neg and seconds, final γ
+        and α, and the long-format curves.
+
+    Raises
+    ------
+    TrainConfigError
+        Unknown device, or more classes than input features for the label overlay.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TrainConfigError(f"train_run expects a TrainConfig, got {type(config).__name__}")
+    torch_device = resolve_device(device)
+    started = time.perf_counter()
+    notes: list[str] = []
+    if config.variant == "bp":
+        from cffbench.ff.backprop import train_backprop
+
+        return train_backprop(config, splits, torch_device, on_epoch, started)
+    if config.is_collaborative and normalised_structures_coincide(config.n_layers):
+        note = ("with 2 hidden layers all normalised alpha structures coincide "
+                "(uniform = distance = learned = ones: alpha = [[0, 1], [1, 0]])")
+        notes.append(note)
+        log.info(note)
+    if config.variant == "a-cff" and config.gamma == 0 and config.gamma_lr > 0:
+        notes.append("a-cff with gamma init 0: gamma receives gradient and moves away from 0")
+    trainer = FFTrainer(config, splits, torch_device, on_epoch)
+    status, diverged_epoch = "ok", None
+    try:
+        if config.schedule == "sequential":
+            trainer.train_sequential()
+        else:
+            trainer.train_alternating()
+        if not all(bool(torch.isfinite(w).all() and torch.isfinite(b).all())
+                   for w, b in trainer.weights()):
+            raise Diverged(config.epochs_per_layer)   # the last step produced non-finite weights
+    except Diverged as signal:
+        status, diverged_epoch = "diverged", signal.epoch
+        notes.append(f"diverged (non-finite loss or gamma) at epoch {signal.epoch}")
+        log.warning("run diverged at epoch %d", signal.epoch)
+    accuracies = {"test": float("nan"), "val": float("nan"), "train": float("nan")}
+    goodness = [(float("nan"), float("nan"))] * config.n_layers
+    if status == "ok":
+        goodness = trainer.final_layer_goodness()
+        for index, (g_pos, g_neg) in enumerate(goodness, start=1):
+            if g_pos == 0.0 and g_neg == 0.0:
+                # Finite but dead: every ReLU of the layer is off, so it cannot tell pos from neg.
+                notes.append(f"layer {index} collapsed (G_pos = G_neg = 0: every unit dead)")
+        weights = trainer.weights()
+        subset = train_eval_subset(splits, config.train_eval_size, trainer.generators["train_eval"])
+        for name, x, y in (("test", splits.x_test, splits.y_test), ("val", splits.x_val, splits.y_val),
+                           ("train", splits.x_train[subset], splits.y_train[subset])):
+            accuracies[name] = ff_accuracy(weights, x.to(torch_device), y.to(torch_device),
+                                           splits.n_classes)
+    collab = trainer.collab
+    return RunResult(
+        status=status, test_acc=accuracies["test"], val_acc=accuracies["val"],
+        train_acc=accuracies["train"],
+        gamma_final=[collab.gamma_value(i) for i in range(config.n_layers)] if collab else [],
+        alpha_final=collab.alpha_final() if collab else [],
+        layer_stats=[{"layer": i + 1, "g_pos": gp, "g_neg": gn, "seconds": trainer.seconds[i]}
+                     for i, (gp, gn) in enumerate(goodness)],
+        curves=trainer.curves_frame(),
+        diverged_epoch=diverged_epoch, duration_s=time.perf_counter() - started,
+        device=str(torch_device), notes=notes)
