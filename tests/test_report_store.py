@@ -138,7 +138,9 @@ def test_results_dir_without_runs_is_a_one_line_user_error(tmp_path):
 
 def test_planned_runs_come_from_the_expanded_study_grid(tmp_path):
     # 2 datasets x 3 seeds x (ff + bp + f-cff x 2 alphas + a-cff x 2 alphas) = 36 runs
-    write_synthetic_store(tmp_path, seeds=range(3), alphas=("uniform", "learned"), epochs=3)
+    # (three hidden layers: with two, every alpha structure is the same run)
+    write_synthetic_store(tmp_path, seeds=range(3), alphas=("uniform", "learned"), epochs=3,
+                          hidden=(50, 50, 50))
     inputs = load_inputs(tmp_path)
     assert inputs.planned == 36
     assert inputs.study_description == "Synthetic study written by the report tests"

@@ -81,6 +81,8 @@ def test_docs_studies_md_contains_the_example_verbatim():
 
 def test_ff_with_three_alphas_is_one_run_per_seed_and_dataset(tmp_path):
     study = load_study(write(tmp_path, BASE + '''
+[train]
+hidden = [50, 50, 50, 50]
 [grid]
 variant = ["ff", "f-cff"]
 alpha = ["uniform", "distance", "learned"]
@@ -91,6 +93,20 @@ alpha = ["uniform", "distance", "learned"]
     assert len(ff) == 2            # one per seed, not three
     assert len(cff) == 2 * 3
     assert sorted(r.seed for r in ff) == [0, 1]
+
+
+def test_two_layer_alpha_structures_coincide_so_cff_is_one_run_per_seed(tmp_path):
+    # With two hidden layers uniform, distance, learned and ones are all [[0, 1], [1, 0]].
+    study = load_study(write(tmp_path, BASE + '''
+[train]
+hidden = [50, 50]
+[grid]
+variant = ["f-cff", "a-cff"]
+alpha = ["uniform", "distance", "learned", "ones"]
+'''))
+    runs = expand(study)
+    assert len(runs) == 2 * 2                      # 2 seeds x 2 variants, not x 4 alphas
+    assert {r.effective["alpha"] for r in runs} == {"uniform"}
 
 
 def test_any_train_or_collab_key_can_be_a_grid_axis(tmp_path):

@@ -33,7 +33,7 @@ seeds = [0, 1]
 datasets = ["mnist"]
 n_train = 200
 [train]
-hidden = [16, 16]
+hidden = [16, 16, 16]   # three layers, so the two alpha structures differ
 epochs_per_layer = 3
 train_eval_size = 100
 [grid]
@@ -90,7 +90,7 @@ def test_run_ids_of_a_study_are_stable_across_processes(study_file):
                          text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "12345"})
     assert out.stdout.split() == ids
     # pinned: the ff run of seed 0 (changes only if TrainConfig.effective() changes)
-    assert ids[0] == "e66b2618aa491ee6"
+    assert ids[0] == "56c0fa223ab4e29a"
 
 
 # ----------------------------------------------------------------------------- store layout
@@ -104,12 +104,13 @@ def test_store_holds_one_readable_row_per_run_with_the_documented_columns(study_
     assert list(runs.columns) == RUN_SCHEMA.names
     assert runs["run_id"].is_unique
     assert runs["test_acc"].between(0, 1).all() and runs["val_acc"].between(0, 1).all()
-    assert set(runs["hidden"]) == {"16-16"} and set(runs["n_layers"]) == {2}
+    assert set(runs["hidden"]) == {"16-16-16"} and set(runs["n_layers"]) == {3}
     ff = runs[runs["variant"] == "ff"]
     assert ff["alpha"].isna().all() and ff["gamma"].isna().all()     # ff ignores them
     assert set(runs.loc[runs["variant"] == "a-cff", "alpha"]) == {"uniform", "distance"}
     acff = runs[runs["variant"] == "a-cff"].iloc[0]
-    assert acff["gamma_final"] == pytest.approx(sum(json.loads(acff["gamma_final_layers"])) / 2)
+    layers = json.loads(acff["gamma_final_layers"])
+    assert len(layers) == 3 and acff["gamma_final"] == pytest.approx(sum(layers) / 3)
     curves = read_curves(results)
     assert set(curves["run_id"]) == set(runs["run_id"])
     assert list(curves.columns) == ["run_id", "layer", "epoch", "loss", "g_pos", "g_neg",

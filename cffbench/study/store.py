@@ -98,8 +98,9 @@ def run_row(task: RunTask, outcome) -> dict[str, Any]:
     for name in RUN_SCHEMA.names:
         if name in row or not hasattr(config, name):
             continue
-        # A parameter that does not affect this run (alpha of ff, threshold of bp, ...) is missing.
-        row[name] = getattr(config, name) if name in task.effective else None
+        # A parameter that does not affect this run (alpha of ff, threshold of bp, ...) is missing;
+        # the others are stored as the run id saw them (e.g. the canonical alpha of 2-layer CFF).
+        row[name] = task.effective[name] if name in task.effective else None
     gammas = [float(g) for g in (getattr(result, "gamma_final", None) or [])]
     row.update({
         "status": outcome.status,
