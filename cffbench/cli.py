@@ -69,11 +69,188 @@ def data_verify(
         typer.echo(f"{name}: ok ({root})")
 
 
+# --------------------------------------------------------------------------- study
+def _fmt_seconds(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+@app.command("run")
+def run(
+    study: Path = typer.Argument(..., help="Study file (e.g. studies/quick.toml)."),
+    results: Optional[Path] = typer.Option(None, "--results", help="Results folder (default: results/<study name>)."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="serial | local | dask (default: the study's)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: the study's, else one per core)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
+    force: bool = typer.Option(False, "--force", help="Rerun every run, replacing stored results."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Show each run's epochs."),
+    data_root: Optional[Path] = DataRootOption,
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a running Dask scheduler (implies --executor dask)."),
+) -> None:
+    """Run the runs of STUDY that are not stored yet (failed ones are retried)."""
+    import contextlib
+
+    from cffbench.study import run_study
+    from cffbench.study.progress import RichReporter
+
+    settings = contextlib.nullcontext()
+    if scheduler is not None:
+        import dask
+
+        from cffbench.errors import StudyError
+
+        if executor not in (None, "dask"):
+            raise StudyError(f"--scheduler needs --executor dask (got --executor {executor})")
+        executor = "dask"
+        settings = dask.config.set({"scheduler-address": scheduler})  # DaskExecutor reads it
+    try:
+        with settings:
+            summary = run_study(study, results, executor=executor, workers=workers, device=device,
+                                force=force, data_root=data_root,
+                                reporter=RichReporter(verbose=verbose))
+    except KeyboardInterrupt:
+        # typer turns Ctrl-C into a return value that main() does not pass on; exit here
+        print("cffbench: interrupted; finished runs are stored, run again to continue",
+              file=sys.stderr)
+        sys.exit(130)
+    for note in summary.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"{summary.results_dir}: {summary.planned} runs planned, {summary.already_done} "
+               f"already stored, {summary.executed} run now (ok {summary.ok}, diverged "
+               f"{summary.diverged}, failed {summary.failed})")
+    if summary.failed:
+        typer.echo(f"cffbench: {summary.failed} run(s) failed (see the error column); "
+                   f"run the same command again to retry them", err=True)
+        sys.exit(1)   # typer.Exit's code would be dropped by main() (standalone_mode=False)
+
+
+@app.command("plan")
+def plan(
+    study: Path = typer.Argument(..., help="Study file."),
+    results: Optional[Path] = typer.Option(None, "--results", help="Results folder (default: results/<study name>)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Workers to divide the estimate by."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Time short runs to estimate the remaining time."),
+    data_root: Optional[Path] = DataRootOption,
+) -> None:
+    """Show the runs in STUDY's grid, those already stored, and an estimate for the rest."""
+    from cffbench.study import plan_study
+
+    if workers is not None and workers < 1:
+        from cffbench.errors import StudyError
+
+        raise StudyError(f"--workers must be >= 1 (got {workers})")
+    result = plan_study(study, results, calibrate=calibrate, workers=workers, data_root=data_root)
+    typer.echo(f"study {result.study.name}: {result.planned} runs planned, {result.done} done, "
+               f"{result.remaining} remaining ({result.failed} of them failed before) "
+               f"-> {result.results_dir}")
+    if result.estimate_s is not None and result.remaining:
+        typer.echo(f"estimated time for the remaining runs: {_fmt_seconds(result.estimate_s)} "
+                   f"with {result.workers} worker(s)")
+        typer.echo(f"how: {result.method}")
+        if not result.calibration.empty:
+            typer.echo(result.calibration.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+@app.command("status")
+def status(results_dir: Path = typer.Argument(..., help="Results folder of a study (results/<name>).")) -> None:
+    """Planned / done / failed / diverged runs per dataset x variant."""
+    from cffbench.study import study_status
+
+    table = study_status(results_dir)
+    typer.echo(table.to_string(index=False))
+    totals = table[["planned", "done", "ok", "diverged", "failed", "missing"]].sum()
+    typer.echo("total: " + ", ".join(f"{k} {int(v)}" for k, v in totals.items()))
+
+
+# --------------------------------------------------------------------------- report
+@app.command("report")
+def report(
+    results_dir: Path = typer.Argument(..., help="Results folder of a study (results/<name>)."),
+    formats: str = typer.Option("html,pdf,latex", "--format",
+                                help="Comma-separated output formats: html, pdf, latex."),
+    out: Optional[Path] = typer.Option(None, "--out", show_default=False,
+                                       help="Output folder (default: reports/<study name>)."),
+) -> None:
+    """Build the HTML / PDF / LaTeX report of a study's results (figures always included)."""
+    from cffbench.report import build_report
+
+    for kind, path in build_report(results_dir, out=out, formats=formats).items():
+        typer.echo(f"{kind}: {path}")
+
+
+# --------------------------------------------------------------------------- analyze
+@app.command("analyze")
+def analyze(
+    results_dir: Path = typer.Argument(..., help="A results directory (runs/ + study.toml)."),
+    dv: str = typer.Option("test_acc", "--dv", help="Run column to analyse."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RESULTS_DIR/analysis).",
+                                       show_default=False),
+) -> None:
+    """Pick and run the statistical tests, print the decision trail, write tables (CSV/Parquet)."""
+    from cffbench.stats import analyze_results
+
+    typer.echo(analyze_results(results_dir, dv=dv, out=out).to_text(), nl=False)
+
+
+# --------------------------------------------------------------------------- train
+@app.command("train")
+def train(
+    variant: str = typer.Option("ff", help="ff | f-cff | a-cff | bp"),
+    dataset: str = typer.Option("mnist", help="Dataset name (see `cffbench data fetch`)."),
+    n_train: Optional[int] = typer.Option(None, help="Stratified training subset (default: all 50k)."),
+    epochs: int = typer.Option(1000, "--epochs", help="Epochs per layer."),
+    hidden: str = typer.Option("500-500", help="Hidden widths, e.g. 500-500."),
+    seed: int = typer.Option(0),
+    gamma: float = typer.Option(1.0),
+    alpha: str = typer.Option("uniform", help="uniform | distance | learned | ones"),
+    theta_placement: str = typer.Option("per_term", help="per_term | single"),
+    schedule: str = typer.Option("sequential", help="sequential | alternating"),
+    negatives: str = typer.Option("fixed", help="fixed | redraw | permutation"),
+    batch_size: int = typer.Option(0, help="0 = full batch."),
+    precision: str = typer.Option("fp32", help="fp32 | bf16"),
+    device: str = typer.Option("cpu", help="cpu | cuda | auto"),
+    threads: int = typer.Option(0, help="torch CPU threads (0 = torch default)."),
+    data_root: Optional[Path] = DataRootOption,
+) -> None:
+    """Train one run and print its accuracies (percent) and per-layer statistics."""
+    import torch
+
+    from cffbench.data import load_splits
+    from cffbench.errors import TrainConfigError
+    from cffbench.ff import TrainConfig, train_run
+
+    try:
+        widths = tuple(int(w) for w in hidden.replace(",", "-").split("-"))
+    except ValueError:
+        raise TrainConfigError(f"--hidden {hidden!r}: expected widths like 500-500") from None
+    config = TrainConfig(variant=variant, hidden=widths, epochs_per_layer=epochs, seed=seed,
+                         gamma=gamma, alpha=alpha, theta_placement=theta_placement,
+                         schedule=schedule, negatives=negatives, batch_size=batch_size,
+                         precision=precision)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    splits = load_splits(dataset, _data_root(data_root), n_train=n_train, seed=seed)
+    result = train_run(config, splits, device=device)
+    typer.echo(f"status: {result.status}" + (f" (epoch {result.diverged_epoch})"
+                                              if result.diverged_epoch else ""))
+    typer.echo(f"test {100 * result.test_acc:.2f}%  val {100 * result.val_acc:.2f}%  "
+               f"train {100 * result.train_acc:.2f}%  ({result.duration_s:.1f} s, {result.device})")
+    for stats in result.layer_stats:
+        typer.echo(f"layer {stats['layer']}: G_pos {stats['g_pos']:.3f}  G_neg {stats['g_neg']:.3f}  "
+                   f"{stats['seconds']:.1f} s")
+    if result.gamma_final:
+        typer.echo("gamma: " + ", ".join(f"{g:.4f}" for g in result.gamma_final))
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+
+
 # --------------------------------------------------------------------------- main entry
 def main(argv: Optional[List[str]] = None) -> None:
     """Console-script entry point: user errors become one line on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # In non-standalone mode click returns the exit code of typer.Exit / Ctrl-C instead of exiting.
+        code = app(args=argv, standalone_mode=False)
     except CffbenchError as exc:
         msg = " ".join(str(exc).split())
         print(f"cffbench: error: {msg}", file=sys.stderr)
@@ -93,6 +270,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             print("cffbench: aborted", file=sys.stderr)
             sys.exit(130)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
