@@ -16,7 +16,8 @@ _cffbench_build_venv() (
         echo "[cffbench] building venv $CFFBENCH_VENV (installing torch takes a few minutes)" >&2
         rm -rf "$CFFBENCH_VENV"
         python3 -m venv "$CFFBENCH_VENV"
-        "$CFFBENCH_VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
+        "$CFFBENCH_VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel 2>&1 \
+            | grep -v -e "^WARNING: Location 'file:" >&2 || true
         "$CFFBENCH_VENV/bin/python" -m pip install -q -e "$_cffbench_repo[dev]" 2>&1 \
             | grep -v -e "^WARNING: Location 'file:" >&2 || true
         "$CFFBENCH_VENV/bin/python" -c "import cffbench, torch, weasyprint"
