@@ -9,6 +9,10 @@ Plan per dataset (recorded as the first decision of each comparison):
   ``variant x alpha`` crossing; or more than two factors vary) two analyses: ``conditions``, one
   factor over every observed condition (this is where ff is compared), and ``crossing``, the
   two-way design on the runs where every factor is set (the CFF runs), when exactly two vary there.
+
+Post-hoc families: ``conditions`` tests only "condition − ff" (Holm over those k − 1 pairs);
+a two-factor analysis (``crossing`` or a two-factor ``main``) with a significant interaction tests
+the simple effects of both factors, one Holm family per factor.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cffbench.errors import StatsError, StudyError
@@ -141,7 +146,8 @@ def analyze_results(results_dir: Path | str, dv: str = "test_acc", out: Path | s
     status = runs["status"].astype(str) if "status" in runs else pd.Series("ok", index=runs.index)
     excluded = {f"status {k}": int(v) for k, v in status[status != "ok"].value_counts().items()}
     ok = runs[status == "ok"]
-    finite = pd.to_numeric(ok[dv], errors="coerce").notna()
+    finite = pd.Series(np.isfinite(pd.to_numeric(ok[dv], errors="coerce").to_numpy(dtype=float)),
+                       index=ok.index)  # ±inf is not a usable accuracy either
     if (~finite).any():
         excluded[f"ok but no {dv}"] = int((~finite).sum())
     ok = ok[finite].copy()
@@ -155,8 +161,12 @@ def analyze_results(results_dir: Path | str, dv: str = "test_acc", out: Path | s
     for dataset in datasets:
         part = ok[ok["dataset"].astype(str) == dataset] if "dataset" in ok else ok
         for name, rows, factors, choice, reason in plan_dataset(part):
+            # conditions: the question is each condition against ff, so Holm over those k - 1 pairs;
+            # a crossing: simple effects of both factors, one Holm family per factor
             result = compare(rows, dv, factors or ["dataset"], subject="seed", alpha=alpha, delta=delta,
-                             power=power, reference="ff")
+                             power=power, reference="ff",
+                             posthoc_pairs="reference" if name == "conditions" else "all",
+                             simple_effects="both" if len(factors) == 2 else "first")
             result.decisions.insert(0, Decision("analysis plan", choice, reason))
             analysis.comparisons[f"{dataset}/{name}"] = result
     write_analysis(analysis)

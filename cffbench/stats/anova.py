@@ -162,6 +162,9 @@ def anova(data: pd.DataFrame, dv: str, between: str | Sequence[str], typ: int = 
         if len(observed) < expected:
             raise StatsError(f"the crossing of {factors} has {expected - len(observed)} empty cell(s); "
                              f"analyse the observed cells as one factor instead")
+    n_cells = safe.groupby([f"f{i}" for i in range(len(factors))]).ngroups
+    if len(safe) - n_cells < 1:  # anova_lm raises on a saturated model: check before calling it
+        return _no_residual_df_table(safe, factors)
     formula = "y ~ " + " * ".join(f"C(f{i}, Sum)" for i in range(len(factors)))
     table = anova_lm(ols(formula, data=safe).fit(), typ=typ)
     table = table.drop(index=[i for i in table.index if i == "Intercept"])
@@ -188,6 +191,29 @@ def anova(data: pd.DataFrame, dv: str, between: str | Sequence[str], typ: int = 
         out.loc[effects, "F"] = table["F"].to_numpy(dtype=float)[:-1]
         out.loc[effects, "p_unc"] = table["PR(>F)"].to_numpy(dtype=float)[:-1]
     out.loc[out.index[-1], ["np2", "omega2"]] = np.nan
+    return out[ANOVA_COLUMNS]
+
+
+def _no_residual_df_table(safe: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
+    """The ANOVA table of a saturated design (one run per cell): DF per effect, F and p NaN.
+
+    Effect DF = prod(k_f - 1) over the effect's factors; the residual row has DF 0, SS 0. With
+    one factor the effect SS is the total SS (every run is its own cell mean); with more, the
+    type II SS are left NaN (no residual, nothing to test them against).
+    """
+    counts = [safe[f"f{i}"].nunique() for i in range(len(factors))]
+    ss_total = float(np.sum((safe["y"] - safe["y"].mean()) ** 2))
+    rows = []
+    for r in range(1, len(factors) + 1):
+        for effect in itertools.combinations(range(len(factors)), r):
+            rows.append({"source": ":".join(factors[i] for i in effect),
+                         "DF": float(np.prod([counts[i] - 1 for i in effect])),
+                         "SS": ss_total if len(factors) == 1 else np.nan})
+    out = pd.DataFrame(rows + [{"source": "Residual", "DF": 0.0, "SS": 0.0}])
+    out["MS"] = out["SS"] / out["DF"].where(out["DF"] > 0)
+    for column in ("F", "p_unc", "np2", "omega2"):
+        out[column] = np.nan
+    out["note"] = ["undefined: no residual degrees of freedom (one run per cell)"] * (len(out) - 1) + [""]
     return out[ANOVA_COLUMNS]
 
 

@@ -24,14 +24,22 @@ def is_constant(values: np.ndarray, scale: float | None = None) -> bool:
     return float(np.ptp(values)) <= RELATIVE_ZERO * ref
 
 
-def shapiro_check(values: np.ndarray, what: str) -> dict:
-    """Shapiro-Wilk test of normality on ``values`` (shape (n,)); ``what`` names the sample."""
+def shapiro_check(values: np.ndarray, what: str, scale: float | None = None) -> dict:
+    """Shapiro-Wilk test of normality on ``values`` (shape (n,)); ``what`` names the sample.
+
+    ``scale`` is the size of the raw data the values were derived from (max |y|). Residuals or
+    differences are judged constant relative to it: when every seed shows the same gain, the
+    residuals are float noise (~1e-17) whose *own* spread is not small, and Shapiro-Wilk on that
+    noise would "reject" normality. Default: the values' own max |x|.
+    """
     values = np.asarray(values, dtype=float)
     out = {"check": "normality (Shapiro-Wilk)", "on": what, "stat": np.nan, "p": np.nan, "note": ""}
     if values.size < 3:
         out["note"] = f"undefined: needs at least 3 values, got {values.size}"
-    elif is_constant(values):
-        out["note"] = "undefined: the sample is constant (Shapiro-Wilk would call it normal)"
+    elif is_constant(values, scale):
+        out["note"] = ("undefined: the sample is constant (Shapiro-Wilk would call it normal)" if scale is None
+                       else "undefined: the sample is constant relative to the data's scale "
+                            "(zero variance up to rounding; Shapiro-Wilk would test float noise)")
     else:
         res = sps.shapiro(values)
         out.update(stat=float(res.statistic), p=float(res.pvalue))

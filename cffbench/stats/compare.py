@@ -7,6 +7,7 @@ the report renders. Every choice is logged as a :class:`Decision` (step, choice,
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -19,8 +20,9 @@ from cffbench.stats.assumptions import shapiro_check
 from cffbench.stats.descriptives import describe
 from cffbench.stats.inputs import as_factor_list, check_frame, level_labels, ordered_levels, subject_matrix
 
-# Greenhouse-Geisser correction below this epsilon (Girden 1992); above it the uncorrected F is
-# kept (some prefer Huynh-Feldt there; GG alone keeps the trail simple and conservative).
+# Greenhouse-Geisser correction below this epsilon (Girden 1992) or when Mauchly's test rejects
+# sphericity; otherwise the uncorrected F is kept (Huynh-Feldt is not offered: GG alone keeps the
+# trail simple and conservative).
 GG_THRESHOLD = 0.75
 # Fewer complete seeds than this after dropping incomplete ones: the pairing is abandoned.
 MIN_BLOCKS = 3
@@ -36,7 +38,8 @@ class Decision(NamedTuple):
 
 @dataclass
 class PowerLine:
-    """Seeds needed to detect ``delta`` with ``power`` (two-sided paired t-test at ``alpha``).
+    """Seeds needed to detect ``delta`` with ``power`` (two-sided t-test at ``alpha``: paired when
+    the design is within-subjects, two-sample with equal n per condition when it is between).
 
     ``diff_sd`` is the observed SD of paired differences (root mean square over ``basis`` pairs;
     for unpaired designs sqrt(s_A^2 + s_B^2)); ``seeds_needed`` is NaN when undefined;
@@ -125,7 +128,8 @@ def _is_accuracy(dv: str, values: pd.Series) -> bool:
 
 def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: str | None = "seed",
             alpha: float = 0.05, *, delta: float = 0.012, power: float = 0.8,
-            reference: str | None = None, as_percent: bool | None = None, seed: int = 0) -> Comparison:
+            reference: str | None = None, as_percent: bool | None = None, seed: int = 0,
+            posthoc_pairs: str = "all", simple_effects: str = "first") -> Comparison:
     """Choose and run the analysis that fits the design, recording each choice and its reason.
 
     Parameters
@@ -143,6 +147,11 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
         every pair with it reads "condition − reference"; its pairs define the power line's SD.
     as_percent : render differences x100 in pp; None = when ``dv`` contains "acc" and lies in [0, 1].
     seed : seed of the descriptives' bootstrap.
+    posthoc_pairs : ``"all"`` (every pair, Holm over all k(k-1)/2) or ``"reference"`` (one factor
+        with a ``reference`` level: only the k - 1 pairs "condition − reference", Holm over those).
+    simple_effects : after a significant two-way interaction, ``"first"`` (pairs of the first
+        factor within each level of the second) or ``"both"`` (also the second factor within each
+        level of the first; one Holm family per factor).
 
     The path (see the decision trail of the result):
 
@@ -150,12 +159,16 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
     2. paired when the subject occurs in several cells; seeds missing a cell are dropped if at
        least 3 complete blocks remain, otherwise the pairing is abandoned (between-subjects);
     3. within: Shapiro-Wilk on the paired differences (2 cells) or on the residuals of the
-       subject + cell model; normal (or not checkable) -> RM-ANOVA with GG correction when
-       eps < .75 and paired t post-hoc tests (Holm); not normal -> Friedman (+ Wilcoxon, Holm);
+       subject + cell model (constancy judged against the raw data's scale); normal (or not
+       checkable) -> RM-ANOVA with GG correction when Mauchly rejects or eps < .75 and paired t
+       post-hoc tests (Holm); not normal -> Friedman (+ Wilcoxon, Holm), unless the smallest
+       Holm-adjusted Wilcoxon p, m * 2 / 2^n, is >= alpha: then the parametric path is kept with
+       a warning;
     4. between: Levene + Shapiro on residuals; one factor -> Welch ANOVA (+ Tukey when variances
        are equal) or Kruskal-Wallis when not normal, Welch / Mann-Whitney post-hoc (Holm);
        two factors -> two-way ANOVA with interaction, then simple effects if it is significant;
-    5. power line from the SD of paired differences.
+    5. power line from the SD of paired differences (paired t), or of independent runs
+       (two-sample t, seeds per condition) in a between design.
     """
     from cffbench.stats.design_paths import between_path, power_line, within_path
 
@@ -164,6 +177,12 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
         raise StatsError("compare needs at least one factor column (e.g. factors=['variant'])")
     if not 0 < alpha < 1:
         raise StatsError(f"alpha must be in (0, 1), got {alpha!r}")
+    if posthoc_pairs not in ("all", "reference"):
+        raise StatsError(f"posthoc_pairs must be 'all' or 'reference', got {posthoc_pairs!r}")
+    if posthoc_pairs == "reference" and reference is None:
+        raise StatsError("posthoc_pairs='reference' needs reference= (e.g. reference='ff')")
+    if simple_effects not in ("first", "both"):
+        raise StatsError(f"simple_effects must be 'first' or 'both', got {simple_effects!r}")
     use_subject = subject is not None and subject in data.columns
     frame = check_frame(data, dv, names + ([subject] if use_subject else []))
     if as_percent is None:
@@ -201,13 +220,15 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
         result.decide("design", "descriptives only", "one condition: nothing to compare")
         result.warnings.append("one condition only: nothing to compare")
         return result
-    frame["cell"] = frame[active].astype(str).agg(" / ".join, axis=1) if len(active) > 1 else frame[active[0]].astype(str)
+    frame["cell"] = _cell_labels(frame, active)
     n_cells = frame["cell"].nunique()
     paired_frame = _pairing(frame, dv, subject if use_subject else None, n_cells, result)
+    options = {"reference": reference if posthoc_pairs == "reference" else None,
+               "both_simple_effects": simple_effects == "both"}
     if paired_frame is not None:
-        within_path(paired_frame, dv, active, subject, result)
+        within_path(paired_frame, dv, active, subject, result, **options)
     else:
-        between_path(frame, dv, active, result)
+        between_path(frame, dv, active, result, **options)
     result.power = power_line(frame if paired_frame is None else paired_frame, dv,
                               subject if paired_frame is not None else None, delta, power, alpha,
                               reference, result)
@@ -235,6 +256,22 @@ def _reference_first(frame: pd.DataFrame, factor: str, reference: str, result: C
     frame[factor] = pd.Categorical(frame[factor], categories=order)
     result.decide("level order", f"{', '.join(first)} first",
                   f"{reference} is the reference: each pair is reported as condition − {reference}")
+
+
+def _cell_labels(frame: pd.DataFrame, active: list[str]) -> pd.Series:
+    """One categorical label per cell, in level order (reference first, then the factors' order).
+
+    A plain ``astype(str)`` would sort the cells alphabetically downstream, so pairs on the
+    non-parametric path would read "ff − a-cff" instead of "a-cff − ff".
+    """
+    levels = [ordered_levels(frame[f]) for f in active]
+    if len(active) == 1:
+        labels, order = frame[active[0]].astype(str), levels[0]
+    else:
+        labels = frame[active].astype(str).agg(" / ".join, axis=1)
+        order = [" / ".join(c) for c in itertools.product(*levels)]
+    order = [c for c in order if (labels == c).any()]
+    return pd.Series(pd.Categorical(labels, categories=order), index=frame.index, name="cell")
 
 
 def _combine(frame: pd.DataFrame, active: list[str]) -> list[str]:
@@ -278,8 +315,11 @@ def residual_normality(wide: np.ndarray) -> dict:
     """Shapiro-Wilk on paired differences (2 cells) or on subject + cell model residuals.
 
     ``wide`` has shape (n_subjects, n_cells); residual_ij = y_ij - ybar_i. - ybar_.j + ybar_..
+    Constancy is judged against the raw data's scale max |y_ij|, so identical gains in every seed
+    (residuals = float noise) count as "not checkable", not as a normality violation.
     """
+    scale = float(np.max(np.abs(wide))) if wide.size else None
     if wide.shape[1] == 2:
-        return shapiro_check(wide[:, 1] - wide[:, 0], "paired differences")
+        return shapiro_check(wide[:, 1] - wide[:, 0], "paired differences", scale=scale)
     resid = wide - wide.mean(axis=1, keepdims=True) - wide.mean(axis=0, keepdims=True) + wide.mean()
-    return shapiro_check(resid.ravel(), "residuals of the subject + condition model")
+    return shapiro_check(resid.ravel(), "residuals of the subject + condition model", scale=scale)

@@ -13,6 +13,7 @@ from cffbench.stats import apa
 from cffbench.stats.anova import anova, rm_anova, welch_anova
 from cffbench.stats.assumptions import is_constant, levene_check, shapiro_check
 from cffbench.stats.nonparametric import friedman, kruskal
+from cffbench.stats.inputs import ordered_levels
 from cffbench.stats.pairwise import adjust_pvalues, pairwise, tukey
 from cffbench.stats.power import seeds_needed
 
@@ -31,30 +32,69 @@ def _normality_verdict(check: dict, alpha: float, result) -> bool:
     return True
 
 
+def _sphericity_choice(row: dict, threshold: float, alpha: float) -> tuple[bool, str]:
+    """(apply Greenhouse–Geisser?, reason): GG when Mauchly rejects (p < alpha) or eps < threshold."""
+    eps, p_mauchly = row["eps"], row["p_mauchly"]
+    if not np.isfinite(eps):
+        return False, "ε undefined"
+    low_eps = eps < threshold
+    rejected = bool(np.isfinite(p_mauchly) and p_mauchly < alpha)
+    eps_text = f"ε = {apa.fmt_unit(eps)} {'<' if low_eps else '≥'} {apa.fmt_unit(threshold)}"
+    if not np.isfinite(p_mauchly):
+        mauchly_text = "Mauchly undefined"
+    else:
+        mauchly_text = (f"Mauchly W = {apa.fmt_unit(row['W_mauchly'], 3)}, {apa.fmt_p(p_mauchly)} "
+                        f"{'<' if rejected else '≥'} {apa.fmt_unit(alpha)}")
+    if rejected and low_eps:
+        return True, f"sphericity rejected ({mauchly_text}) and {eps_text}"
+    if rejected:
+        return True, f"sphericity rejected ({mauchly_text}), although {eps_text}"
+    if low_eps:
+        return True, f"{eps_text} ({mauchly_text})"
+    return False, f"{eps_text} and sphericity not rejected ({mauchly_text})"
+
+
 def _sentences(result, posthoc: pd.DataFrame) -> None:
     for row in posthoc.to_dict("records"):
         result.apa.append(apa.pair_sentence(row, result.scale, result.unit, "holm"))
 
 
-def _simple_effects(frame, dv, factors, result, p_interaction, **kw) -> pd.DataFrame:
-    """Pairs of the first factor within each level of the second (Holm over the whole family),
-    or, without a significant interaction, main-effect pairs per factor on marginal means."""
+def _simple_effect_family(frame, dv, factor, within_levels_of, **kw) -> pd.DataFrame:
+    """Pairs of ``factor`` within each level of ``within_levels_of``, Holm over all of them."""
+    parts = []
+    for level in ordered_levels(frame[within_levels_of]):
+        part = frame[frame[within_levels_of] == level]
+        if part[factor].nunique() < 2:
+            continue
+        table = pairwise(part, dv, padjust="none", **{kw["key"]: factor}, subject=kw.get("subject"),
+                         parametric=kw.get("parametric", True))
+        table.insert(1, "contrast_at", f"{within_levels_of} = {level}")
+        parts.append(table)
+    out = pd.concat(parts, ignore_index=True)
+    out["p_adj"] = adjust_pvalues(out["p_unc"].to_numpy(), "holm")
+    return out
+
+
+def _simple_effects(frame, dv, factors, result, p_interaction, both: bool = False, **kw) -> pd.DataFrame:
+    """Simple effects when the interaction is significant, else main-effect pairs per factor.
+
+    Simple effects: pairs of the first factor within each level of the second (one Holm family);
+    with ``both``, also pairs of the second factor within each level of the first, as a second Holm
+    family (one family per factor). Without a significant interaction: main-effect pairs of each
+    factor on marginal means (Holm within factor).
+    """
     first, second = factors
     subject = kw.get("subject")
     if np.isfinite(p_interaction) and p_interaction < result.alpha:
-        parts = []
-        for level in sorted(frame[second].unique()):
-            part = frame[frame[second] == level]
-            if part[first].nunique() < 2:
-                continue
-            table = pairwise(part, dv, padjust="none", **{kw["key"]: first}, subject=subject,
-                             parametric=kw.get("parametric", True))
-            table.insert(1, "contrast_at", f"{second} = {level}")
-            parts.append(table)
-        out = pd.concat(parts, ignore_index=True)
-        out["p_adj"] = adjust_pvalues(out["p_unc"].to_numpy(), "holm")
-        result.decide("post-hoc", f"simple effects of {first} within each level of {second} (Holm over {len(out)})",
-                      f"{first}:{second} interaction significant ({apa.fmt_p(p_interaction)})")
+        families = [(first, second), (second, first)] if both else [(first, second)]
+        out = pd.concat([_simple_effect_family(frame, dv, a, b, **kw) for a, b in families], ignore_index=True)
+        sizes = [int((out["contrast"] == a).sum()) for a, _ in families]
+        choice = f"simple effects of {first} within each level of {second} (Holm over {sizes[0]})"
+        if both:
+            choice += f" and of {second} within each level of {first} (Holm over {sizes[1]})"
+        result.decide("post-hoc", choice,
+                      f"{first}:{second} interaction significant ({apa.fmt_p(p_interaction)})"
+                      + ("; both factors' simple effects, one Holm family per factor" if both else ""))
         return out
     parts = []
     for factor in factors:
@@ -64,13 +104,57 @@ def _simple_effects(frame, dv, factors, result, p_interaction, **kw) -> pd.DataF
         parts.append(table)
     reason = ("interaction undefined" if not np.isfinite(p_interaction)
               else f"{first}:{second} interaction not significant ({apa.fmt_p(p_interaction)})")
+    if both:
+        reason += "; both factors' pairs are tested, one Holm family per factor"
     result.decide("post-hoc", "main-effect pairs of each factor (Holm within factor)"
                   + (", on per-subject marginal means" if subject else ""), reason)
     return pd.concat(parts, ignore_index=True)
 
 
-def within_path(frame: pd.DataFrame, dv: str, factors: list[str], subject: str, result) -> None:
-    """RM-ANOVA (+ GG) and paired t post-hoc, or Friedman + Wilcoxon when normality fails."""
+def smallest_adjusted_wilcoxon_p(n: int, n_pairs: int) -> float:
+    """Smallest Holm-adjusted exact two-sided Wilcoxon signed-rank p with ``n`` pairs.
+
+    The exact two-sided p is at least 2 / 2^n (all n differences of one sign); Holm multiplies the
+    smallest p of a family of m tests by m, so the floor is min(1, m * 2 / 2^n).
+    """
+    return min(1.0, max(n_pairs, 1) * 2.0 / 2.0**n)
+
+
+def _family_size(cells: list[str], reference: str | None) -> int:
+    """Pairs in the post-hoc Holm family: k - 1 with a reference level among ``cells``, else k(k-1)/2."""
+    from cffbench.stats.compare import is_reference
+
+    k = len(cells)
+    n_ref = sum(is_reference(c, reference) for c in cells) if reference is not None else 0
+    return n_ref * (k - n_ref) if n_ref else k * (k - 1) // 2
+
+
+def reference_family(posthoc: pd.DataFrame, reference: str | None, result) -> pd.DataFrame:
+    """Keep the pairs "condition − reference" and Holm-adjust over those k − 1 pairs only."""
+    from cffbench.stats.compare import is_reference
+
+    if reference is None:
+        return posthoc
+    keep = (posthoc["A"].astype(str).map(lambda a: is_reference(a, reference))
+            & ~posthoc["B"].astype(str).map(lambda b: is_reference(b, reference)))
+    if not keep.any():
+        result.decide("post-hoc family", "all pairs (Holm over all)", f"no {reference} condition among the levels")
+        return posthoc
+    out = posthoc[keep].reset_index(drop=True)
+    out["p_adj"] = adjust_pvalues(out["p_unc"].to_numpy(), "holm")
+    result.decide("post-hoc family", f"the {len(out)} comparison(s) with {reference} (Holm over {len(out)})",
+                  f"the question is each condition against {reference}; pairs among the other conditions "
+                  f"are not tested, so the Holm family is k − 1 = {len(out)}, not all {len(posthoc)} pairs")
+    return out
+
+
+def within_path(frame: pd.DataFrame, dv: str, factors: list[str], subject: str, result, *,
+                reference: str | None = None, both_simple_effects: bool = False) -> None:
+    """RM-ANOVA (+ GG) and paired t post-hoc, or Friedman + Wilcoxon when normality fails.
+
+    ``reference``: with one factor, post-hoc pairs are only "condition − reference" (Holm over
+    k − 1); None: all pairs. ``both_simple_effects``: see :func:`_simple_effects`.
+    """
     from cffbench.stats.compare import GG_THRESHOLD, residual_normality
 
     wide = frame.pivot(index=subject, columns="cell", values=dv)
@@ -79,7 +163,16 @@ def within_path(frame: pd.DataFrame, dv: str, factors: list[str], subject: str, 
     normality = residual_normality(wide.to_numpy(dtype=float))
     checks = [normality]
     parametric = _normality_verdict(normality, result.alpha, result)
-    if parametric:
+    n_pairs = _family_size([str(c) for c in wide.columns], reference if len(factors) == 1 else None)
+    floor = smallest_adjusted_wilcoxon_p(n, n_pairs)
+    if not parametric and floor >= result.alpha:
+        # Switching would turn a possibly significant result into a certainly non-significant one.
+        why = (f"non-parametric tests cannot reach significance with {n} seeds: the smallest Holm-adjusted "
+               f"exact Wilcoxon p over {n_pairs} pair(s) is {n_pairs} × 2/2^{n} = {floor:.4f} ≥ "
+               f"{apa.fmt_unit(result.alpha)}; normality doubtful: interpret with care")
+        result.decide("non-parametric fallback", "not taken: parametric path kept", why)
+        result.warnings.append(f"normality rejected ({apa.fmt_p(normality['p'])}) but {why}")
+    if parametric or floor >= result.alpha:
         result.path = "rm_anova"
         table = rm_anova(frame, dv, factors, subject)
         result.tables["rm_anova"] = table
@@ -88,23 +181,24 @@ def within_path(frame: pd.DataFrame, dv: str, factors: list[str], subject: str, 
             if row["ddof1"] > 1:
                 checks.append({"check": "sphericity (Mauchly)", "on": row["source"], "stat": row["W_mauchly"],
                                "p": row["p_mauchly"], "note": f"GG ε = {apa.fmt_unit(row['eps'])}"})
-            gg = bool(np.isfinite(row["eps"]) and row["eps"] < GG_THRESHOLD)
+            gg, why = _sphericity_choice(row, GG_THRESHOLD, result.alpha)
             if row["ddof1"] > 1:
-                result.decide(f"sphericity: {row['source']}", "Greenhouse–Geisser correction" if gg else "uncorrected",
-                              f"ε = {apa.fmt_unit(row['eps'])} {'<' if gg else '≥'} {apa.fmt_unit(GG_THRESHOLD)}"
-                              if np.isfinite(row["eps"]) else "ε undefined")
+                result.decide(f"sphericity: {row['source']}", "Greenhouse–Geisser correction" if gg else "uncorrected", why)
             p_used[row["source"]] = row["p_gg"] if gg else row["p_unc"]
             result.apa.append(apa.f_sentence(row["source"], row["ddof1"], row["ddof2"], row["F"],
                                              p_used[row["source"]], row["np2"], row["eps"] if gg else None,
                                              row["note"]))
         result.decide("omnibus", "repeated-measures ANOVA" + (" (two-way)" if len(factors) == 2 else ""),
-                      f"{n} complete block(s), normality " + ("not checkable" if normality["note"] else "not rejected"))
+                      f"{n} complete block(s), normality " + ("not checkable" if normality["note"] else
+                                                              "not rejected" if parametric else
+                                                              "rejected but no attainable non-parametric alternative"))
         if len(factors) == 1:
             posthoc = pairwise(frame, dv, within=factors[0], subject=subject)
             result.decide("post-hoc", "paired t-tests, Holm", "seeds pair the runs")
+            posthoc = reference_family(posthoc, reference, result)
         else:
             posthoc = _simple_effects(frame, dv, factors, result, p_used[":".join(factors)],
-                                      key="within", subject=subject)
+                                      both=both_simple_effects, key="within", subject=subject)
     else:
         result.path = "friedman"
         label = ":".join(factors)
@@ -121,22 +215,28 @@ def within_path(frame: pd.DataFrame, dv: str, factors: list[str], subject: str, 
         posthoc = pairwise(frame, dv, within="cell", subject=subject, parametric=False)
         posthoc["contrast"] = label
         result.decide("post-hoc", "Wilcoxon signed-rank tests, Holm", "normality violated")
-        smallest = 2.0 / 2**n
-        if smallest >= result.alpha:
+        if len(factors) == 1:
+            posthoc = reference_family(posthoc, reference, result)
+        if floor >= result.alpha:  # kept for completeness: the fallback above normally prevents it
             result.warnings.append(
-                f"too few seeds for the non-parametric path to reach p < {result.alpha}: with n = {n} the "
-                f"smallest exact two-sided Wilcoxon p is {smallest:.4f}")
+                f"too few seeds for the non-parametric path to reach p < {result.alpha}: with n = {n} and "
+                f"{n_pairs} Holm-adjusted pair(s) the smallest attainable adjusted Wilcoxon p is {floor:.4f}")
     result.tables["assumptions"] = pd.DataFrame(checks)
     result.tables["posthoc"] = posthoc
     _sentences(result, posthoc)
 
 
-def between_path(frame: pd.DataFrame, dv: str, factors: list[str], result) -> None:
-    """Welch ANOVA / Kruskal-Wallis (one factor) or two-way ANOVA (two), with post-hoc tests."""
-    groups = [g[dv].to_numpy(dtype=float) for _, g in frame.groupby("cell")]
+def between_path(frame: pd.DataFrame, dv: str, factors: list[str], result, *,
+                 reference: str | None = None, both_simple_effects: bool = False) -> None:
+    """Welch ANOVA / Kruskal-Wallis (one factor) or two-way ANOVA (two), with post-hoc tests.
+
+    ``reference`` and ``both_simple_effects`` as in :func:`within_path`.
+    """
+    groups = [g[dv].to_numpy(dtype=float) for _, g in frame.groupby("cell", observed=True)]
     result.design, result.n_blocks = "between", int(min(g.size for g in groups))
-    resid = frame[dv] - frame.groupby("cell")[dv].transform("mean")
-    normality = shapiro_check(resid.to_numpy(dtype=float), "residuals of the cell-means model")
+    resid = frame[dv] - frame.groupby("cell", observed=True)[dv].transform("mean")
+    normality = shapiro_check(resid.to_numpy(dtype=float), "residuals of the cell-means model",
+                              scale=float(np.max(np.abs(frame[dv].to_numpy(dtype=float)))))
     levene = levene_check(groups, "cells")
     result.tables["assumptions"] = pd.DataFrame([normality, levene])
     parametric = _normality_verdict(normality, result.alpha, result)
@@ -165,6 +265,7 @@ def between_path(frame: pd.DataFrame, dv: str, factors: list[str], result) -> No
         posthoc = pairwise(frame, dv, between=factor, parametric=parametric)
         result.decide("post-hoc", ("Welch t-tests" if parametric else "Mann–Whitney U tests") + ", Holm",
                       "unpaired groups")
+        posthoc = reference_family(posthoc, reference, result)
     else:
         result.path = "anova"
         table = anova(frame, dv, factors, typ=2)
@@ -177,7 +278,8 @@ def between_path(frame: pd.DataFrame, dv: str, factors: list[str], result) -> No
         if not parametric:
             result.warnings.append("residuals not normal: the two-way ANOVA is kept (no rank test for interactions here); read it with care")
         p_inter = float(table.loc[table["source"] == ":".join(factors), "p_unc"].iloc[0])
-        posthoc = _simple_effects(frame, dv, factors, result, p_inter, key="between", parametric=parametric)
+        posthoc = _simple_effects(frame, dv, factors, result, p_inter, both=both_simple_effects, key="between",
+                                  parametric=parametric)
     result.tables["posthoc"] = posthoc
     _sentences(result, posthoc)
 
@@ -192,7 +294,7 @@ def power_line(frame: pd.DataFrame, dv: str, subject: str | None, delta: float, 
         columns = {c: wide[c].to_numpy(dtype=float) for c in wide.columns}
         n_seeds = len(wide)
     else:
-        columns = {c: g[dv].to_numpy(dtype=float) for c, g in frame.groupby("cell")}
+        columns = {c: g[dv].to_numpy(dtype=float) for c, g in frame.groupby("cell", observed=True)}
         n_seeds = int(min(v.size for v in columns.values()))
     pairs = list(itertools.combinations(sorted(columns), 2))
     ref_cells = [c for c in columns if reference is not None and is_reference(c, reference)]
@@ -208,16 +310,17 @@ def power_line(frame: pd.DataFrame, dv: str, subject: str | None, delta: float, 
             va, vb = (np.var(columns[c], ddof=1) if columns[c].size > 1 else math.nan for c in (a, b))
             sd = float(np.sqrt(va + vb))
         rows.append({"A": a, "B": b, "n": n_seeds, "diff_sd": sd,
-                     "seeds_needed": seeds_needed(sd, delta, alpha, power)})
+                     "seeds_needed": seeds_needed(sd, delta, alpha, power, paired=subject is not None)})
     table = pd.DataFrame(rows, columns=["A", "B", "n", "diff_sd", "seeds_needed"])
     result.tables["power"] = table
     sds = table["diff_sd"].to_numpy(dtype=float)
     diff_sd = float(np.sqrt(np.mean(sds**2))) if len(sds) and np.isfinite(sds).all() else math.nan
-    needed = seeds_needed(diff_sd, delta, alpha, power)
+    needed = seeds_needed(diff_sd, delta, alpha, power, paired=subject is not None)
     kind = "paired differences" if subject is not None else "differences of independent runs (unpaired design)"
     basis = f"SD of {kind}, root mean square over {len(pairs)} pair(s)" + (f" with {reference}" if ref_cells else "")
+    test = "two-sided paired t" if subject is not None else "two-sided two-sample t, seeds per condition"
     head = (f"Seeds needed to detect {apa.fmt_num(delta * result.scale)}{result.unit} with power "
-            f"{apa.fmt_unit(power)} (two-sided paired t, α = {apa.fmt_unit(alpha)})")
+            f"{apa.fmt_unit(power)} ({test}, α = {apa.fmt_unit(alpha)})")
     if math.isnan(needed):
         why = "needs at least 2 seeds" if n_seeds < 2 else (
             "the differences have zero SD" if diff_sd == 0 else "SD not finite")

@@ -1,4 +1,5 @@
-"""How many paired seeds a study needs (two-sided paired t-test, ``statsmodels`` TTestPower)."""
+"""How many seeds a study needs: two-sided paired t-test (``statsmodels`` TTestPower) or, for
+unpaired designs, two-sample t-test with equal group sizes (``TTestIndPower``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import warnings
 
 import numpy as np
 from scipy import stats as sps
-from statsmodels.stats.power import TTestPower
+from statsmodels.stats.power import TTestIndPower, TTestPower
 
 from cffbench.errors import StatsError
 
@@ -35,13 +36,39 @@ def paired_power(effect: float, n: int, alpha: float = 0.05) -> float:
     return 1.0 if ncp > critical else 0.0
 
 
-def seeds_needed(diff_sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> float:
-    """Smallest number of paired seeds n >= 2 whose two-sided paired t-test has ``power``.
+def two_sample_power(effect: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided two-sample t-test with ``n`` runs per group, Cohen's d ``effect``.
 
-    The standardised effect is d_z = ``delta`` / ``diff_sd`` (``diff_sd`` = SD of the paired
-    differences, same units as ``delta``). Power comes from :func:`paired_power` (statsmodels'
-    ``TTestPower``, guarded against its NaN for large effects); we search the integer n directly
-    instead of rounding ``solve_power``, which can also fail for large effects.
+    ``TTestIndPower().power(nobs1=n, ratio=1)``; where it returns NaN, the upper tail of the
+    noncentral t with df = 2n - 2 and noncentrality d sqrt(n / 2), as in :func:`paired_power`.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        value = float(TTestIndPower().power(effect_size=effect, nobs1=n, alpha=alpha, ratio=1.0,
+                                            alternative="two-sided"))
+        if np.isfinite(value):
+            return value
+        critical = sps.t.isf(alpha / 2, 2 * n - 2)
+        ncp = abs(effect) * np.sqrt(n / 2)
+        upper = float(sps.nct.sf(critical, 2 * n - 2, ncp))
+    if np.isfinite(upper):
+        return upper
+    return 1.0 if ncp > critical else 0.0
+
+
+def seeds_needed(diff_sd: float, delta: float, alpha: float = 0.05, power: float = 0.8, *,
+                 paired: bool = True) -> float:
+    """Smallest number of seeds n >= 2 whose two-sided t-test has ``power``.
+
+    Paired (default): n paired seeds, effect d_z = ``delta`` / ``diff_sd`` with ``diff_sd`` the SD
+    of the paired differences. Unpaired (``paired=False``): n runs *per condition* of a two-sample
+    t-test; ``diff_sd`` is the SD of the difference of two independent runs, sqrt(s_A^2 + s_B^2),
+    so the per-run SD is ``diff_sd`` / sqrt(2) and Cohen's d = ``delta`` sqrt(2) / ``diff_sd``
+    (power from ``TTestIndPower``, see :func:`two_sample_power`).
+
+    ``diff_sd`` is in the units of ``delta``. Paired power comes from :func:`paired_power`
+    (statsmodels' ``TTestPower``, guarded against its NaN for large effects); we search the
+    integer n directly instead of rounding ``solve_power``, which can also fail for large effects.
 
     Returns
     -------
@@ -54,10 +81,11 @@ def seeds_needed(diff_sd: float, delta: float, alpha: float = 0.05, power: float
         raise StatsError(f"alpha and power must be in (0, 1), got alpha={alpha!r}, power={power!r}")
     if not (np.isfinite(diff_sd) and diff_sd > 1e-12 * delta):  # effects beyond 1e12 sd: zero spread
         return math.nan
-    effect = delta / float(diff_sd)
+    effect = delta / float(diff_sd) * (1.0 if paired else math.sqrt(2.0))
+    power_of = paired_power if paired else two_sample_power
 
     def enough(n: int) -> bool:
-        return bool(paired_power(effect, n, alpha) >= power)
+        return bool(power_of(effect, n, alpha) >= power)
 
     high = 2
     while not enough(high):
