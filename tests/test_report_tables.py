@@ -168,3 +168,23 @@ def test_depth_ablation_table_holds_one_column_per_depth_and_fixes_the_other_axe
     # a-cff at depth 3 only exists with alpha = distance, which the main configuration excludes
     assert rows["A-CFF"] == ["95.00 ± 1.41 (2)", ""]
     assert "alpha = uniform" in table.note
+
+
+def test_protocol_differences_warn_only_when_the_runs_differ_from_the_paper_protocol():
+    from cffbench.report.context import protocol_differences
+    from cffbench.report.tables import load_paper_values
+
+    values, source = load_paper_values()
+    protocol = source["protocol"]
+    assert protocol == {"hidden": "500-500", "epochs_per_layer": 1000, "n_train": 50000,
+                        "batch_size": 0}
+    paper_like = pd.DataFrame({"dataset": ["mnist"] * 2, "variant": ["ff", "a-cff"],
+                               "hidden": ["500-500"] * 2, "epochs_per_layer": [1000] * 2,
+                               "n_train": [50000] * 2, "batch_size": [0] * 2})
+    assert protocol_differences(paper_like, values, protocol) == []
+    scaled = paper_like.assign(n_train=1000, epochs_per_layer=300)
+    [warning] = protocol_differences(scaled, values, protocol)
+    assert "n train 1000 vs 50000" in warning and "epochs per layer 300 vs 1000" in warning
+    assert "hidden" not in warning
+    # datasets the paper does not report never trigger it
+    assert protocol_differences(scaled.assign(dataset="svhn"), values, protocol) == []

@@ -97,6 +97,29 @@ def reader_warnings(inputs: ReportInputs, ok_main: pd.DataFrame,
     return list(dict.fromkeys(out))
 
 
+def protocol_differences(ok_main: pd.DataFrame, paper_values: pd.DataFrame,
+                         protocol: dict) -> list[str]:
+    """A warning when the runs set beside the paper's values were trained another way.
+
+    Compares each field of the paper's protocol (``[source.protocol]`` of ``paper_values.toml``)
+    with the values of the runs in the paper table, for the datasets the paper reports.
+    """
+    if not protocol or ok_main.empty or paper_values.empty:
+        return []
+    runs = ok_main[ok_main["dataset"].isin(set(paper_values["dataset"]))]
+    differences = []
+    for field, paper in protocol.items():
+        if field not in runs.columns:
+            continue
+        ours = sorted({str(v) for v in runs[field].dropna()})
+        if ours and ours != [str(paper)]:
+            differences.append(f"{field.replace('_', ' ')} {'/'.join(ours)} vs {paper}")
+    if not differences:
+        return []
+    return ["This study's protocol differs from the paper's (" + "; ".join(differences) +
+            "): the paper's values are a reference point, not a like-for-like comparison."]
+
+
 def ablations(ok_runs: pd.DataFrame, main: dict, fig_dir: Path) -> list[dict]:
     """One section per varying ablation axis: table, and for α an interaction plot."""
     sections = []
@@ -153,7 +176,9 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
     for section in ablation_sections:
         tables += [section["table"], *section["tests"]]
     return {
-        "header": header(inputs), "warnings": reader_warnings(inputs, ok_main, stats),
+        "header": header(inputs),
+        "warnings": protocol_differences(ok_main, paper_values, source.get("protocol", {}))
+        + reader_warnings(inputs, ok_main, stats),
         "main_config": main, "paper": paper, "paper_source": source, "statistics": stats,
         "ablations": ablation_sections, "figures": figures, "failed": failed_runs(runs),
         "tables": tables,
