@@ -260,15 +260,17 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            print(f"cffbench: error: {exc.format_message()}", file=sys.stderr)
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            print("cffbench: aborted", file=sys.stderr)
-            sys.exit(130)
+    except typer.Abort:
+        print("cffbench: aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        # Usage errors (unknown option, missing argument) arrive here in non-standalone mode. typer
+        # vendors click, so match its public base class or click's interface, not click's classes.
+        if isinstance(exc, typer.TyperException) or (
+                hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            print(f"cffbench: error: {' '.join(message.split())}", file=sys.stderr)
+            sys.exit(getattr(exc, "exit_code", None) or 2)
         raise
     if isinstance(code, int) and code:
         sys.exit(code)

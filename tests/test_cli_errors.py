@@ -1,0 +1,38 @@
+"""Command-line usage mistakes: one line on stderr, exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def cffbench(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cffbench", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("bogus",), "No such command 'bogus'"),
+    (("run",), "Missing argument"),
+    (("analyze", "results/x", "--no-such-option"), "No such option: --no-such-option"),
+    (("report", "results/x", "--format"), "requires an argument"),
+    (("train", "--epochs", "many"), "Invalid value for '--epochs'"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, fragment):
+    done = cffbench(*args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cffbench: error: ")
+    assert fragment in lines[0]
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_help_exits_0_and_lists_every_command():
+    done = cffbench("--help")
+    assert done.returncode == 0
+    for command in ("run", "plan", "status", "analyze", "report", "train", "data"):
+        assert command in done.stdout
