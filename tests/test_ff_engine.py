@@ -247,3 +247,23 @@ def test_permutation_negatives_are_a_shuffle_of_the_true_labels(small_splits):
     trainer = FFTrainer(TrainConfig(negatives="permutation", **SMALL), small_splits, CPU, None)
     assert torch.equal(trainer.y_neg.sort().values, trainer.y_train.sort().values)
     assert not torch.equal(trainer.y_neg, trainer.y_train)
+
+
+def test_cuda_device_applies_the_tf32_switch(monkeypatch):
+    from cffbench.ff.result import resolve_device
+
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    try:
+        monkeypatch.setenv("CFFBENCH_TF32", "1")
+        assert resolve_device("auto") == torch.device("cuda")
+        assert matmul.fp32_precision == "tf32"
+        monkeypatch.setenv("CFFBENCH_TF32", "0")
+        assert resolve_device("cuda:0") == torch.device("cuda:0")
+        assert matmul.fp32_precision == "ieee"
+        matmul.fp32_precision = "tf32"
+        assert resolve_device("cpu") == torch.device("cpu")   # CPU never touches it
+        assert matmul.fp32_precision == "tf32"
+    finally:
+        matmul.fp32_precision = before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,15 +65,30 @@ def curve_epochs(n_epochs: int, max_points: int = MAX_CURVE_POINTS) -> np.ndarra
     return np.unique(np.rint(np.linspace(1, n_epochs, max_points)).astype(int))
 
 
+def tf32_enabled() -> bool:
+    """Whether CUDA fp32 matmuls may use TF32 (``$CFFBENCH_TF32``, default on; ``0`` turns it off).
+
+    TF32 keeps fp32 range with a 10-bit mantissa on Ampere+ GPUs (several times faster matmuls);
+    FF's goodness sums are robust to it, but set ``CFFBENCH_TF32=0`` for bit-level comparisons
+    with CPU runs. CPU runs are unaffected.
+    """
+    return os.environ.get("CFFBENCH_TF32", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def resolve_device(device: str) -> torch.device:
-    """``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available) → :class:`torch.device`."""
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (cuda when available) → :class:`torch.device`.
+
+    On CUDA this also applies the TF32 switch (:func:`tf32_enabled`) to torch's matmul backend.
+    """
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return torch.device("cpu")
     if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise TrainConfigError(f"device {device!r} requested but CUDA is not available; "
                                    "use --device cpu or auto")
+        # The fp32_precision API (torch >= 2.9); mixing it with the legacy allow_tf32 flag errors.
+        torch.backends.cuda.matmul.fp32_precision = "tf32" if tf32_enabled() else "ieee"
         return torch.device(device)
-    raise TrainConfigError(f"unknown device {device!r}; allowed: cpu, cuda, auto")
+    raise TrainConfigError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N, auto")
