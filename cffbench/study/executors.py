@@ -96,6 +96,18 @@ def _one_line(exc: BaseException) -> str:
     return (text[:1500] + where)
 
 
+def _cached_splits(task: RunTask, data_root: Optional[Path], load_fn: Optional[LoadFn]) -> Any:
+    """The task's :class:`Splits`, loaded once per process (cache keyed by dataset, root,
+    n_train and seed)."""
+    key = (task.dataset, str(data_root), task.n_train, task.seed)
+    if key not in _SPLITS_CACHE:
+        if len(_SPLITS_CACHE) >= 4:   # bounded: a worker rarely needs more than a few
+            _SPLITS_CACHE.pop(next(iter(_SPLITS_CACHE)))
+        _SPLITS_CACHE[key] = (load_fn or default_load_fn())(task.dataset, data_root,
+                                                            n_train=task.n_train, seed=task.seed)
+    return _SPLITS_CACHE[key]
+
+
 def execute_run(task: RunTask, data_root: Optional[Path], device: str,
                 train_fn: Optional[TrainFn] = None, load_fn: Optional[LoadFn] = None,
                 on_epoch: Optional[EpochCallback] = None) -> RunOutcome:
@@ -107,15 +119,8 @@ def execute_run(task: RunTask, data_root: Optional[Path], device: str,
     t0 = time.perf_counter()
     resolved = resolve_device(device)
     try:
-        load = load_fn or default_load_fn()
         train = train_fn or default_train_fn()
-        key = (task.dataset, str(data_root), task.n_train, task.seed)
-        if key not in _SPLITS_CACHE:
-            if len(_SPLITS_CACHE) >= 4:   # bounded: a worker rarely needs more than a few
-                _SPLITS_CACHE.pop(next(iter(_SPLITS_CACHE)))
-            _SPLITS_CACHE[key] = load(task.dataset, data_root, n_train=task.n_train,
-                                      seed=task.seed)
-        splits = _SPLITS_CACHE[key]
+        splits = _cached_splits(task, data_root, load_fn)
         callback = None
         if on_epoch is not None:
             def callback(record: dict, _rid=task.run_id) -> None:
@@ -129,6 +134,66 @@ def execute_run(task: RunTask, data_root: Optional[Path], device: str,
     except Exception as exc:  # a failing run is recorded; the study goes on
         return RunOutcome(task.run_id, None, _one_line(exc), started,
                           time.perf_counter() - t0, resolved, None)
+
+
+def seed_groups(tasks: Iterable[RunTask]) -> list[list[RunTask]]:
+    """Group tasks that differ only in seed (same dataset, n_train and config but ``seed``),
+    in order of first appearance. Reads every task first (stacking needs the whole group)."""
+    from cffbench.study.grid import canonical_json
+
+    groups: dict[tuple, list[RunTask]] = {}
+    for task in tasks:
+        key = (task.dataset, task.n_train, canonical_json(task.config.model_dump(exclude={"seed"})))
+        groups.setdefault(key, []).append(task)
+    return list(groups.values())
+
+
+def execute_stacked(tasks: list[RunTask], data_root: Optional[Path], device: str,
+                    train_fn: Optional[TrainFn] = None, load_fn: Optional[LoadFn] = None,
+                    on_epoch: Optional[EpochCallback] = None) -> list[RunOutcome]:
+    """Run a seed group as one batched model (:func:`cffbench.ff.stacked.train_stacked`).
+
+    One :class:`RunOutcome` per task, as :func:`execute_run` gives; ``duration_s`` is the group's
+    wall time / S. A task whose data fails to load fails alone; a training error fails the group.
+    A custom ``train_fn`` cannot be stacked, nor splits of different shapes: then every task goes
+    through :func:`execute_run`.
+    """
+    if train_fn is not None or len(tasks) < 2:
+        return [execute_run(t, data_root, device, train_fn, load_fn, on_epoch) for t in tasks]
+    started, t0, resolved = datetime.now(timezone.utc), time.perf_counter(), resolve_device(device)
+    outcomes: dict[str, RunOutcome] = {}
+    loaded: list[tuple[RunTask, Any]] = []
+    for task in tasks:
+        try:
+            loaded.append((task, _cached_splits(task, data_root, load_fn)))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            outcomes[task.run_id] = RunOutcome(task.run_id, None, _one_line(exc), started, 0.0, resolved)
+    from cffbench.ff.stacked import check_stackable, train_stacked
+
+    try:   # e.g. subsets of unequal size: run them one by one rather than fail them
+        check_stackable([t.config for t, _ in loaded], [s for _, s in loaded])
+    except ValueError:
+        return [outcomes.get(t.run_id) or execute_run(t, data_root, device, None, load_fn, on_epoch)
+                for t in tasks]
+    try:
+        callbacks = None if on_epoch is None else [
+            (lambda record, _rid=task.run_id: on_epoch(_rid, record)) for task, _ in loaded]
+        results = train_stacked([t.config for t, _ in loaded], [s for _, s in loaded],
+                                device=resolved, on_epoch=callbacks)
+        share = (time.perf_counter() - t0) / max(len(loaded), 1)
+        for (task, splits), result in zip(loaded, results):
+            outcomes[task.run_id] = RunOutcome(task.run_id, result, "", started, share,
+                                               str(result.device or resolved),
+                                               int(splits.x_train.shape[0]))
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a failing group is recorded; the study goes on
+        for task, _ in loaded:
+            outcomes[task.run_id] = RunOutcome(task.run_id, None, _one_line(exc), started,
+                                               time.perf_counter() - t0, resolved, None)
+    return [outcomes[t.run_id] for t in tasks]
 
 
 def _exit_when_driver_dies(driver_pid: int) -> None:
@@ -172,10 +237,21 @@ def _pool_entry(task: RunTask, data_root: Optional[Path], device: str,
                        _queue_epoch if verbose else None)
 
 
+def _pool_entry_stacked(tasks: list[RunTask], data_root: Optional[Path], device: str,
+                        train_fn: Optional[TrainFn], load_fn: Optional[LoadFn],
+                        verbose: bool) -> list[RunOutcome]:
+    return execute_stacked(tasks, data_root, device, train_fn, load_fn,
+                           _queue_epoch if verbose else None)
+
+
 # ----------------------------------------------------------------------------- executors
 @dataclass
 class SerialExecutor:
-    """Runs tasks one after another in this process (simplest; best for debugging)."""
+    """Runs tasks one after another in this process (simplest; best for debugging).
+
+    ``stack_seeds``: run each group of tasks that differ only in seed as one batched model
+    (:func:`execute_stacked`); the task list is then read whole before the first run starts.
+    """
 
     data_root: Optional[Path] = None
     device: str = "auto"
@@ -183,8 +259,14 @@ class SerialExecutor:
     load_fn: Optional[LoadFn] = None
     on_epoch: Optional[EpochCallback] = None
     workers: int = 1
+    stack_seeds: bool = False
 
     def map_runs(self, tasks: Iterable[RunTask]) -> Iterator[RunOutcome]:
+        if self.stack_seeds:
+            for group in seed_groups(tasks):
+                yield from execute_stacked(group, self.data_root, self.device, self.train_fn,
+                                           self.load_fn, self.on_epoch)
+            return
         for task in tasks:
             yield execute_run(task, self.data_root, self.device, self.train_fn, self.load_fn,
                               self.on_epoch)
@@ -197,6 +279,8 @@ class LocalExecutor:
     Uses the ``forkserver`` start method where available (``spawn`` otherwise): forking a
     process that already ran torch is unsafe. Oversubscribing cores (several workers each
     using every core) slowed an epoch six-fold on a 2-core machine, hence one thread each.
+    ``stack_seeds``: each worker job is a seed group run as one batched model
+    (:func:`execute_stacked`) instead of one task.
     """
 
     workers: int = 2
@@ -206,6 +290,7 @@ class LocalExecutor:
     load_fn: Optional[LoadFn] = None
     on_epoch: Optional[EpochCallback] = None
     threads_per_worker: int = 1
+    stack_seeds: bool = False
 
     def map_runs(self, tasks: Iterable[RunTask]) -> Iterator[RunOutcome]:
         methods = multiprocessing.get_all_start_methods()
@@ -220,38 +305,44 @@ class LocalExecutor:
                                                     os.getpid()))
 
         pool = new_pool()
-        pending: dict[cf.Future, RunTask] = {}
-        task_iter = iter(tasks)
+        pending: dict[cf.Future, list[RunTask]] = {}
+        job_iter = iter(seed_groups(tasks) if self.stack_seeds else ([task] for task in tasks))
         exhausted = False
         try:
             while True:
                 while not exhausted and len(pending) < self.workers:
-                    task = next(task_iter, None)
-                    if task is None:
+                    job = next(job_iter, None)
+                    if job is None:
                         exhausted = True
                         break
-                    future = pool.submit(_pool_entry, task, self.data_root, self.device,
-                                         self.train_fn, self.load_fn, self.on_epoch is not None)
-                    pending[future] = task
+                    entry = _pool_entry_stacked if self.stack_seeds else _pool_entry
+                    future = pool.submit(entry, job if self.stack_seeds else job[0], self.data_root,
+                                         self.device, self.train_fn, self.load_fn,
+                                         self.on_epoch is not None)
+                    pending[future] = job
                 if not pending:
                     break
                 done, _ = cf.wait(list(pending), timeout=0.25, return_when=cf.FIRST_COMPLETED)
                 self._drain(epoch_queue)
                 broken = False
                 for future in done:
-                    task = pending.pop(future)
+                    job = pending.pop(future)
                     try:
-                        yield future.result()
+                        result = future.result()
                     except cf.process.BrokenProcessPool:
                         # A worker died (killed, out of memory, crashed in C code): every run in
                         # flight is lost; record them as failed (retried next time) and go on.
                         broken = True
-                        yield RunOutcome(task.run_id, None, "worker process died abruptly "
-                                         "(killed or out of memory?)", device=self.device)
+                        for task in job:
+                            yield RunOutcome(task.run_id, None, "worker process died abruptly "
+                                             "(killed or out of memory?)", device=self.device)
+                        continue
+                    yield from (result if self.stack_seeds else [result])
                 if broken:
-                    for future, task in pending.items():
-                        yield RunOutcome(task.run_id, None, "worker process died abruptly "
-                                         "(killed or out of memory?)", device=self.device)
+                    for future, job in pending.items():
+                        for task in job:
+                            yield RunOutcome(task.run_id, None, "worker process died abruptly "
+                                             "(killed or out of memory?)", device=self.device)
                     pending.clear()
                     pool.shutdown(wait=False, cancel_futures=True)
                     pool = new_pool()
@@ -286,7 +377,8 @@ def make_executor(name: str, workers: int, data_root: Optional[Path], device: st
     """Build the executor ``name`` (``serial``, ``local`` or ``dask``).
 
     ``execution`` (the study's ``[execution]`` section) gives the ``dask`` executor its
-    ``scheduler``, ``retries`` and ``slurm`` settings; the others ignore it.
+    ``scheduler``, ``retries`` and ``slurm`` settings, and ``serial`` / ``local`` its
+    ``stack_seeds`` (the ``dask`` executor does not stack).
 
     Raises
     ------
@@ -295,10 +387,13 @@ def make_executor(name: str, workers: int, data_root: Optional[Path], device: st
     """
     if workers < 1:
         raise StudyError(f"workers must be >= 1 (got {workers})")
+    stack_seeds = bool(getattr(execution, "stack_seeds", False))
     if name == "serial":
-        return SerialExecutor(data_root, device, train_fn, load_fn, on_epoch)
+        return SerialExecutor(data_root, device, train_fn, load_fn, on_epoch,
+                              stack_seeds=stack_seeds)
     if name == "local":
-        return LocalExecutor(workers, data_root, device, train_fn, load_fn, on_epoch)
+        return LocalExecutor(workers, data_root, device, train_fn, load_fn, on_epoch,
+                             stack_seeds=stack_seeds)
     if name == "dask":
         from cffbench.study.dask_executor import DaskExecutor
 

@@ -133,6 +133,9 @@ class ExecutionSection(BaseModel):
     executor: ExecutorName = "local"
     workers: Optional[Annotated[int, Field(ge=1)]] = None   # None: one per CPU core
     device: str = "auto"
+    # serial / local only: train the runs that differ only in seed as one batched model
+    # (cffbench.ff.stacked; same results within float rounding; pays off on GPUs, opt-in)
+    stack_seeds: pydantic.StrictBool = False
     # dask only: a running scheduler, extra attempts after a worker died, SLURM jobs
     scheduler: Optional[Annotated[str, Field(pattern=r"^[a-z]+://\S+$")]] = None
     retries: Annotated[int, Field(ge=0)] = 2
