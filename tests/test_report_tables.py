@@ -188,3 +188,22 @@ def test_protocol_differences_warn_only_when_the_runs_differ_from_the_paper_prot
     assert "hidden" not in warning
     # datasets the paper does not report never trigger it
     assert protocol_differences(scaled.assign(dataset="svhn"), values, protocol) == []
+
+
+def test_report_sentences_read_in_the_same_direction_as_its_pairwise_table(tmp_path):
+    # Tables read "later variant − baseline" (A-CFF − FF); the engine's APA sentences must too.
+    import re
+
+    from cffbench.report.statistics import analyze_dataset
+    from cffbench.report.tables import VARIANT_ORDER
+    from cffbench.study import read_runs
+    from test_report_store import write_synthetic_store
+
+    write_synthetic_store(tmp_path, datasets=("mnist",), variants=("ff", "f-cff", "a-cff"))
+    runs = read_runs(tmp_path)
+    section = analyze_dataset("mnist", runs[runs["status"] == "ok"])
+    pairs = [re.match(r"(\S+) − (\S+) = ", s) for s in section.sentences]
+    pairs = [m.groups() for m in pairs if m]
+    assert len(pairs) == 3
+    for later, earlier in pairs:
+        assert VARIANT_ORDER.index(earlier) < VARIANT_ORDER.index(later), (later, earlier)

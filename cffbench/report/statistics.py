@@ -159,9 +159,15 @@ def power_sentence(power) -> str:
 def analyze_dataset(dataset: str, runs: pd.DataFrame) -> DatasetStatistics:
     """Compare the variants of one dataset (finished runs of the main configuration)."""
     section = DatasetStatistics(dataset)
+    # The engine's pairs and sentences follow the level order: give it the report's (baseline
+    # first, ff as the reference), so the APA sentences read like the tables ("A-CFF − FF").
+    present = set(runs["variant"])
+    order = [v for v in VARIANT_ORDER if v in present] + sorted(present - set(VARIANT_ORDER))
+    ordered = runs.assign(variant=pd.Categorical(runs["variant"], categories=order, ordered=True))
     try:
-        result = compare(runs, "test_acc", factors="variant", subject="seed",
-                         delta=POWER_DELTA, power=POWER_TARGET)
+        result = compare(ordered, "test_acc", factors="variant", subject="seed",
+                         delta=POWER_DELTA, power=POWER_TARGET,
+                         reference="ff" if "ff" in present else None)
     except CffbenchError as exc:
         section.problem = f"no statistics: {' '.join(str(exc).split())}"
         section.warnings.append(section.problem)
