@@ -172,6 +172,7 @@ def test_shipped_study_sizes_follow_their_protocols():
      ["[train] schedule is also a [grid] axis"]),
     (BASE + "[grid]\nhidden = []\n", ["[grid] hidden", "at least 1"]),
     (BASE.replace("seeds = [0, 1]", "seeds = [0, 0]"), ["seeds", "more than once"]),
+    (BASE.replace("seeds = [0, 1]", "seeds = [9223372036854775808]"), ["[seeds] 0", "less than 9223372036854775808"]),
 ])
 def test_bad_study_file_gives_one_line_naming_file_key_and_allowed(tmp_path, text, fragments):
     path = write(tmp_path, text)

@@ -257,3 +257,45 @@ def test_status_counts_planned_done_failed_per_dataset_and_variant(study_file, t
     assert table.loc["ff", ["planned", "done", "failed", "missing"]].tolist() == [2, 1, 1, 0]
     assert table.loc["a-cff", ["planned", "done", "failed", "missing"]].tolist() == [4, 2, 2, 0]
     assert table["planned"].sum() == N_RUNS
+
+
+# ----------------------------------------------------------------------------- review fixes
+def test_study_without_a_name_key_can_be_rerun_into_its_results(tmp_path):
+    # The name comes from the file's stem; the stored copy (always study.toml) must keep it.
+    path = tmp_path / "nameless.toml"
+    path.write_text(STUDY.replace('name = "synthetic"\n', ""))
+    results = tmp_path / "r"
+    first = run(path, results)
+    again = run(path, results)
+    assert first.executed == N_RUNS and (again.already_done, again.executed) == (N_RUNS, 0)
+    assert read_study(results).name == "nameless"
+
+
+def test_part_file_with_another_schema_is_redone(study_file, tmp_path):
+    results = tmp_path / "r"
+    run(study_file, results)
+    victim = sorted((results / "runs").glob("*.parquet"))[0]
+    old = pq.read_table(victim).drop(["precision"])      # as written by an older version
+    pq.write_table(old, victim)
+    again = run(study_file, results)
+    assert again.executed == 1
+    assert pq.read_schema(victim).remove_metadata().equals(RUN_SCHEMA)
+    assert len(pd.read_parquet(results / "runs").columns) == len(RUN_SCHEMA.names)
+
+
+def test_failed_run_whose_error_looks_like_rich_markup_is_printed_verbatim():
+    import io
+
+    from rich.console import Console
+
+    from cffbench.ff import TrainConfig
+    from cffbench.study.executors import RunOutcome
+    from cffbench.study.grid import RunTask
+    from cffbench.study.progress import RichReporter
+
+    out = io.StringIO()
+    reporter = RichReporter(console=Console(file=out, width=200))
+    config = TrainConfig(epochs_per_layer=1)
+    task = RunTask("abc", "s", "mnist", 200, 0, config, config.effective())
+    reporter.finished(task, RunOutcome("abc", None, "cannot write [/scratch/run] [type=x]"))
+    assert "cannot write [/scratch/run] [type=x]" in out.getvalue()

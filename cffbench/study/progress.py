@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
@@ -71,7 +72,7 @@ class RichReporter:
             self.progress.remove_task(self.run_bars.pop(task.run_id))
         if status == "failed":
             self.console.print(f"[red]failed[/red] {task.run_id} {task.dataset} {task.variant} "
-                               f"seed {task.seed}: {outcome.error}", highlight=False)
+                               f"seed {task.seed}: {escape(str(outcome.error))}", highlight=False)
         elif self.verbose:
             acc = getattr(outcome.result, "test_acc", float("nan"))
             self.console.print(f"{status} {task.run_id} {task.dataset} {task.variant} "

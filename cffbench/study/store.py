@@ -20,6 +20,7 @@ import math
 import os
 import socket
 import subprocess
+import tomllib
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -240,6 +241,9 @@ class RunStore:
         stored = self.check_owner(study)
         self.root.mkdir(parents=True, exist_ok=True)
         text = study.text
+        if "name" not in tomllib.loads(text):
+            # The name came from the file's stem; the copy is always study.toml, so record it.
+            text = f"name = {json.dumps(study.name)}\n" + text
         changed = stored is not None and stored.text != text
         if stored is None or changed:
             write_atomic(self.study_file, lambda fh: fh.write(text.encode("utf-8")))
@@ -274,6 +278,8 @@ class RunStore:
         if not path.exists():
             return None
         try:
+            if not pq.read_schema(path).remove_metadata().equals(RUN_SCHEMA):
+                return "corrupt"   # another version's columns or types: redo it in this schema
             table = pq.read_table(path, columns=["run_id", "status"])
             if table.num_rows != 1 or table["run_id"][0].as_py() != run_id:
                 return "corrupt"
