@@ -11,6 +11,7 @@ Workers load each dataset themselves and keep it in a per-process cache keyed by
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import multiprocessing
 import os
 import queue as queue_module
@@ -316,9 +317,18 @@ class LocalExecutor:
                         exhausted = True
                         break
                     entry = _pool_entry_stacked if self.stack_seeds else _pool_entry
-                    future = pool.submit(entry, job if self.stack_seeds else job[0], self.data_root,
-                                         self.device, self.train_fn, self.load_fn,
-                                         self.on_epoch is not None)
+                    try:
+                        future = pool.submit(entry, job if self.stack_seeds else job[0],
+                                             self.data_root, self.device, self.train_fn,
+                                             self.load_fn, self.on_epoch is not None)
+                    except cf.process.BrokenProcessPool:
+                        # A worker died before the pool's futures said so: take this job up again
+                        # once the dead pool's futures are collected and a new pool runs.
+                        job_iter = itertools.chain([job], job_iter)
+                        if not pending:
+                            pool.shutdown(wait=False, cancel_futures=True)
+                            pool = new_pool()
+                        break
                     pending[future] = job
                 if not pending:
                     break
