@@ -138,6 +138,20 @@ def test_fetch_replaces_a_corrupt_file_with_a_verified_one(pinned_tiny_mnist):
     verify("mnist", pinned_tiny_mnist)
 
 
+def test_fetch_replaces_a_file_damaged_in_place_with_its_size_and_mtime_unchanged(pinned_tiny_mnist):
+    # Bit rot keeps size and mtime: fetch (the fix every error names) must re-hash, not trust stamps.
+    load_splits("mnist", pinned_tiny_mnist)  # records (size, mtime, inode) stamps
+    path = pinned_tiny_mnist / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    good, stat = path.read_bytes(), path.stat()
+    with open(path, "r+b") as fh:        # same inode, same size
+        fh.seek(len(good) - 1)
+        fh.write(bytes([good[-1] ^ 0x01]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    fetch("mnist", pinned_tiny_mnist, sources=[offline_torchvision, tiny_idx_source()])
+    assert path.read_bytes() == good
+    verify("mnist", pinned_tiny_mnist)
+
+
 def test_fetch_rejects_a_source_whose_files_have_the_wrong_md5(tmp_path):
     with pytest.raises(DataError, match="wrong md5"):
         fetch("mnist", tmp_path, sources=[tiny_idx_source()])
