@@ -258,6 +258,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     except KeyboardInterrupt:
         print("cffbench: interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:   # e.g. a read-only results folder, a file name too long
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"cffbench: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        sys.exit(2)
     except SystemExit:
         raise
     except typer.Abort:

@@ -36,3 +36,15 @@ def test_help_exits_0_and_lists_every_command():
     assert done.returncode == 0
     for command in ("run", "plan", "status", "analyze", "report", "train", "data"):
         assert command in done.stdout
+
+
+def test_os_errors_are_one_line_and_exit_2(tmp_path, data_root):
+    # A results folder whose name is longer than the file system allows.
+    study = tmp_path / "tiny.toml"
+    study.write_text('name = "tiny"\nseeds = [0]\n[data]\ndatasets = ["mnist"]\n')
+    done = cffbench("run", str(study), "--executor", "serial", "--data-root", str(data_root),
+                    "--results", str(tmp_path / ("n" * 300)))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "File name too long" in lines[0]
+    assert "Traceback" not in done.stderr
