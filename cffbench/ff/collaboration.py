@@ -11,6 +11,19 @@ from cffbench.ff.config import TrainConfig
 from cffbench.ff.result import optimizer_step
 
 
+def layer_optimizers(config: TrainConfig, gammas: list[torch.Tensor] | None,
+                     alpha_logits: list[torch.Tensor | None] | None) -> list[torch.optim.Optimizer | None]:
+    """One optimiser per layer (SGD or Adam, lr ``gamma_lr``) over that layer's learned γ and α
+    logits, so a step for layer l moves only γ_l and α's row l; None where nothing is learned."""
+    opt_cls = torch.optim.Adam if config.gamma_optimizer == "adam" else torch.optim.SGD
+    optimizers: list[torch.optim.Optimizer | None] = []
+    for layer in range(config.n_layers):
+        params = ([gammas[layer]] if gammas is not None else []) + (
+            [alpha_logits[layer]] if alpha_logits is not None else [])
+        optimizers.append(opt_cls(params, lr=config.gamma_lr) if params else None)
+    return optimizers
+
+
 class Collaboration:
     """The collaboration parameters of one run.
 
@@ -31,12 +44,8 @@ class Collaboration:
                        for _ in range(n_layers)]
         self.alpha_logits = [torch.zeros(n_layers - 1, device=device, requires_grad=True)
                              if self.learn_alpha else None for _ in range(n_layers)]
-        opt_cls = torch.optim.Adam if config.gamma_optimizer == "adam" else torch.optim.SGD
-        self.optimizers: list[torch.optim.Optimizer | None] = []
-        for layer in range(n_layers):
-            params = ([self.gammas[layer]] if self.learn_gamma else []) + (
-                [self.alpha_logits[layer]] if self.learn_alpha else [])
-            self.optimizers.append(opt_cls(params, lr=config.gamma_lr) if params else None)
+        self.optimizers = layer_optimizers(config, self.gammas if self.learn_gamma else None,
+                                           self.alpha_logits if self.learn_alpha else None)
 
     def gamma(self, layer: int) -> torch.Tensor:
         return self.gammas[layer]

@@ -12,6 +12,7 @@ import json
 import torch
 
 from cffbench.ff.alpha import alpha_matrix
+from cffbench.ff.collaboration import layer_optimizers
 from cffbench.ff.config import TrainConfig
 from cffbench.ff.result import optimizer_step
 
@@ -28,12 +29,8 @@ class StackedCollaboration:
                                   requires_grad=self.learn_gamma) for _ in range(n_layers)]
         self.alpha_logits = [torch.zeros(n_seeds, n_layers - 1, device=device, requires_grad=True)
                              if self.learn_alpha else None for _ in range(n_layers)]
-        opt_cls = torch.optim.Adam if config.gamma_optimizer == "adam" else torch.optim.SGD
-        self.optimizers: list[torch.optim.Optimizer | None] = []
-        for layer in range(n_layers):
-            params = ([self.gammas[layer]] if self.learn_gamma else []) + (
-                [self.alpha_logits[layer]] if self.learn_alpha else [])
-            self.optimizers.append(opt_cls(params, lr=config.gamma_lr) if params else None)
+        self.optimizers = layer_optimizers(config, self.gammas if self.learn_gamma else None,
+                                           self.alpha_logits if self.learn_alpha else None)
 
     def alpha_row(self, layer: int) -> torch.Tensor:
         n_seeds = self.gammas[layer].shape[0]
