@@ -299,3 +299,23 @@ def test_failed_run_whose_error_looks_like_rich_markup_is_printed_verbatim():
     task = RunTask("abc", "s", "mnist", 200, 0, config, config.effective())
     reporter.finished(task, RunOutcome("abc", None, "cannot write [/scratch/run] [type=x]"))
     assert "cannot write [/scratch/run] [type=x]" in out.getvalue()
+
+
+def test_editing_a_study_sets_old_runs_aside_and_reverting_restores_them(study_file, tmp_path):
+    results = tmp_path / "r"
+    run(study_file, results)
+    original = set(read_runs(results)["run_id"])
+    study_file.write_text(STUDY.replace("epochs_per_layer = 3", "epochs_per_layer = 2"))
+    edited = run(study_file, results)
+    assert edited.executed == N_RUNS
+    current = read_runs(results)
+    assert len(current) == N_RUNS and set(current["epochs_per_layer"]) == {2}
+    assert not original & set(current["run_id"])
+    aside = {p.stem for p in (results / "superseded" / "runs").glob("*.parquet")}
+    assert aside == original                       # kept, not deleted
+    assert {p.stem for p in (results / "superseded" / "curves").glob("*.parquet")} == original
+    study_file.write_text(STUDY)                   # revert the edit
+    reverted = run(study_file, results)
+    assert reverted.executed == 0 and reverted.already_done == N_RUNS
+    assert set(read_runs(results)["run_id"]) == original
+    assert set(read_curves(results)["run_id"]) == original

@@ -149,7 +149,13 @@ def run_study(study: Study | Path | str, results_dir: Path | str | None = None, 
     summary = RunSummary(store.root, len(tasks))
     if store.claim(study):
         summary.notes.append(f"{store.study_file} updated: the study file changed since the "
-                             f"last run; runs no longer in the grid stay in the store")
+                             f"last run")
+    moved, restored = store.set_aside({t.run_id for t in tasks})
+    if moved:
+        summary.notes.append(f"{moved} run(s) no longer in the study moved to "
+                             f"{store.root / 'superseded'} (kept, not analysed)")
+    if restored:
+        summary.notes.append(f"{restored} superseded run(s) are in the study again and were restored")
     store.remove_stale_temps()
     statuses = store.statuses()
     corrupt = [rid for rid, status in statuses.items() if status == "corrupt"]

@@ -251,6 +251,29 @@ class RunStore:
         self.curves_dir.mkdir(exist_ok=True)
         return changed
 
+    def set_aside(self, keep: set[str]) -> tuple[int, int]:
+        """Keep ``runs/`` and ``curves/`` to the runs in ``keep`` (the current study's run ids).
+
+        Part files of runs the study no longer holds (its file was edited) move to
+        ``superseded/runs`` and ``superseded/curves``, so every reader of ``runs/`` sees only the
+        current study; superseded runs the study holds again move back instead of being rerun.
+        Nothing is deleted, and each move is one atomic rename. Returns ``(moved_aside, restored)``.
+        """
+        aside = self.root / "superseded"
+        moved = restored = 0
+        for folder, kind in ((self.runs_dir, RUNS_DIR), (self.curves_dir, CURVES_DIR)):
+            target = aside / kind
+            for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+                if path.stem not in keep and not path.name.startswith((".", "_")):
+                    target.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, target / path.name)
+                    moved += kind == RUNS_DIR
+            for path in sorted(target.glob("*.parquet")) if target.is_dir() else []:
+                if path.stem in keep and not (folder / path.name).exists():
+                    os.replace(path, folder / path.name)
+                    restored += kind == RUNS_DIR
+        return moved, restored
+
     def remove_stale_temps(self) -> int:
         """Delete temp files left by processes that no longer run; returns how many."""
         removed = 0
