@@ -188,3 +188,15 @@ def test_damaged_cache_is_rebuilt_from_the_raw_files(tmp_path):
     cache.write_bytes(b"garbage")
     splits = load_splits("kmnist", tmp_path)
     assert splits.y_test.tolist() == arrays["test_labels"].tolist()
+
+
+def test_registry_training_split_sizes_match_the_fixed_validation_rule():
+    from cffbench.data import DATASETS
+    from cffbench.data.splits import validation_split_indices
+
+    sizes = {name: info.n_train_split for name, info in DATASETS.items()}
+    assert sizes == {"mnist": 50000, "fashion-mnist": 50000, "kmnist": 50000,
+                     "emnist-balanced": 102800, "cifar10": 40000, "svhn": 63257}
+    for info in DATASETS.values():   # the same rule the loader applies to the real files
+        train_idx, _ = validation_split_indices(info.n_official_train)
+        assert len(train_idx) == info.n_train_split

@@ -173,6 +173,8 @@ def test_shipped_study_sizes_follow_their_protocols():
     (BASE + "[grid]\nhidden = []\n", ["[grid] hidden", "at least 1"]),
     (BASE.replace("seeds = [0, 1]", "seeds = [0, 0]"), ["seeds", "more than once"]),
     (BASE.replace("seeds = [0, 1]", "seeds = [9223372036854775808]"), ["[seeds] 0", "less than 9223372036854775808"]),
+    (BASE.replace("n_train = 200", "n_train = 60000"), ["n_train = 60000", "mnist", "10..50000"]),
+    (BASE.replace("n_train = 200", "n_train = 5"), ["n_train = 5", "mnist", "10..50000"]),
 ])
 def test_bad_study_file_gives_one_line_naming_file_key_and_allowed(tmp_path, text, fragments):
     path = write(tmp_path, text)

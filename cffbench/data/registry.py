@@ -53,6 +53,9 @@ class DatasetInfo:
         Extra constructor arguments, e.g. ``(("split", "balanced"),)`` for EMNIST.
     torchvision_subdir : str
         Folder, relative to the data root, passed to torchvision as its ``root``.
+    n_official_train : int
+        Size of the official training set (0 if unknown); the training split is what is left
+        after the fixed validation split (:attr:`n_train_split`).
     """
 
     name: str
@@ -66,6 +69,15 @@ class DatasetInfo:
     raw_md5s: tuple[str, ...] | None = None
     torchvision_kwargs: tuple[tuple[str, object], ...] = ()
     torchvision_subdir: str = ""
+    n_official_train: int = 0
+
+    @property
+    def n_train_split(self) -> int | None:
+        """Size of the training split (official train minus ``min(10000, n // 5)`` validation
+        images), i.e. the largest ``n_train``; None if the official size is unknown."""
+        if not self.n_official_train:
+            return None
+        return self.n_official_train - min(10_000, self.n_official_train // 5)
 
     @property
     def n_features(self) -> int:
@@ -98,17 +110,20 @@ DATASETS: dict[str, DatasetInfo] = {
         image_shape=(1, 28, 28), raw_dir="MNIST/raw", raw_files=_IDX_FILES,
         raw_md5s=("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
                   "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637"),
+        n_official_train=60000,
     ),
     "fashion-mnist": DatasetInfo(
         name="fashion-mnist", torchvision_class="FashionMNIST", mean=(0.2860,), std=(0.3530,),
         n_classes=10, image_shape=(1, 28, 28), raw_dir="FashionMNIST/raw", raw_files=_IDX_FILES,
         raw_md5s=("f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
                   "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"),
+        n_official_train=60000,
     ),
     # The constants below are the values commonly used with these datasets, not measured here.
     "kmnist": DatasetInfo(
         name="kmnist", torchvision_class="KMNIST", mean=(0.1918,), std=(0.3483,), n_classes=10,
         image_shape=(1, 28, 28), raw_dir="KMNIST/raw", raw_files=_IDX_FILES,
+        n_official_train=60000,
     ),
     "emnist-balanced": DatasetInfo(
         name="emnist-balanced", torchvision_class="EMNIST", mean=(0.1751,), std=(0.3332,),
@@ -116,6 +131,7 @@ DATASETS: dict[str, DatasetInfo] = {
         raw_files=("emnist-balanced-train-images-idx3-ubyte", "emnist-balanced-train-labels-idx1-ubyte",
                    "emnist-balanced-test-images-idx3-ubyte", "emnist-balanced-test-labels-idx1-ubyte"),
         torchvision_kwargs=(("split", "balanced"),),
+        n_official_train=112800,
     ),
     "cifar10": DatasetInfo(
         name="cifar10", torchvision_class="CIFAR10", mean=(0.4914, 0.4822, 0.4465),
@@ -123,12 +139,14 @@ DATASETS: dict[str, DatasetInfo] = {
         raw_dir="cifar-10-batches-py",
         raw_files=tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
         raw_md5s=_CIFAR10_MD5S,
+        n_official_train=50000,
     ),
     "svhn": DatasetInfo(
         name="svhn", torchvision_class="SVHN", mean=(0.4377, 0.4438, 0.4728),
         std=(0.1980, 0.2010, 0.1970), n_classes=10, image_shape=(3, 32, 32), raw_dir="SVHN",
         raw_files=("train_32x32.mat", "test_32x32.mat"), raw_md5s=_SVHN_MD5S,
         torchvision_subdir="SVHN",
+        n_official_train=73257,
     ),
 }
 

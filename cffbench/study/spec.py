@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from cffbench.errors import StudyError
 
@@ -103,6 +103,21 @@ class DataSection(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("datasets are listed more than once")
         return names
+
+    @model_validator(mode="after")
+    def _n_train_fits_every_dataset(self) -> "DataSection":
+        # Caught here, a bad n_train is one line and an untouched store, not one failed run each.
+        if self.n_train is None:
+            return self
+        known = _dataset_registry()
+        for name in self.datasets:
+            info = known.get(name)
+            low, high = getattr(info, "n_classes", 1), getattr(info, "n_train_split", None)
+            if self.n_train < low or (high is not None and self.n_train > high):
+                allowed = f"{low}..{high}" if high is not None else f">= {low}"
+                raise ValueError(f"n_train = {self.n_train} does not fit {name} (allowed {allowed}; "
+                                 f"omit n_train to use the whole training split)")
+        return self
 
 
 class SlurmSection(BaseModel):
