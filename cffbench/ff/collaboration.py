@@ -24,7 +24,21 @@ def layer_optimizers(config: TrainConfig, gammas: list[torch.Tensor] | None,
     return optimizers
 
 
-class Collaboration:
+class LayerSteps:
+    """``zero_grad(l)`` / ``step(l)`` on layer l's optimiser of ``self.optimizers`` (if any)."""
+
+    optimizers: list[torch.optim.Optimizer | None]
+
+    def zero_grad(self, layer: int) -> None:
+        if self.optimizers[layer] is not None:
+            self.optimizers[layer].zero_grad(set_to_none=True)
+
+    def step(self, layer: int) -> None:
+        if self.optimizers[layer] is not None:
+            optimizer_step(self.optimizers[layer])
+
+
+class Collaboration(LayerSteps):
     """The collaboration parameters of one run.
 
     ``gamma(l)`` is a scalar tensor: a constant for ``f-cff``, a leaf trained by its own optimiser
@@ -54,14 +68,6 @@ class Collaboration:
         if self.learn_alpha:
             return learned_alpha_row(self.alpha_logits[layer], layer, self.n_layers)
         return self.fixed_alpha[layer]
-
-    def zero_grad(self, layer: int) -> None:
-        if self.optimizers[layer] is not None:
-            self.optimizers[layer].zero_grad(set_to_none=True)
-
-    def step(self, layer: int) -> None:
-        if self.optimizers[layer] is not None:
-            optimizer_step(self.optimizers[layer])
 
     def gamma_value(self, layer: int) -> float:
         return float(self.gammas[layer].detach())

@@ -12,12 +12,11 @@ import json
 import torch
 
 from cffbench.ff.alpha import alpha_matrix
-from cffbench.ff.collaboration import layer_optimizers
+from cffbench.ff.collaboration import LayerSteps, layer_optimizers
 from cffbench.ff.config import TrainConfig
-from cffbench.ff.result import optimizer_step
 
 
-class StackedCollaboration:
+class StackedCollaboration(LayerSteps):
     """γ and α of S runs: ``gamma(l)`` ``(S,)``, ``alpha_row(l)`` ``(S, L)`` (zero at column l)."""
 
     def __init__(self, config: TrainConfig, n_seeds: int, device: torch.device) -> None:
@@ -39,14 +38,6 @@ class StackedCollaboration:
         weights = torch.softmax(self.alpha_logits[layer], dim=1)
         zero = torch.zeros(n_seeds, 1, dtype=weights.dtype, device=weights.device)
         return torch.cat([weights[:, :layer], zero, weights[:, layer:]], dim=1)[:, :self.n_layers]
-
-    def zero_grad(self, layer: int) -> None:
-        if self.optimizers[layer] is not None:
-            self.optimizers[layer].zero_grad(set_to_none=True)
-
-    def step(self, layer: int) -> None:
-        if self.optimizers[layer] is not None:
-            optimizer_step(self.optimizers[layer])
 
     def finite(self) -> torch.Tensor:
         """``(S,)`` bool: every layer's γ of seed s is finite."""
