@@ -266,3 +266,42 @@ def test_cli_report_writes_to_reports_study_name_by_default(tmp_path, capsys, mo
     assert f"latex: {Path('reports') / 'tiny' / 'tables'}" in out
     assert (tmp_path / "reports" / "tiny" / "tables" / "paper.tex").is_file()
     assert not (tmp_path / "reports" / "tiny" / "report.html").exists()
+
+
+def test_same_store_and_source_date_epoch_rebuild_identical_html_and_latex(tmp_path, monkeypatch):
+    # Committed evidence (reports/<study>/) must regenerate byte for byte from its Parquet store.
+    root = tmp_path / "results"
+    write_synthetic_store(root, seeds=range(3), hidden=(20, 20), epochs=4)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    first = build_report(root, out=tmp_path / "a", formats="html,latex")
+    second = build_report(root, out=tmp_path / "b", formats="html,latex")
+    html_a = first["html"].read_text(encoding="utf-8")
+    assert "2023-11-14 22:13 UTC" in html_a          # the stamp comes from SOURCE_DATE_EPOCH
+    assert html_a == second["html"].read_text(encoding="utf-8")
+    tex_a = sorted(first["latex"].glob("*.tex"))
+    assert tex_a and [p.name for p in tex_a] == sorted(p.name for p in second["latex"].glob("*.tex"))
+    for path in tex_a:
+        assert path.read_bytes() == (second["latex"] / path.name).read_bytes()
+
+
+def test_each_theta_placement_is_tested_against_the_same_ff_runs(tmp_path):
+    # The replication must show both θ placements against FF, not only the main (per-term) one.
+    root = tmp_path / "results"
+    write_synthetic_store(root, datasets=("mnist",), variants=("ff", "f-cff", "a-cff"),
+                          seeds=range(6), hidden=(20, 20), epochs=4,
+                          thetas=("per_term", "single"), single_theta_gain=0.02)
+    written = build_report(root, out=tmp_path / "report", formats="html,latex")
+    soup = _soup(written["html"])
+    runs = pd.concat(pd.read_parquet(p) for p in sorted((root / "runs").glob("*.parquet")))
+    ff = runs[runs["variant"] == "ff"].set_index("seed")["test_acc"]
+    for theta, key in (("per_term", "pairwise_mnist"), ("single", "pairwise_mnist_theta_placement_single")):
+        table = soup.find(id=f"tab-{key}")
+        assert table is not None, key
+        rows = {r[0]: r for r in _table_rows(soup, key)}
+        fcff = runs[(runs["variant"] == "f-cff") & (runs["theta_placement"] == theta)]
+        expected = 100 * (fcff.set_index("seed")["test_acc"] - ff).mean()
+        shown = float(rows["F-CFF − FF"][3].split()[0].replace("−", "-"))
+        assert shown == pytest.approx(expected, abs=0.006)   # shown with two decimals
+    caption = soup.find(id="tab-pairwise_mnist_theta_placement_single").get_text(" ", strip=True)
+    assert "mnist at θ placement = single" in caption
+    assert (written["latex"] / "pairwise_mnist_theta_placement_single.tex").is_file()

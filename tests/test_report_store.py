@@ -41,11 +41,13 @@ def write_synthetic_store(root: Path, *, datasets=("mnist", "fashion-mnist"),
                           variants=("ff", "f-cff", "a-cff", "bp"), seeds=range(5),
                           alphas=("uniform",), hidden=(500, 500), epochs=30,
                           failed=0, diverged=0, sd=0.003, rng_seed=0,
-                          name="synthetic-study") -> Path:
+                          name="synthetic-study", thetas=("per_term",),
+                          single_theta_gain=0.02) -> Path:
     """Write ``runs/*.parquet``, ``curves/*.parquet`` and ``study.toml`` under ``root``.
 
     Runs of one seed share a seed effect (paired design). The first ``failed`` / ``diverged``
-    a-cff runs get that status instead of ``ok``.
+    a-cff runs get that status instead of ``ok``. Collaborative runs are written once per
+    θ placement in ``thetas``; ``single`` ones gain ``single_theta_gain`` in accuracy.
     """
     rng = np.random.default_rng(rng_seed)
     (root / "runs").mkdir(parents=True, exist_ok=True)
@@ -56,9 +58,15 @@ def write_synthetic_store(root: Path, *, datasets=("mnist", "fashion-mnist"),
         for seed in seeds:
             seed_effect = rng.normal(0, sd)
             for variant in variants:
-                for alpha in (alphas if variant in COLLAB else (None,)):
+                cells = ([(a, t) for a in alphas for t in thetas] if variant in COLLAB
+                         else [(None, None)])
+                for alpha, theta in cells:
                     run_id = f"{dataset}-{variant}-{alpha}-{seed}"
+                    if len(thetas) > 1 and theta is not None:
+                        run_id += f"-{theta}"
                     acc = TRUE_MEANS[(dataset, variant)] + seed_effect + rng.normal(0, sd)
+                    if theta == "single":
+                        acc += single_theta_gain
                     if alpha == "distance":
                         acc += 0.002
                     status, error = "ok", None
@@ -82,7 +90,7 @@ def write_synthetic_store(root: Path, *, datasets=("mnist", "fashion-mnist"),
                         "gamma_lr": 0.01 if variant in COLLAB else None,
                         "gamma_optimizer": "sgd" if variant in COLLAB else None,
                         "alpha_decay": 0.5 if variant in COLLAB else None,
-                        "theta_placement": "per_term" if variant in COLLAB else None,
+                        "theta_placement": theta,
                         "precision": "fp32", "train_eval_size": 10000, "status": status,
                         "test_acc": acc if status == "ok" else np.nan,
                         "val_acc": acc + 0.001 if status == "ok" else np.nan,
@@ -105,6 +113,8 @@ def write_synthetic_store(root: Path, *, datasets=("mnist", "fashion-mnist"),
     grid = {"variant": list(variants)}
     if len(alphas) > 1:
         grid["alpha"] = list(alphas)
+    if len(thetas) > 1:
+        grid["theta_placement"] = list(thetas)
     grid_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in grid.items())
     (root / "study.toml").write_text(
         f'name = "{name}"\ndescription = "Synthetic study written by the report tests"\n'

@@ -7,6 +7,7 @@ renderers in :mod:`cffbench.report.render` only lay them out.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -31,13 +32,22 @@ def _unique(runs: pd.DataFrame, column: str) -> str:
     return ", ".join(values) if values else "unknown"
 
 
+def generated_stamp() -> str:
+    """When the report was built: now, or ``$SOURCE_DATE_EPOCH`` when set (the reproducible-builds
+    convention), so that a regenerated report can equal the committed one byte for byte."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    when = (dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch.isdigit()
+            else dt.datetime.now(dt.timezone.utc))
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def header(inputs: ReportInputs) -> dict:
     """Study name, provenance and run counts (planned / done / failed / diverged)."""
     runs = inputs.runs
     counts = runs["status"].value_counts()
     return {
         "name": inputs.study_name, "description": inputs.study_description,
-        "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": generated_stamp(),
         "cffbench_version": _unique(runs, "cffbench_version"),
         "torch_version": _unique(runs, "torch_version"),
         "git_commit": _unique(runs, "git_commit"), "device": _unique(runs, "device"),
@@ -135,8 +145,29 @@ def ablations(ok_runs: pd.DataFrame, main: dict, fig_dir: Path) -> list[dict]:
             figure = figs.interaction_plot(desc, axis, ABLATION_AXES[axis], fig_dir)
         sections.append({"axis": axis, "label": ABLATION_AXES[axis], "levels": levels,
                          "table": table, "figure": figure,
-                         "tests": ablation_omnibus(subset, axis, ABLATION_AXES[axis])})
+                         "tests": ablation_omnibus(subset, axis, ABLATION_AXES[axis]),
+                         "level_statistics": level_statistics(ok_runs, axis, levels, main)})
     return sections
+
+
+def level_statistics(ok_runs: pd.DataFrame, axis: str, levels: list,
+                     main: dict) -> list[DatasetStatistics]:
+    """The variant comparison of section 2 repeated at every other level of ``axis``.
+
+    Variants that ignore the axis (ff, bp: null cells) take part at every level, so e.g. F-CFF
+    with a single θ is tested against the same FF runs as F-CFF with per-term θ.
+    """
+    out = []
+    for level in levels:
+        if level == main.get(axis):
+            continue
+        at_level = select(ok_runs, {**main, axis: level})
+        if at_level["variant"].nunique() < 2:
+            continue
+        slug = "".join(c if c.isalnum() else "_" for c in f"{axis}_{level}")
+        out += analyze_variants(at_level, scope=f"{ABLATION_AXES[axis]} = {level}",
+                                scope_key=slug)
+    return out
 
 
 def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
@@ -175,6 +206,8 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
         tables += [t for t in (section.omnibus, section.pairwise) if t is not None]
     for section in ablation_sections:
         tables += [section["table"], *section["tests"]]
+        for level_section in section["level_statistics"]:
+            tables += [t for t in (level_section.omnibus, level_section.pairwise) if t is not None]
     return {
         "header": header(inputs),
         "warnings": protocol_differences(ok_main, paper_values, source.get("protocol", {}))

@@ -53,6 +53,9 @@ class DatasetStatistics:
         The engine's warnings (shown once, at the top of the report).
     problem : str
         Why there are no tests for this dataset (shown in its section); empty when there are.
+    scope : str
+        Empty for the main configuration; else the ablation level compared at, e.g.
+        ``"θ placement = single"``.
     """
 
     dataset: str
@@ -64,6 +67,7 @@ class DatasetStatistics:
     power: str = ""
     warnings: list[str] = field(default_factory=list)
     problem: str = ""
+    scope: str = ""
 
 
 def _cell(column: str, value) -> str:
@@ -156,9 +160,15 @@ def power_sentence(power) -> str:
     return f"{head} you need {int(power.seeds_needed)} seeds; this study has {power.n_seeds}."
 
 
-def analyze_dataset(dataset: str, runs: pd.DataFrame) -> DatasetStatistics:
-    """Compare the variants of one dataset (finished runs of the main configuration)."""
-    section = DatasetStatistics(dataset)
+def analyze_dataset(dataset: str, runs: pd.DataFrame, scope: str = "",
+                    scope_key: str = "") -> DatasetStatistics:
+    """Compare the variants of one dataset (finished runs of the main configuration).
+
+    ``scope`` names another configuration the runs were selected at (e.g. ``"θ placement =
+    single"``) for the table captions; ``scope_key`` (e.g. ``"theta_placement_single"``) extends
+    the table keys, which must stay unique in a report.
+    """
+    section = DatasetStatistics(dataset, scope=scope)
     # The engine's pairs and sentences follow the level order: give it the report's (baseline
     # first, ff as the reference), so the APA sentences read like the tables ("A-CFF − FF").
     present = set(runs["variant"])
@@ -182,12 +192,13 @@ def analyze_dataset(dataset: str, runs: pd.DataFrame) -> DatasetStatistics:
     section.trail = [f"{d.step[:1].upper()}{d.step[1:]}: {d.choice}, because {d.reason}."
                      for d in result.decisions]
     omnibus = result.tables.get(result.path)  # the route the engine took names its table
+    key = f"{dataset}_{scope_key}" if scope_key else dataset
     if result.path in OMNIBUS_TABLES and omnibus is not None and not omnibus.empty:
-        section.omnibus = omnibus_table(dataset, result.path, omnibus)
+        section.omnibus = _scoped(omnibus_table(key, result.path, omnibus), key, dataset, scope)
     posthoc = result.tables.get("posthoc")
     if posthoc is not None and not posthoc.empty and {"A", "B", "p_adj"} <= set(posthoc.columns):
         raw = _oriented(posthoc)
-        section.pairwise = pairwise_table(dataset, raw)
+        section.pairwise = _scoped(pairwise_table(key, raw), key, dataset, scope)
         section.pairwise_raw = raw.assign(dataset=dataset)
     section.sentences = list(result.apa)
     section.power = power_sentence(result.power)
@@ -195,9 +206,18 @@ def analyze_dataset(dataset: str, runs: pd.DataFrame) -> DatasetStatistics:
     return section
 
 
-def analyze_variants(ok_main: pd.DataFrame) -> list[DatasetStatistics]:
-    """Compare the variants of every dataset in ``ok_main`` (finished runs, main configuration)."""
-    return [analyze_dataset(d, ok_main[ok_main["dataset"] == d])
+def _scoped(table: Table, key: str, dataset: str, scope: str) -> Table:
+    """Caption "<dataset> at <scope>: …" for a comparison made away from the main configuration."""
+    if scope:
+        table.caption = table.caption.replace(f"{key}:", f"{dataset} at {scope}:", 1)
+    return table
+
+
+def analyze_variants(ok_main: pd.DataFrame, scope: str = "",
+                     scope_key: str = "") -> list[DatasetStatistics]:
+    """Compare the variants of every dataset in ``ok_main`` (finished runs, main configuration,
+    or the configuration ``scope`` names; see :func:`analyze_dataset`)."""
+    return [analyze_dataset(d, ok_main[ok_main["dataset"] == d], scope, scope_key)
             for d in dict.fromkeys(ok_main["dataset"])]
 
 
