@@ -70,12 +70,6 @@ def data_verify(
 
 
 # --------------------------------------------------------------------------- study
-def _fmt_seconds(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
-
-
 @app.command("run")
 def run(
     study: Path = typer.Argument(..., help="Study file (e.g. studies/quick.toml)."),
@@ -131,6 +125,7 @@ def plan(
     results: Optional[Path] = typer.Option(None, "--results", help="Results folder (default: results/<study name>)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Workers to divide the estimate by."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Time short runs to estimate the remaining time."),
+    gpu_tflops: Optional[float] = typer.Option(None, "--gpu-tflops", help="Sustained TFLOPS of one GPU: add a FLOP-count GPU estimate (needs no GPU)."),
     data_root: Optional[Path] = DataRootOption,
 ) -> None:
     """Show the runs in STUDY's grid, those already stored, and an estimate for the rest."""
@@ -140,16 +135,9 @@ def plan(
         from cffbench.errors import StudyError
 
         raise StudyError(f"--workers must be >= 1 (got {workers})")
-    result = plan_study(study, results, calibrate=calibrate, workers=workers, data_root=data_root)
-    typer.echo(f"study {result.study.name}: {result.planned} runs planned, {result.done} done, "
-               f"{result.remaining} remaining ({result.failed} of them failed before) "
-               f"-> {result.results_dir}")
-    if result.estimate_s is not None and result.remaining:
-        typer.echo(f"estimated time for the remaining runs: {_fmt_seconds(result.estimate_s)} "
-                   f"with {result.workers} worker(s)")
-        typer.echo(f"how: {result.method}")
-        if not result.calibration.empty:
-            typer.echo(result.calibration.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    result = plan_study(study, results, calibrate=calibrate, workers=workers, data_root=data_root,
+                        gpu_tflops=gpu_tflops)
+    typer.echo(result.to_text())
 
 
 @app.command("status")

@@ -87,6 +87,7 @@ def resolve_device(device: str) -> str:
 # ----------------------------------------------------------------------------- worker side
 _SPLITS_CACHE: dict[tuple, Any] = {}
 _EPOCH_QUEUE: Any = None
+_WORKER_DEVICE: Optional[str] = None   # this pool process's GPU (LocalExecutor.worker_devices)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -209,15 +210,22 @@ def _exit_when_driver_dies(driver_pid: int) -> None:
             pass
 
 
-def _worker_init(threads: int, epoch_queue: Any, driver_pid: Optional[int] = None) -> None:
+def _worker_init(threads: int, epoch_queue: Any, driver_pid: Optional[int] = None,
+                 device_slots: Any = None) -> None:
     """Pin torch to ``threads`` threads, leave Ctrl-C to the driver, keep the epoch queue,
+    take this process's device from ``device_slots`` (a queue holding one device per worker),
     and exit when the driver process is gone."""
-    global _EPOCH_QUEUE
+    global _EPOCH_QUEUE, _WORKER_DEVICE
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     torch.set_num_threads(threads)
     _EPOCH_QUEUE = epoch_queue
+    if device_slots is not None:
+        try:
+            _WORKER_DEVICE = device_slots.get(timeout=10)
+        except queue_module.Empty:   # more processes than slots cannot happen; fall back
+            _WORKER_DEVICE = None
     if driver_pid is not None:
         threading.Thread(target=_exit_when_driver_dies, args=(driver_pid,), daemon=True,
                          name="cffbench-driver-watch").start()
@@ -234,14 +242,14 @@ def _queue_epoch(run_id: str, record: dict) -> None:
 def _pool_entry(task: RunTask, data_root: Optional[Path], device: str,
                 train_fn: Optional[TrainFn], load_fn: Optional[LoadFn],
                 verbose: bool) -> RunOutcome:
-    return execute_run(task, data_root, device, train_fn, load_fn,
+    return execute_run(task, data_root, _WORKER_DEVICE or device, train_fn, load_fn,
                        _queue_epoch if verbose else None)
 
 
 def _pool_entry_stacked(tasks: list[RunTask], data_root: Optional[Path], device: str,
                         train_fn: Optional[TrainFn], load_fn: Optional[LoadFn],
                         verbose: bool) -> list[RunOutcome]:
-    return execute_stacked(tasks, data_root, device, train_fn, load_fn,
+    return execute_stacked(tasks, data_root, _WORKER_DEVICE or device, train_fn, load_fn,
                            _queue_epoch if verbose else None)
 
 
@@ -281,7 +289,9 @@ class LocalExecutor:
     process that already ran torch is unsafe. Oversubscribing cores (several workers each
     using every core) slowed an epoch six-fold on a 2-core machine, hence one thread each.
     ``stack_seeds``: each worker job is a seed group run as one batched model
-    (:func:`execute_stacked`) instead of one task.
+    (:func:`execute_stacked`) instead of one task. ``worker_devices``: one device per worker
+    process (e.g. ``["cuda:0", "cuda:1", "cuda:0", "cuda:1"]``); process i trains every job it
+    takes on ``worker_devices[i]`` (:func:`cffbench.study.gpu.worker_devices`); None: ``device``.
     """
 
     workers: int = 2
@@ -292,6 +302,7 @@ class LocalExecutor:
     on_epoch: Optional[EpochCallback] = None
     threads_per_worker: int = 1
     stack_seeds: bool = False
+    worker_devices: Optional[list[str]] = None
 
     def map_runs(self, tasks: Iterable[RunTask]) -> Iterator[RunOutcome]:
         methods = multiprocessing.get_all_start_methods()
@@ -300,10 +311,15 @@ class LocalExecutor:
         epoch_queue = manager.Queue() if manager is not None else None
 
         def new_pool() -> cf.ProcessPoolExecutor:
+            slots = None
+            if self.worker_devices:   # each process takes one slot as it starts
+                slots = context.Queue()
+                for device in self.worker_devices[: self.workers]:
+                    slots.put(device)
             return cf.ProcessPoolExecutor(self.workers, mp_context=context,
                                           initializer=_worker_init,
                                           initargs=(self.threads_per_worker, epoch_queue,
-                                                    os.getpid()))
+                                                    os.getpid(), slots))
 
         pool = new_pool()
         pending: dict[cf.Future, list[RunTask]] = {}
@@ -388,7 +404,8 @@ def make_executor(name: str, workers: int, data_root: Optional[Path], device: st
 
     ``execution`` (the study's ``[execution]`` section) gives the ``dask`` executor its
     ``scheduler``, ``retries`` and ``slurm`` settings, and ``serial`` / ``local`` its
-    ``stack_seeds`` (the ``dask`` executor does not stack).
+    ``stack_seeds`` (the ``dask`` executor does not stack). On CUDA the ``local`` executor's
+    worker i trains on ``cuda:{i % n_gpus}`` (or on the one ``cuda:N`` given).
 
     Raises
     ------
@@ -402,8 +419,11 @@ def make_executor(name: str, workers: int, data_root: Optional[Path], device: st
         return SerialExecutor(data_root, device, train_fn, load_fn, on_epoch,
                               stack_seeds=stack_seeds)
     if name == "local":
+        from cffbench.study.gpu import worker_devices
+
         return LocalExecutor(workers, data_root, device, train_fn, load_fn, on_epoch,
-                             stack_seeds=stack_seeds)
+                             stack_seeds=stack_seeds,
+                             worker_devices=worker_devices(device, workers))
     if name == "dask":
         from cffbench.study.dask_executor import DaskExecutor
 

@@ -5,7 +5,14 @@ remaining runs (variant, hidden, batch size, schedule, negatives, precision), af
 warm-up, one run is timed with 2 and with 6 epochs per layer on the study's first dataset at the study's ``n_train``, on one
 torch thread as a worker uses. Run time is taken as linear in the epochs per layer,
 ``t(E) = t(2) + (E - 2) * (t(6) - t(2)) / 4`` (the fixed part holds data handling and evaluation),
-and the remaining runs' times are summed and divided by the number of workers.
+and the remaining runs' times are summed and divided by the number of workers. When the study's
+device resolves to CUDA the calibration runs on the GPU, synchronised before each clock reading.
+
+With ``gpu_tflops`` the plan also gives a GPU estimate that needs no GPU: each remaining run's
+matrix-multiply FLOPs (:func:`cffbench.study.flops.run_flops`) at that sustained rate plus
+:data:`~cffbench.study.flops.STEP_OVERHEAD_S` per optimiser step, summed, then divided by the
+number of GPUs (the serial bound: one run at a time per GPU) and by GPUs x ``tasks_per_gpu`` (the
+optimistic bound: concurrent runs share a GPU perfectly). It is a FLOP count, not a measurement.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from cffbench.study.executors import LoadFn, TrainFn, default_load_fn, default_train_fn
+from cffbench.study.flops import STEP_OVERHEAD_S
 from cffbench.study.grid import RunTask, expand, resolve_results_dir
 from cffbench.study.runner import _as_study, _check_data, resolve_execution
 from cffbench.study.spec import Study
@@ -46,6 +54,18 @@ class StudyPlan:
         ``t2_s``, ``t6_s`` (timed runs), ``per_run_s`` (mean estimate per remaining run).
     method : str
         How the estimate was made, in one sentence.
+    gpu : DataFrame
+        With ``gpu_tflops`` only: one row per dataset x architecture of the remaining runs:
+        ``dataset``, the ``_ARCH_FIELDS``, ``runs``, ``tflop_per_run`` (1e12 FLOPs),
+        ``steps_per_run`` (optimiser steps), ``gpu_s_per_run``.
+    gpu_tflops : float or None
+    gpu_total_s : float or None      sum of the remaining runs' GPU seconds
+    gpu_serial_s, gpu_optimistic_s : float or None
+        ``gpu_total_s / n_gpus`` and ``gpu_total_s / (n_gpus * tasks_per_gpu)``.
+    n_gpus, tasks_per_gpu : int
+        GPUs visible for the study's device (1 assumed when none is visible) and runs per GPU.
+    gpu_note : str
+        Where ``n_gpus`` and ``tasks_per_gpu`` came from.
     """
 
     study: Study
@@ -58,30 +78,119 @@ class StudyPlan:
     estimate_s: Optional[float] = None
     calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
     method: str = ""
+    gpu: pd.DataFrame = field(default_factory=pd.DataFrame)
+    gpu_tflops: Optional[float] = None
+    gpu_total_s: Optional[float] = None
+    gpu_serial_s: Optional[float] = None
+    gpu_optimistic_s: Optional[float] = None
+    n_gpus: int = 0
+    tasks_per_gpu: int = 1
+    gpu_note: str = ""
+
+    def to_text(self) -> str:
+        """What ``cffbench plan`` prints."""
+        lines = [f"study {self.study.name}: {self.planned} runs planned, {self.done} done, "
+                 f"{self.remaining} remaining ({self.failed} of them failed before) "
+                 f"-> {self.results_dir}"]
+        if self.estimate_s is not None and self.remaining:
+            lines.append(f"estimated time for the remaining runs: {format_seconds(self.estimate_s)} "
+                         f"with {self.workers} worker(s)")
+            lines.append(f"how: {self.method}")
+            if not self.calibration.empty:
+                lines.append(self.calibration.to_string(index=False,
+                                                        float_format=lambda v: f"{v:.2f}"))
+        if self.gpu_total_s is not None and self.remaining:
+            lines.append(f"GPU estimate at {self.gpu_tflops:g} TFLOPS (a FLOP count, not a "
+                         f"measurement): {format_seconds(self.gpu_total_s)} of GPU time")
+            lines.append(f"  serial bound (one run at a time on each of {self.n_gpus} GPU(s)): "
+                         f"{format_seconds(self.gpu_serial_s)}")
+            lines.append(f"  optimistic bound ({self.tasks_per_gpu} run(s) per GPU sharing it "
+                         f"perfectly): {format_seconds(self.gpu_optimistic_s)}")
+            lines.append(f"  how: matmul FLOPs / ({self.gpu_tflops:g} x 1e12 FLOP/s) + "
+                         f"{STEP_OVERHEAD_S * 1e3:g} ms launch floor per optimiser step, summed "
+                         f"over the remaining runs; {self.gpu_note}")
+            lines.append(self.gpu.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        return "\n".join(lines)
+
+
+def format_seconds(seconds: float) -> str:
+    """``1h 02m 03s`` / ``2m 03s``."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
 def _arch_key(task: RunTask) -> tuple:
     return tuple(getattr(task.config, f) for f in _ARCH_FIELDS)
 
 
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
 def _time_run(config: Any, splits: Any, train_fn: TrainFn, device: str) -> float:
+    _synchronize(device)   # GPU work is asynchronous: read the clock only once it is done
     t0 = time.perf_counter()
     train_fn(config, splits, device=device)
+    _synchronize(device)
     return time.perf_counter() - t0
+
+
+def gpu_estimate(plan: StudyPlan, remaining: list[RunTask], tflops: float, device: str) -> None:
+    """Fill ``plan``'s GPU fields from the remaining runs' FLOP counts (see the module doc)."""
+    from cffbench.study.flops import gpu_seconds, optimizer_steps, run_flops
+    from cffbench.study.gpu import gpu_plan, run_shape
+
+    rows = []
+    for task in remaining:
+        flops = run_flops(task.config, **run_shape(task.dataset, task.n_train))
+        steps = optimizer_steps(task.config, run_shape(task.dataset, task.n_train)["n_train"])
+        rows.append({"dataset": task.dataset, **dict(zip(_ARCH_FIELDS, _arch_key(task))),
+                     "tflop": flops / 1e12, "steps": steps,
+                     "gpu_s": gpu_seconds(flops, steps, tflops)})
+    runs = pd.DataFrame(rows)
+    keys = ["dataset", *_ARCH_FIELDS]
+    table = runs.groupby(keys, sort=False, dropna=False).agg(
+        runs=("gpu_s", "size"), tflop_per_run=("tflop", "mean"),
+        steps_per_run=("steps", "mean"), gpu_s_per_run=("gpu_s", "mean")).reset_index()
+    table["hidden"] = table["hidden"].map(lambda h: "-".join(map(str, h)))
+    gpus = gpu_plan(plan.study, device)
+    plan.n_gpus = max(gpus.n_gpus, 1)
+    plan.tasks_per_gpu = gpus.tasks_per_gpu
+    plan.gpu_note = (f"{gpus.n_gpus} GPU(s) visible" if gpus.n_gpus else
+                     "no GPU visible, 1 assumed") + f"; {gpus.how}"
+    plan.gpu, plan.gpu_tflops = table, tflops
+    plan.gpu_total_s = float(runs["gpu_s"].sum())
+    plan.gpu_serial_s = plan.gpu_total_s / plan.n_gpus
+    plan.gpu_optimistic_s = plan.gpu_total_s / (plan.n_gpus * plan.tasks_per_gpu)
 
 
 def plan_study(study: Study | Path | str, results_dir: Path | str | None = None, *,
                calibrate: bool = True, workers: Optional[int] = None,
                device: Optional[str] = None, data_root: Optional[Path] = None,
                train_fn: Optional[TrainFn] = None,
-               load_fn: Optional[LoadFn] = None) -> StudyPlan:
+               load_fn: Optional[LoadFn] = None,
+               gpu_tflops: Optional[float] = None) -> StudyPlan:
     """Count planned / done / remaining runs and estimate the remaining time; writes nothing.
 
     Parameters
     ----------
     calibrate : time short runs to estimate the remaining time (see the module docstring).
+    gpu_tflops : sustained TFLOPS of one GPU; adds the FLOP-count GPU estimate (no GPU needed).
     Other parameters as in :func:`cffbench.study.run_study`.
+
+    Raises
+    ------
+    StudyError
+        ``gpu_tflops <= 0``, or the errors of :func:`cffbench.study.run_study`.
     """
+    from cffbench.errors import StudyError
+
+    if gpu_tflops is not None and not gpu_tflops > 0:
+        raise StudyError(f"--gpu-tflops must be > 0 (got {gpu_tflops})")
     import torch
 
     from cffbench.study.executors import resolve_device
@@ -96,6 +205,8 @@ def plan_study(study: Study | Path | str, results_dir: Path | str | None = None,
     failed = sum(statuses.get(t.run_id) == "failed" for t in tasks)
     remaining = [t for t in tasks if statuses.get(t.run_id) not in DONE_STATUSES]
     plan = StudyPlan(study, store.root, len(tasks), done, failed, len(remaining), n_workers)
+    if gpu_tflops is not None and remaining:
+        gpu_estimate(plan, remaining, gpu_tflops, dev)
     if not calibrate or not remaining:
         plan.estimate_s = 0.0 if not remaining else None
         return plan
@@ -131,8 +242,13 @@ def plan_study(study: Study | Path | str, results_dir: Path | str | None = None,
     plan.estimate_s = total / n_workers
     n_desc = "all 50k" if study.data.n_train is None else f"n_train={study.data.n_train}"
     e1, e2 = CALIBRATION_EPOCHS
+    where = (f"the GPU {resolve_device(dev)}, synchronised" if resolve_device(dev).startswith("cuda")
+             else "one thread")
     plan.method = (f"timed {e1}- and {e2}-epoch runs of each of {len(groups)} architecture(s) on "
-                   f"{dataset} ({n_desc}, one thread), extrapolated linearly in epochs per "
+                   f"{dataset} ({n_desc}, {where}), extrapolated linearly in epochs per "
                    f"layer, summed over the remaining runs and divided by {n_workers} worker(s); "
                    f"process start and data loading (seconds per worker) are not included")
+    if resolve_device(dev).startswith("cuda") and n_workers > 1:
+        plan.method += ("; workers sharing a GPU are assumed not to slow each other (optimistic "
+                        "when the GPU is busy)")
     return plan

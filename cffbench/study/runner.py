@@ -73,19 +73,32 @@ def _as_study(study: Study | Path | str) -> Study:
 
 def resolve_execution(study: Study, executor: Optional[str], workers: Optional[int],
                       device: Optional[str]) -> tuple[str, int, str]:
-    """Command-line overrides over ``[execution]``; workers default to the CPU count."""
+    """Command-line overrides over ``[execution]``.
+
+    Workers default to ``n_gpus * tasks_per_gpu`` for the ``local`` executor on CUDA (``device``
+    ``cuda``, ``cuda:N`` or ``auto`` with a GPU visible; see :mod:`cffbench.study.gpu`), else to
+    the CPU count. GPUs are found through :data:`cffbench.study.gpu.PROBE`.
+    """
+    from cffbench.study import gpu
+
     name = executor or study.execution.executor
-    n_workers = workers if workers is not None else (study.execution.workers or os.cpu_count() or 1)
     try:
         dev = validate_device(device or study.execution.device)
     except ValueError as exc:
         raise StudyError(f"--device: {exc}") from None
-    if dev.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise StudyError(f"device {dev!r} requested but CUDA is not available; "
-                             f"use --device cpu or auto")
+    visible = gpu.PROBE.device_count() if dev != "cpu" else 0
+    if dev.startswith("cuda") and not visible:
+        raise StudyError(f"device {dev!r} requested but CUDA is not available; "
+                         f"use --device cpu or auto")
+    if dev.startswith("cuda:") and int(dev.split(":")[1]) >= visible:
+        raise StudyError(f"device {dev!r} requested but only {visible} GPU(s) are visible "
+                         f"(cuda:0 .. cuda:{visible - 1})")
+    n_workers = workers if workers is not None else study.execution.workers
+    if n_workers is None and name == "local" and visible:
+        plan = gpu.gpu_plan(study, dev)
+        n_workers = plan.n_gpus * plan.tasks_per_gpu
+    if n_workers is None:
+        n_workers = os.cpu_count() or 1
     return name, n_workers, dev
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -151,6 +151,9 @@ class ExecutionSection(BaseModel):
     # serial / local only: train the runs that differ only in seed as one batched model
     # (cffbench.ff.stacked; same results within float rounding; pays off on GPUs, opt-in)
     stack_seeds: pydantic.StrictBool = False
+    # local executor on CUDA: concurrent runs per GPU; "auto" sizes it from the free memory and
+    # the largest run's estimated peak (cffbench.study.gpu); an execution setting, not in run ids
+    tasks_per_gpu: Union[Annotated[int, Field(ge=1, strict=True)], Literal["auto"]] = 1
     # dask only: a running scheduler, extra attempts after a worker died, SLURM jobs
     scheduler: Optional[Annotated[str, Field(pattern=r"^[a-z]+://\S+$")]] = None
     retries: Annotated[int, Field(ge=0)] = 2
@@ -160,6 +163,14 @@ class ExecutionSection(BaseModel):
     @classmethod
     def _known_device(cls, device: str) -> str:
         return validate_device(device)
+
+    @field_validator("tasks_per_gpu", mode="before")
+    @classmethod
+    def _tasks_per_gpu(cls, value: Any) -> Any:
+        # one clear clause instead of pydantic's one per union member
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError('must be a positive integer or "auto"')
 
 
 def validate_device(device: str) -> str:
