@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numpy as np
 import pytest
 
@@ -124,3 +125,21 @@ def test_describe_matches_r_on_plantgrowth_ctrl():
     assert row["median"] == pytest.approx(5.155)
     assert row["boot_low"] < row["mean"] < row["boot_high"]
     assert np.isfinite(table["iqm"]).all()
+
+
+def test_detectable_difference_inverts_cohens_table_and_statsmodels():
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    from cffbench.stats.power import detectable_difference
+
+    # Cohen (1988) / G*Power, paired, two-sided .05, power .8: d = .5 needs 34 seeds and d = .8
+    # needs 15, so .5 is detectable with 34 seeds but not with 33 (and .8 with 15, not 14)
+    assert detectable_difference(1.0, 34) <= 0.5 < detectable_difference(1.0, 33)
+    assert detectable_difference(1.0, 15) <= 0.8 < detectable_difference(1.0, 14)
+    # statsmodels' own root finder is a second route: n = 10 pairs -> d_z = 0.996
+    d_z = TTestPower().solve_power(nobs=10, alpha=0.05, power=0.8, alternative="two-sided")
+    assert detectable_difference(2.0, 10) == pytest.approx(2.0 * d_z, rel=1e-6)
+    # unpaired: Cohen's d with 10 runs per condition; the SD of a difference is sqrt(2) per-run SDs
+    d = TTestIndPower().solve_power(nobs1=10, alpha=0.05, power=0.8, ratio=1.0)
+    assert detectable_difference(math.sqrt(2.0), 10, paired=False) == pytest.approx(d, rel=1e-6)
+    assert math.isnan(detectable_difference(1.0, 1))

@@ -36,9 +36,10 @@ def generated_stamp() -> str:
     """When the report was built: now, or ``$SOURCE_DATE_EPOCH`` when set (the reproducible-builds
     convention), so that a regenerated report can equal the committed one byte for byte."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    when = (dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch.isdigit()
-            else dt.datetime.now(dt.timezone.utc))
-    return when.strftime("%Y-%m-%d %H:%M UTC")
+    if epoch.isdigit():
+        when = dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc)
+        return when.strftime("%Y-%m-%d %H:%M UTC") + " (fixed by SOURCE_DATE_EPOCH)"
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def header(inputs: ReportInputs) -> dict:
@@ -158,16 +159,26 @@ def level_statistics(ok_runs: pd.DataFrame, axis: str, levels: list,
     with a single θ is tested against the same FF runs as F-CFF with per-term θ.
     """
     out = []
+    for level, at_level in level_selections(ok_runs, axis, levels, main):
+        slug = "".join(c if c.isalnum() else "_" for c in f"{axis}_{level}")
+        out += analyze_variants(at_level, scope=level_scope(axis, level), scope_key=slug)
+    return out
+
+
+def level_scope(axis: str, level) -> str:
+    """How a comparison away from the main configuration is named: "θ placement = single"."""
+    return f"{ABLATION_AXES[axis]} = {level}"
+
+
+def level_selections(ok_runs: pd.DataFrame, axis: str, levels: list, main: dict):
+    """Yield ``(level, runs)`` for every level of ``axis`` but the main one, the other axes at
+    the main configuration, where at least two variants can be compared."""
     for level in levels:
         if level == main.get(axis):
             continue
         at_level = select(ok_runs, {**main, axis: level})
-        if at_level["variant"].nunique() < 2:
-            continue
-        slug = "".join(c if c.isalnum() else "_" for c in f"{axis}_{level}")
-        out += analyze_variants(at_level, scope=f"{ABLATION_AXES[axis]} = {level}",
-                                scope_key=slug)
-    return out
+        if at_level["variant"].nunique() >= 2:
+            yield level, at_level
 
 
 def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:

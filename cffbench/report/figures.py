@@ -76,7 +76,7 @@ def _save(fig, key: str, caption: str, out_dir: Path) -> Figure:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", metadata={"Date": None})
     svg_text = buffer.getvalue()
-    svg_path.write_text(svg_text)
+    svg_path.write_text(svg_text, encoding="utf-8")
     fig.savefig(png_path, format="png", dpi=PNG_DPI)
     plt.close(fig)
     return Figure(key, caption, _inline_svg(svg_text, key), svg_path, png_path)

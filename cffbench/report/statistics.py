@@ -56,6 +56,9 @@ class DatasetStatistics:
     scope : str
         Empty for the main configuration; else the ablation level compared at, e.g.
         ``"θ placement = single"``.
+    power_raw : DataFrame or None
+        The engine's per-pair power table (``A, B, n, diff_sd, seeds_needed``; paired SD of the
+        differences, or the SD of independent runs' difference in an unpaired design).
     """
 
     dataset: str
@@ -68,6 +71,7 @@ class DatasetStatistics:
     warnings: list[str] = field(default_factory=list)
     problem: str = ""
     scope: str = ""
+    power_raw: pd.DataFrame | None = None
 
 
 def _cell(column: str, value) -> str:
@@ -200,6 +204,7 @@ def analyze_dataset(dataset: str, runs: pd.DataFrame, scope: str = "",
         raw = _oriented(posthoc)
         section.pairwise = _scoped(pairwise_table(key, raw), key, dataset, scope)
         section.pairwise_raw = raw.assign(dataset=dataset)
+    section.power_raw = result.tables.get("power")
     section.sentences = list(result.apa)
     section.power = power_sentence(result.power)
     section.warnings = list(result.warnings)

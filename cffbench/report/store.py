@@ -130,3 +130,16 @@ def json_list(text) -> list:
     except (TypeError, ValueError):
         return []
     return value if isinstance(value, list) else []
+
+
+def runs_end_epoch(runs: pd.DataFrame) -> int:
+    """When the last run of a store ended, in Unix seconds: ``max(started_at + duration_s)``.
+
+    ``scripts/evidence.sh`` dates the committed reports with it (``SOURCE_DATE_EPOCH``), so a
+    report rebuilt from the same store is the same file.
+    """
+    if "started_at" not in runs.columns or runs["started_at"].isna().all():
+        raise ReportError("the runs carry no start times (started_at), so the store has no date")
+    ends = pd.to_datetime(runs["started_at"], utc=True) + pd.to_timedelta(
+        runs["duration_s"].fillna(0.0), unit="s")
+    return int(ends.max().timestamp())

@@ -12,8 +12,8 @@ from cffbench.stats.descriptives import describe
 from cffbench.stats.inputs import complete_blocks
 from cffbench.stats.nonparametric import friedman, kruskal
 from cffbench.stats.pairwise import pairwise, tukey
-from cffbench.stats.power import seeds_needed
+from cffbench.stats.power import detectable_difference, seeds_needed
 
 __all__ = ["Analysis", "Comparison", "Decision", "PowerLine", "analyze_results", "anova", "compare",
-           "complete_blocks", "describe", "friedman", "kruskal", "pairwise", "rm_anova", "seeds_needed",
+           "complete_blocks", "describe", "detectable_difference", "friedman", "kruskal", "pairwise", "rm_anova", "seeds_needed",
            "tukey", "welch_anova"]

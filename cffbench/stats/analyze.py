@@ -179,7 +179,7 @@ def _write_frame(frame: pd.DataFrame, stem: Path, files: list[Path]) -> None:
     for column in frame.columns:  # Parquet needs one type per column: text columns become str
         if frame[column].dtype == object:
             frame[column] = frame[column].map(lambda v: v if v is None or isinstance(v, str) else str(v))
-    frame.to_csv(stem.with_suffix(".csv"), index=False)
+    frame.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.12g")  # 12 digits: the same on any BLAS
     frame.to_parquet(stem.with_suffix(".parquet"), index=False)
     files += [stem.with_suffix(".csv"), stem.with_suffix(".parquet")]
 

@@ -99,3 +99,30 @@ def seeds_needed(diff_sd: float, delta: float, alpha: float = 0.05, power: float
         mid = (low + high) // 2
         low, high = (low, mid) if enough(mid) else (mid, high)
     return float(high)
+
+
+def detectable_difference(diff_sd: float, n: int, alpha: float = 0.05, power: float = 0.8, *,
+                          paired: bool = True) -> float:
+    """Smallest difference the two-sided t-test with ``n`` seeds detects with ``power``.
+
+    The inverse of :func:`seeds_needed` in the difference: the standardised effect e solving
+    ``power(e, n) = power`` (paired: d_z; unpaired: Cohen's d with ``n`` runs per condition),
+    times ``diff_sd`` (paired) or ``diff_sd / sqrt(2)`` (unpaired: the per-run SD). Found by
+    bisection on the power functions above, which are increasing in e.
+
+    Returns
+    -------
+    float in the units of ``diff_sd``; NaN when ``n < 2`` or ``diff_sd`` is not finite.
+    """
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise StatsError(f"alpha and power must be in (0, 1), got alpha={alpha!r}, power={power!r}")
+    if n < 2 or not np.isfinite(diff_sd):
+        return math.nan
+    power_of = paired_power if paired else two_sample_power
+    low, high = 0.0, 1.0
+    while power_of(high, n, alpha) < power:
+        high *= 2.0
+    for _ in range(100):   # bisection to far below any printed precision
+        mid = (low + high) / 2
+        low, high = (low, mid) if power_of(mid, n, alpha) >= power else (mid, high)
+    return high * (diff_sd if paired else diff_sd / math.sqrt(2.0))

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Regenerate the committed release evidence (issue 7) from the committed Parquet run stores:
+#   bash scripts/evidence.sh             analysis tables + reports/<study>/ (HTML, PDF, LaTeX, figures)
+#   bash scripts/evidence.sh --run       first run (or resume) the studies themselves: about three
+#                                        hours on a 2-core CPU; finished runs are never redone
+# Studies: replication_cpu, alpha_ablation. The reports carry the end time of the store's last
+# run as their date (SOURCE_DATE_EPOCH), so tables, HTML and LaTeX regenerate byte for byte;
+# only the PDF's internal metadata differs between builds. Last, the generated blocks of
+# docs/findings.md are recomputed from the same stores (the prose around them is not touched).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+studies=(replication_cpu alpha_ablation)
+run=0
+[[ "${1:-}" == "--run" ]] && run=1
+source scripts/venv.sh
+export CFFBENCH_DATA="${CFFBENCH_DATA:-$PWD/data}"
+if (( run )); then
+    bash scripts/system-deps.sh
+    cffbench data fetch
+fi
+for name in "${studies[@]}"; do
+    if (( run )); then
+        cffbench run "studies/$name.toml" --results "results/$name"
+    fi
+    SOURCE_DATE_EPOCH="$(python -c 'import sys; from cffbench.report.store import load_inputs, runs_end_epoch
+print(runs_end_epoch(load_inputs(sys.argv[1]).runs))' "results/$name")"
+    export SOURCE_DATE_EPOCH
+    # start clean: a table or figure that is no longer produced must not linger in the evidence
+    rm -rf "results/$name/analysis" "reports/$name"
+    cffbench analyze "results/$name" --out "results/$name/analysis"
+    cffbench report "results/$name" --out "reports/$name"
+done
+python -m cffbench.report.findings --update docs/findings.md   # the numbers of docs/findings.md
+echo "[cffbench] evidence: reports/{$(IFS=,; echo "${studies[*]}")}/report.{html,pdf} + tables/*.tex"

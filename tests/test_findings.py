@@ -1,0 +1,109 @@
+"""The numbers behind docs/findings.md: computed from run stores by cffbench.report.findings, and
+the committed page must equal a fresh computation from the committed Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cffbench.report.findings import (BEGIN, comparison_rows, embedded_blocks, findings_block, main,
+                                      update_page)
+from cffbench.stats import seeds_needed
+from test_report_store import write_synthetic_store
+
+
+
+@pytest.fixture(scope="module")
+def theta_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("findings") / "synthetic-study"
+    write_synthetic_store(root, datasets=("mnist",), variants=("ff", "f-cff", "a-cff", "bp"),
+                          seeds=range(6), hidden=(20, 20), epochs=3,
+                          thetas=("per_term", "single"), single_theta_gain=0.02)
+    return root
+
+
+def _runs(root: Path) -> pd.DataFrame:
+    return pd.concat(pd.read_parquet(p) for p in sorted((root / "runs").glob("*.parquet")))
+
+
+def test_each_comparison_is_the_paired_difference_with_its_seeds_needed(theta_store):
+    runs = _runs(theta_store)
+    ff = runs[runs["variant"] == "ff"].set_index("seed")["test_acc"]
+    rows = comparison_rows(runs)
+    # FF and BP do not depend on θ: they are compared once, at the main configuration
+    assert sorted(rows["variant"]) == ["a-cff", "a-cff", "bp", "f-cff", "f-cff"]
+    for r in rows.itertuples(index=False):
+        theta = "single" if "single" in r.scope else "per_term"
+        other = runs[(runs["variant"] == r.variant)
+                     & (runs["theta_placement"].isna() | (runs["theta_placement"] == theta))]
+        diff = other.set_index("seed")["test_acc"] - ff
+        assert r.diff == pytest.approx(diff.mean(), abs=1e-12)
+        assert r.n == 6 and r.sd_diff == pytest.approx(diff.std(ddof=1), abs=1e-12)
+        assert r.seeds_needed == str(int(seeds_needed(diff.std(ddof=1), 0.012)))
+        assert 0 <= r.p_adj <= 1 and r.diff_low < r.diff < r.diff_high
+
+
+def _ok(root: Path) -> pd.DataFrame:
+    runs = _runs(root)
+    return runs[runs["status"] == "ok"]
+
+
+def test_seeds_and_spread_are_those_of_the_seeds_the_test_used(tmp_path):
+    # A diverged A-CFF run takes its seed out of every paired test (complete blocks only), so n,
+    # the SD of the differences and the seeds needed must come from the remaining 5 seeds.
+    root = tmp_path / "synthetic-study"
+    write_synthetic_store(root, datasets=("mnist",), variants=("ff", "f-cff", "a-cff"),
+                          seeds=range(6), hidden=(20, 20), epochs=3, diverged=1)
+    ok = _ok(root)
+    dropped = set(range(6)) - set(ok.loc[ok["variant"] == "a-cff", "seed"])
+    assert len(dropped) == 1
+    complete = ok[~ok["seed"].isin(dropped)]
+    ff = complete[complete["variant"] == "ff"].set_index("seed")["test_acc"]
+    rows = comparison_rows(ok)
+    assert sorted(rows["variant"]) == ["a-cff", "f-cff"]
+    for r in rows.itertuples(index=False):
+        diff = complete[complete["variant"] == r.variant].set_index("seed")["test_acc"] - ff
+        assert r.n == 5 and r.effect_name == "d_z"
+        assert r.sd_diff == pytest.approx(diff.std(ddof=1), abs=1e-12)
+        assert r.diff == pytest.approx(diff.mean(), abs=1e-12)
+
+
+def test_unpaired_fallback_is_labelled_hedges_g_not_d_z(tmp_path):
+    # 3 seeds, one A-CFF run diverged: 2 complete blocks are too few to pair, the engine goes
+    # between-subjects and its effect size is Hedges' g
+    root = tmp_path / "synthetic-study"
+    write_synthetic_store(root, datasets=("mnist",), variants=("ff", "f-cff", "a-cff"),
+                          seeds=range(3), hidden=(20, 20), epochs=3, diverged=1)
+    rows = comparison_rows(_ok(root))
+    assert set(rows["effect_name"]) == {"g"}
+    block = findings_block(root)
+    assert "g = " in block and "d_z = " not in block
+
+
+def test_block_lists_every_condition_and_the_pilot(theta_store):
+    block = findings_block(theta_store, pilot_seeds=3)
+    assert "| mnist | F-CFF (θ placement single) |" in block
+    assert "| mnist | F-CFF (θ placement = single) − FF |" in block
+    assert "| mnist | BP − FF |" in block and "BP (θ placement" not in block
+    assert "Pilot (the first 3 seeds" in block and "6 seeds" in block
+
+
+def test_update_rewrites_only_the_generated_blocks_of_a_page(theta_store, tmp_path, capsys):
+    assert main([str(theta_store), "--pilot", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(BEGIN.format(study="synthetic-study").replace(" -->", " pilot=2 -->"))
+    stale = printed.replace("| mnist |", "| stale |")
+    page = tmp_path / "findings.md"
+    page.write_text(f"# Findings\n\nprose stays\n{stale}\nmore prose\n", encoding="utf-8")
+    assert update_page(page, theta_store.parent) == ["synthetic-study"]
+    text = page.read_text(encoding="utf-8")
+    assert text == f"# Findings\n\nprose stays\n{printed}\nmore prose\n"
+    assert embedded_blocks(text) == {"synthetic-study": (2, findings_block(theta_store, 2))}
+
+
+def test_a_store_without_runs_is_a_one_line_error(tmp_path, capsys):
+    assert main([str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
