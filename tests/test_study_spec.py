@@ -152,6 +152,13 @@ def test_shipped_study_sizes_follow_their_protocols():
     assert {(r.variant, r.config.alpha) for r in ablation if r.variant != "ff"} == {
         (v, a) for v in ("f-cff", "a-cff") for a in ("uniform", "distance", "learned")}
     assert {len(r.config.hidden) for r in sizes["depth"]} == {2, 3, 4}
+    replication = sizes["replication_cpu"]
+    # 2 datasets x 10 seeds x (ff + bp + 2 theta placements x {f-cff, a-cff})
+    assert len(replication) == 2 * 10 * 6 and len({r.seed for r in replication}) >= 10
+    assert {(r.variant, r.config.theta_placement) for r in replication
+            if r.variant in ("f-cff", "a-cff")} == {
+        (v, t) for v in ("f-cff", "a-cff") for t in ("per_term", "single")}
+    assert {r.variant for r in replication} == {"ff", "bp", "f-cff", "a-cff"}
     quick = sizes["quick"]
     assert {r.variant for r in quick} == {"ff", "f-cff", "a-cff"}
     assert {r.dataset for r in quick} == {"mnist", "fashion-mnist"}
@@ -173,6 +180,8 @@ def test_shipped_study_sizes_follow_their_protocols():
     (BASE + "[grid]\nhidden = []\n", ["[grid] hidden", "at least 1"]),
     (BASE.replace("seeds = [0, 1]", "seeds = [0, 0]"), ["seeds", "more than once"]),
     (BASE.replace("seeds = [0, 1]", "seeds = [9223372036854775808]"), ["[seeds] 0", "less than 9223372036854775808"]),
+    (BASE.replace("seeds = [0, 1]", 'seeds = ["1"]'), ["[seeds] 0", "valid integer"]),
+    (BASE.replace("seeds = [0, 1]", "seeds = [1.0]"), ["[seeds] 0", "valid integer"]),
     (BASE.replace("n_train = 200", "n_train = 60000"), ["n_train = 60000", "mnist", "10..50000"]),
     (BASE.replace("n_train = 200", "n_train = 5"), ["n_train = 5", "mnist", "10..50000"]),
 ])

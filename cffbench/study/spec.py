@@ -191,7 +191,7 @@ class Study(BaseModel):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     description: str = ""
-    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**63)]], Field(min_length=1)] = [0]
+    seeds: Annotated[list[Annotated[int, Field(strict=True, ge=0, lt=2**63)]], Field(min_length=1)] = [0]
     data: DataSection = DataSection()
     train: TrainSection = TrainSection()
     collab: CollabSection = CollabSection()
