@@ -207,3 +207,12 @@ def test_report_sentences_read_in_the_same_direction_as_its_pairwise_table(tmp_p
     assert len(pairs) == 3
     for later, earlier in pairs:
         assert VARIANT_ORDER.index(earlier) < VARIANT_ORDER.index(later), (later, earlier)
+
+
+def test_repeated_table_keys_are_made_unique_in_order():
+    from cffbench.report.context import unique_keys
+
+    tables = [Table(k, "c", ["a"], [["1"]]) for k in ("pairwise_mnist_hidden_500_500",) * 3 + ("x",)]
+    unique_keys(tables)
+    assert [t.key for t in tables] == ["pairwise_mnist_hidden_500_500", "pairwise_mnist_hidden_500_500_2",
+                                       "pairwise_mnist_hidden_500_500_3", "x"]

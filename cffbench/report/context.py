@@ -165,6 +165,17 @@ def level_statistics(ok_runs: pd.DataFrame, axis: str, levels: list,
     return out
 
 
+def unique_keys(tables: list[Table]) -> None:
+    """Give every table its own key (HTML id, LaTeX file name): a repeated key, e.g. from two
+    levels whose names differ only in punctuation, gets ``_2``, ``_3``, ... in order."""
+    seen: dict[str, int] = {}
+    for table in tables:
+        count = seen.get(table.key, 0) + 1
+        seen[table.key] = count
+        if count > 1:
+            table.key = f"{table.key}_{count}"
+
+
 def level_scope(axis: str, level) -> str:
     """How a comparison away from the main configuration is named: "θ placement = single"."""
     return f"{ABLATION_AXES[axis]} = {level}"
@@ -219,6 +230,7 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
         tables += [section["table"], *section["tests"]]
         for level_section in section["level_statistics"]:
             tables += [t for t in (level_section.omnibus, level_section.pairwise) if t is not None]
+    unique_keys(tables)
     return {
         "header": header(inputs),
         "warnings": protocol_differences(ok_main, paper_values, source.get("protocol", {}))
