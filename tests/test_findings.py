@@ -107,3 +107,29 @@ def test_a_store_without_runs_is_a_one_line_error(tmp_path, capsys):
     assert main([str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_accuracy_table_gives_the_mean_final_gamma_of_the_cff_runs(theta_store):
+    # write_synthetic_store ends A-CFF at γ = 1.2 and leaves the others without a learned γ
+    block = findings_block(theta_store)
+    acff = [line for line in block.splitlines() if line.startswith("| mnist | A-CFF (θ placement ")
+            and "− FF" not in line]
+    assert len(acff) == 2 and all(line.endswith("| 1.20 |") for line in acff)
+    ff = [line for line in block.splitlines() if line.startswith("| mnist | FF |")]
+    assert ff and ff[0].endswith("|  |")
+
+
+def test_notes_are_listed_only_when_some_runs_of_a_condition_carry_them():
+    import json
+
+    from cffbench.report.findings import note_rows
+
+    rows = []
+    for seed in range(4):
+        notes = ["depth-2 remark"] + (["layer 2 collapsed"] if seed in (1, 3) else [])
+        rows.append({"dataset": "mnist", "variant": "f-cff", "seed": seed, "alpha": "uniform",
+                     "theta_placement": "single", "notes": json.dumps(notes)})
+        rows.append({"dataset": "mnist", "variant": "ff", "seed": seed, "alpha": None,
+                     "theta_placement": None, "notes": json.dumps([])})
+    assert note_rows(pd.DataFrame(rows)) == [
+        ["layer 2 collapsed", "mnist", "F-CFF", "2 of 4", "1, 3"]]

@@ -24,7 +24,7 @@ from cffbench.report import formatting as fmt
 from cffbench.report.context import level_scope, level_selections
 from cffbench.report.statistics import (POWER_DELTA, POWER_TARGET, DatasetStatistics,
                                         ablation_omnibus, analyze_variants)
-from cffbench.report.store import load_inputs
+from cffbench.report.store import json_list, load_inputs
 from cffbench.report.tables import (ABLATION_AXES, VARIANT_LABEL, VARIANT_ORDER, describe_groups,
                                     main_configuration, select, varying_axes)
 from cffbench.stats import detectable_difference
@@ -133,10 +133,13 @@ def _protocol(ok: pd.DataFrame) -> str:
 
 
 def accuracy_rows(ok: pd.DataFrame) -> list[list[str]]:
-    """Mean ± SD, 95 % CI and n per dataset × condition (variant and every varying axis)."""
+    """Mean ± SD, 95 % CI, n and the mean final γ (over layers and seeds; CFF variants only) per
+    dataset × condition (variant and every varying axis)."""
     axes = [a for a in varying_axes(ok) if a in ABLATION_AXES]
     frame = ok.assign(**{a: ok[a].fillna("—") for a in axes})
     desc = describe_groups(frame, ["dataset", "variant", *axes])
+    gamma = (frame.groupby(["dataset", "variant", *axes], sort=False)["gamma_final"].mean()
+             if "gamma_final" in frame.columns else pd.Series(dtype=float))
     dataset_rank = {d: i for i, d in enumerate(dict.fromkeys(ok["dataset"]))}
     variant_rank = {v: i for i, v in enumerate(VARIANT_ORDER)}
     records = sorted(desc.to_dict("records"), key=lambda r: (
@@ -145,10 +148,34 @@ def accuracy_rows(ok: pd.DataFrame) -> list[list[str]]:
     rows = []
     for r in records:
         scope = ", ".join(f"{ABLATION_AXES[a]} {r[a]}" for a in axes if r[a] != "—")
+        key = (r["dataset"], r["variant"], *[r[a] for a in axes])
         rows.append([r["dataset"], _label(r["variant"], scope),
                      f"{fmt.pct(r['mean'])} ± {fmt.pct(r['std'])}",
-                     f"[{fmt.pct(r['ci_low'])}, {fmt.pct(r['ci_high'])}]", str(r["n"])])
+                     f"[{fmt.pct(r['ci_low'])}, {fmt.pct(r['ci_high'])}]", str(r["n"]),
+                     fmt.num(gamma.get(key, np.nan))])
     return rows
+
+
+def note_rows(runs: pd.DataFrame) -> list[list[str]]:
+    """One row per (note, dataset, condition) with the number of runs and their seeds, for notes
+    that only some runs of a condition carry (e.g. a collapsed layer); notes every run of the
+    condition carries (e.g. the depth-2 α remark) describe the condition, not an event, and are
+    left out."""
+    if "notes" not in runs.columns:
+        return []
+    axes = [a for a in varying_axes(runs) if a in ABLATION_AXES]
+    counted: dict[tuple, list[int]] = {}
+    per_condition: dict[tuple, int] = {}
+    for r in runs.to_dict("records"):
+        scope = ", ".join(f"{ABLATION_AXES[a]} {r[a]}" for a in axes if pd.notna(r[a]))
+        condition = (r["dataset"], _label(r["variant"], scope))
+        per_condition[condition] = per_condition.get(condition, 0) + 1
+        for note in json_list(r["notes"]):
+            counted.setdefault((str(note), *condition), []).append(int(r["seed"]))
+    return [[note, dataset, condition, f"{len(seeds)} of {per_condition[(dataset, condition)]}",
+             ", ".join(map(str, sorted(seeds)))]
+            for (note, dataset, condition), seeds in sorted(counted.items())
+            if len(seeds) < per_condition[(dataset, condition)]]
 
 
 def _or_undefined(text: str) -> str:
@@ -189,7 +216,12 @@ def findings_block(results_dir: Path | str, pilot_seeds: int = 0) -> str:
              f"{int(counts.get('ok', 0))} ok, {int(counts.get('diverged', 0))} diverged, "
              f"{int(counts.get('failed', 0))} failed). Protocol: {_protocol(ok)}.", "",
              "Test accuracy [%]:", ""]
-    lines += _table(["dataset", "condition", "mean ± SD", "95 % CI", "n"], accuracy_rows(ok))
+    lines += _table(["dataset", "condition", "mean ± SD", "95 % CI", "n", "final γ (mean)"],
+                    accuracy_rows(ok))
+    notes = note_rows(runs)
+    if notes:
+        lines += ["", "Notes the engine attached to some runs of a condition:", ""]
+        lines += _table(["note", "dataset", "condition", "runs", "seeds"], notes)
     main = main_configuration(ok)
     comparisons = comparison_rows(ok, main=main)
     if not comparisons.empty:
