@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Regenerate the committed release evidence (issue 7) from the committed Parquet run stores:
 #   bash scripts/evidence.sh             analysis tables + reports/<study>/ (HTML, PDF, LaTeX, figures)
-#   bash scripts/evidence.sh --run       first run (or resume) the studies themselves: about three
+#   bash scripts/evidence.sh --run       first run (or resume) the studies themselves: about two
 #                                        hours on a 2-core CPU; finished runs are never redone
-# Studies: replication_cpu, alpha_ablation. The reports carry the end time of the store's last
-# run as their date (SOURCE_DATE_EPOCH), so tables, HTML and LaTeX regenerate byte for byte;
-# only the PDF's internal metadata differs between builds. Last, the generated blocks of
+# Studies: replication_cpu (~70 min), alpha_ablation (~40 min). The reports carry the end time of the store's last
+# run as their date (SOURCE_DATE_EPOCH), so tables, HTML, LaTeX, figures and (with the same
+# fonts and WeasyPrint) the PDF regenerate byte for byte. Last, the generated blocks of
 # docs/findings.md are recomputed from the same stores (the prose around them is not touched).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
