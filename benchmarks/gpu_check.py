@@ -40,6 +40,7 @@ from cffbench.ff import TrainConfig, train_run
 from cffbench.ff.stacked import train_stacked
 from cffbench.study.flops import gpu_seconds, optimizer_steps, run_flops
 from cffbench.study.gpu import estimate_run_memory
+from cffbench.study.planning import synchronize
 
 PAPER = {"hidden": (500, 500), "epochs_per_layer": 1000, "n_train": None}
 SMOKE = {"hidden": (32, 32), "epochs_per_layer": 3, "n_train": 300}
@@ -62,11 +63,6 @@ def synthetic_loader(n_train_default: int):
         return Splits(name, xtr, ytr, xva, yva, xte, yte, 10)
 
     return load
-
-
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
 
 
 def timed(fn, device: str):

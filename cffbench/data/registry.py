@@ -22,6 +22,14 @@ MAIN_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
 
 DATA_ROOT_ENV = "CFFBENCH_DATA"
 
+#: The fixed validation split takes ``min(MAX_VALIDATION_SIZE, n_official_train // 5)`` images.
+MAX_VALIDATION_SIZE = 10_000
+
+
+def validation_size(n_official_train: int) -> int:
+    """Images the fixed validation split takes from an official training set of this size."""
+    return min(MAX_VALIDATION_SIZE, n_official_train // 5)
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -56,6 +64,8 @@ class DatasetInfo:
     n_official_train : int
         Size of the official training set (0 if unknown); the training split is what is left
         after the fixed validation split (:attr:`n_train_split`).
+    n_official_test : int
+        Size of the official test set.
     """
 
     name: str
@@ -70,6 +80,7 @@ class DatasetInfo:
     torchvision_kwargs: tuple[tuple[str, object], ...] = ()
     torchvision_subdir: str = ""
     n_official_train: int = 0
+    n_official_test: int = 10_000
 
     @property
     def n_train_split(self) -> int | None:
@@ -77,7 +88,7 @@ class DatasetInfo:
         images), i.e. the largest ``n_train``; None if the official size is unknown."""
         if not self.n_official_train:
             return None
-        return self.n_official_train - min(10_000, self.n_official_train // 5)
+        return self.n_official_train - validation_size(self.n_official_train)
 
     @property
     def n_features(self) -> int:
@@ -131,7 +142,7 @@ DATASETS: dict[str, DatasetInfo] = {
         raw_files=("emnist-balanced-train-images-idx3-ubyte", "emnist-balanced-train-labels-idx1-ubyte",
                    "emnist-balanced-test-images-idx3-ubyte", "emnist-balanced-test-labels-idx1-ubyte"),
         torchvision_kwargs=(("split", "balanced"),),
-        n_official_train=112800,
+        n_official_train=112800, n_official_test=18800,
     ),
     "cifar10": DatasetInfo(
         name="cifar10", torchvision_class="CIFAR10", mean=(0.4914, 0.4822, 0.4465),
@@ -146,7 +157,7 @@ DATASETS: dict[str, DatasetInfo] = {
         std=(0.1980, 0.2010, 0.1970), n_classes=10, image_shape=(3, 32, 32), raw_dir="SVHN",
         raw_files=("train_32x32.mat", "test_32x32.mat"), raw_md5s=_SVHN_MD5S,
         torchvision_subdir="SVHN",
-        n_official_train=73257,
+        n_official_train=73257, n_official_test=26032,
     ),
 }
 

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from cffbench.data.loading import load_raw
-from cffbench.data.registry import DatasetInfo, default_data_root, get_dataset_info
+from cffbench.data.registry import (DatasetInfo, default_data_root, get_dataset_info,
+                                     validation_size)
 from cffbench.errors import DataError
 
 VALIDATION_SPLIT_SEED = 2512_17531
 """Seed of the fixed train / validation permutation (the paper's arXiv id); never the run seed."""
-MAX_VALIDATION_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def validation_split_indices(n_official_train: int) -> tuple[torch.Tensor, torch
     validation set never silently changes with an upgrade.
     """
     permutation = np.random.RandomState(VALIDATION_SPLIT_SEED).permutation(n_official_train)
-    n_val = min(MAX_VALIDATION_SIZE, n_official_train // 5)
+    n_val = validation_size(n_official_train)
     val_idx = np.sort(permutation[:n_val])
     train_idx = np.sort(permutation[n_val:])
     return torch.from_numpy(train_idx).long(), torch.from_numpy(val_idx).long()

@@ -23,7 +23,8 @@ from cffbench.errors import CffbenchError
 from cffbench.report import formatting as fmt
 from cffbench.report.context import level_scope, level_selections
 from cffbench.report.statistics import (POWER_DELTA, POWER_TARGET, DatasetStatistics,
-                                        ablation_omnibus, analyze_variants)
+                                        ablation_omnibus, analyze_variants, difference_text,
+                                        effect_text)
 from cffbench.report.store import json_list, load_inputs
 from cffbench.report.tables import (ABLATION_AXES, VARIANT_LABEL, VARIANT_ORDER, describe_groups,
                                     main_configuration, select, varying_axes)
@@ -179,7 +180,7 @@ def note_rows(runs: pd.DataFrame) -> list[list[str]]:
 
 
 def _or_undefined(text: str) -> str:
-    return text if text and text != "[, ]" else "undefined"
+    return text or "undefined"
 
 
 def _comparison_cells(comparisons: pd.DataFrame) -> list[list[str]]:
@@ -189,13 +190,8 @@ def _comparison_cells(comparisons: pd.DataFrame) -> list[list[str]]:
             cells.append([r.dataset, f"({r.scope})" if r.scope else "", r.problem,
                           *[""] * 8])
             continue
-        effect = f"{r.effect_name} = {fmt.num(r.effect)}" if np.isfinite(r.effect) else ""
         cells.append([
-            r.dataset, f"{_label(r.variant, r.scope)} − FF",
-            fmt.pp(r.diff) + (f" [{fmt.pp(r.diff_low)}, {fmt.pp(r.diff_high)}]"
-                              if np.isfinite(r.diff_low) else ""),
-            _or_undefined(effect) + (f" [{fmt.num(r.effect_low)}, {fmt.num(r.effect_high)}]"
-                                     if np.isfinite(r.effect_low) else ""),
+            r.dataset, f"{_label(r.variant, r.scope)} − FF", difference_text(r), effect_text(r),
             fmt.p_cell(r.p_adj) or "undefined", _or_undefined(fmt.apa_decimal(r.prob_improvement, 2)),
             _or_undefined(fmt.num(100 * r.sd_diff)), r.seeds_needed, str(r.n),
             _or_undefined(fmt.num(100 * r.detectable)), r.test])

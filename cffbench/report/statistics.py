@@ -128,22 +128,32 @@ def _oriented(posthoc: pd.DataFrame) -> pd.DataFrame:
     return out.assign(order=order).sort_values("order").drop(columns="order").reset_index(drop=True)
 
 
+def effect_text(r) -> str:
+    """"d_z = 0.41 [−0.24, 1.05]" for a :func:`_oriented` row; "undefined" without an effect."""
+    if not np.isfinite(r.effect):
+        return "undefined"
+    return f"{r.effect_name} = {fmt.num(r.effect)} [{fmt.num(r.effect_low)}, {fmt.num(r.effect_high)}]"
+
+
+def difference_text(r) -> str:
+    """"+1.27 [−0.93, +3.47]" (pp) for a :func:`_oriented` row; the CI only when it exists."""
+    ci = f" [{fmt.pp(r.diff_low)}, {fmt.pp(r.diff_high)}]" if np.isfinite(r.diff_low) else ""
+    return f"{fmt.pp(r.diff)}{ci}"
+
+
 def pairwise_table(dataset: str, raw: pd.DataFrame) -> Table:
     """Adjusted p, difference and effect size (with 95 % CIs) and P(improvement) per pair."""
     columns = ["Comparison", "Test", "n", "Difference [pp] (95 % CI)", "Adjusted p",
                "Effect size (95 % CI)", "P(improvement)"]
     rows, reasons = [], {}
     for r in raw.itertuples(index=False):
-        effect = (f"{r.effect_name} = {fmt.num(r.effect)} [{fmt.num(r.effect_low)}, "
-                  f"{fmt.num(r.effect_high)}]") if np.isfinite(r.effect) else "undefined"
+        effect = effect_text(r)
         p_text = fmt.p_cell(r.p_adj) or "undefined"
         if not fmt.p_cell(r.p_adj) and r.note:
             reasons.setdefault(r.note.removeprefix("undefined: "), []).append(
                 f"{VARIANT_LABEL.get(r.b, r.b)} − {VARIANT_LABEL.get(r.a, r.a)}")
-        diff_ci = (f" [{fmt.pp(r.diff_low)}, {fmt.pp(r.diff_high)}]"
-                   if np.isfinite(r.diff_low) else "")
         rows.append([f"{VARIANT_LABEL.get(r.b, r.b)} − {VARIANT_LABEL.get(r.a, r.a)}", r.test,
-                     "" if pd.isna(r.n) else str(int(r.n)), f"{fmt.pp(r.diff)}{diff_ci}", p_text,
+                     "" if pd.isna(r.n) else str(int(r.n)), difference_text(r), p_text,
                      effect, fmt.apa_decimal(r.prob_improvement, 2)])
     note = ("Difference = first minus second variant. P(improvement): share of seeds on which "
             "the first variant beats the second.")

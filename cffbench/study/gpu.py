@@ -35,9 +35,6 @@ AUTO_TASKS_CAP = 8
 #: Factor on the itemised sum for what it does not list (small temporaries, allocator rounding).
 SLACK = 1.25
 EVAL_CHUNK = 10_000                 # cffbench.ff.predict.ff_accuracy's chunk size
-#: Official test-set sizes (the registry holds the training sizes only); others default to 10k.
-TEST_SIZES = {"mnist": 10_000, "fashion-mnist": 10_000, "kmnist": 10_000,
-              "emnist-balanced": 18_800, "cifar10": 10_000, "svhn": 26_032}
 
 
 class DeviceProbe(Protocol):
@@ -192,13 +189,12 @@ def estimate_run_memory(config: TrainConfig, n_train: int, n_val: int, n_test: i
 
 def run_shape(dataset: str, n_train: Optional[int]) -> dict[str, int]:
     """``n_train, n_val, n_test, n_features, n_classes`` of ``dataset`` from the registry."""
-    from cffbench.data.registry import DATASETS
-    from cffbench.data.splits import MAX_VALIDATION_SIZE
+    from cffbench.data.registry import DATASETS, MAX_VALIDATION_SIZE, validation_size
 
     info = DATASETS[dataset]
-    n_val = min(MAX_VALIDATION_SIZE, info.n_official_train // 5) if info.n_official_train else 10_000
+    n_val = validation_size(info.n_official_train) if info.n_official_train else MAX_VALIDATION_SIZE
     return {"n_train": n_train or info.n_train_split or 50_000, "n_val": n_val,
-            "n_test": TEST_SIZES.get(dataset, 10_000), "n_features": info.n_features,
+            "n_test": info.n_official_test, "n_features": info.n_features,
             "n_classes": info.n_classes}
 
 

@@ -124,7 +124,8 @@ def _arch_key(task: RunTask) -> tuple:
     return tuple(getattr(task.config, f) for f in _ARCH_FIELDS)
 
 
-def _synchronize(device: str) -> None:
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued work (a no-op on CPU): read clocks only after it."""
     if device.startswith("cuda"):
         import torch
 
@@ -132,10 +133,10 @@ def _synchronize(device: str) -> None:
 
 
 def _time_run(config: Any, splits: Any, train_fn: TrainFn, device: str) -> float:
-    _synchronize(device)   # GPU work is asynchronous: read the clock only once it is done
+    synchronize(device)   # GPU work is asynchronous: read the clock only once it is done
     t0 = time.perf_counter()
     train_fn(config, splits, device=device)
-    _synchronize(device)
+    synchronize(device)
     return time.perf_counter() - t0
 
 
