@@ -238,7 +238,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Console-script entry point: user errors become one line on stderr and exit code 2."""
     try:
         # In non-standalone mode click returns the exit code of typer.Exit / Ctrl-C instead of exiting.
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="cffbench", standalone_mode=False)
     except CffbenchError as exc:
         msg = " ".join(str(exc).split())
         print(f"cffbench: error: {msg}", file=sys.stderr)

@@ -1,13 +1,35 @@
 #!/usr/bin/env bash
-# Source this file: it creates (once) and activates the project's virtual environment.
+# Source this file: it creates (once) and activates the project's virtual environment, and puts
+# THIS checkout's code first on the Python path.
 #
-# The venv is keyed by a hash of pyproject.toml and lives outside the checkout
-# ($CFFBENCH_VENV_ROOT, default ~/.cache/cffbench/venvs), so fresh clones (CI) reuse it instead
-# of leaving a 6 GB venv behind per run; venvs built for older pyproject.toml hashes are deleted
-# once a new one is complete. The caller's shell options are left as they were.
+# The venv holds the dependencies only and is keyed by a hash of pyproject.toml; it lives outside
+# the checkout ($CFFBENCH_VENV_ROOT, default ~/.cache/cffbench/venvs), so fresh clones (CI) reuse
+# it instead of leaving a 6 GB venv behind per run. cffbench itself is never installed into it:
+# each checkout's code comes from PYTHONPATH, set here and inherited by worker processes (local
+# pool, Dask, SLURM jobs, which sbatch starts with the submitting environment). So two checkouts
+# used at once (a study running from one clone while another is edited) never run each other's
+# code. Venvs built for older pyproject.toml hashes are deleted once a new one is complete, unless
+# a running process still uses them. The caller's shell options are left as they were.
 _cffbench_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _cffbench_root="${CFFBENCH_VENV_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/cffbench/venvs}"
 export CFFBENCH_VENV="$_cffbench_root/$(sha256sum "$_cffbench_repo/pyproject.toml" | cut -c1-12)"
+
+_cffbench_in_use() {   # is any running process started from venv $1?
+    grep -qsF -- "$1/" /proc/[0-9]*/cmdline 2>/dev/null
+}
+
+_cffbench_deps_only() (
+    # An editable install of some checkout (venvs built before this rule) would shadow nothing
+    # (PYTHONPATH comes first) but confuses; remove it, and give the venv a `cffbench` command that
+    # runs whichever checkout is on PYTHONPATH.
+    set -euo pipefail
+    if compgen -G "$CFFBENCH_VENV/lib/python*/site-packages/cffbench-*.dist-info" >/dev/null; then
+        "$CFFBENCH_VENV/bin/python" -m pip uninstall -q -y cffbench >/dev/null 2>&1 || true
+    fi
+    printf '#!/bin/sh\nexec "%s/bin/python" -m cffbench "$@"\n' "$CFFBENCH_VENV" >"$CFFBENCH_VENV/bin/cffbench.tmp"
+    chmod +x "$CFFBENCH_VENV/bin/cffbench.tmp"
+    mv -f "$CFFBENCH_VENV/bin/cffbench.tmp" "$CFFBENCH_VENV/bin/cffbench"
+)
 
 _cffbench_build_venv() (
     set -euo pipefail
@@ -18,21 +40,26 @@ _cffbench_build_venv() (
         python3 -m venv "$CFFBENCH_VENV"
         "$CFFBENCH_VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel 2>&1 \
             | grep -v -e "^WARNING: Location 'file:" >&2 || true
+        # the dependencies (with the dev extra) as pyproject.toml declares them; then the project
+        # itself goes again (see above)
         "$CFFBENCH_VENV/bin/python" -m pip install -q -e "$_cffbench_repo[dev]" 2>&1 \
             | grep -v -e "^WARNING: Location 'file:" >&2 || true
-        "$CFFBENCH_VENV/bin/python" -c "import cffbench, torch, weasyprint"
+        _cffbench_deps_only
+        PYTHONPATH="$_cffbench_repo" "$CFFBENCH_VENV/bin/python" -c "import cffbench, torch, weasyprint"
         touch "$CFFBENCH_VENV/.complete"
         for old in "$_cffbench_root"/*; do
-            [ "$old" = "$CFFBENCH_VENV" ] || rm -rf "$old"
+            [ "$old" = "$CFFBENCH_VENV" ] && continue
+            if _cffbench_in_use "$old"; then
+                echo "[cffbench] keeping old venv $old: a running process uses it" >&2
+            else
+                rm -rf "$old"
+            fi
         done
     else
-        # Point the shared venv's editable install at this checkout (no dependency changes).
-        log="$(mktemp)"
-        "$CFFBENCH_VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$_cffbench_repo" >"$log" 2>&1 \
-            || { cat "$log" >&2; rm -f "$log"; exit 1; }
-        rm -f "$log"
+        _cffbench_deps_only
     fi
 )
 _cffbench_build_venv || { echo "cffbench: error: could not build the venv $CFFBENCH_VENV" >&2; return 1 2>/dev/null || exit 1; }
 # shellcheck disable=SC1091
 source "$CFFBENCH_VENV/bin/activate"
+export PYTHONPATH="$_cffbench_repo${PYTHONPATH:+:$PYTHONPATH}"

@@ -1,0 +1,94 @@
+"""Two checkouts sharing the one venv each run their own code (scripts/venv.sh).
+
+A study runs for hours from one clone while another is edited; if the shared venv pointed at
+whichever checkout sourced it last, the running study's new worker processes would import the
+other clone's cffbench. The venv holds dependencies only and each checkout puts itself on
+PYTHONPATH, so every process started from a shell (and the workers it spawns) imports the code
+of the checkout that shell sourced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# a driver that imports cffbench, waits (while another checkout sources the venv), then spawns a
+# worker, as a study's driver does when its pool replaces a worker hours later
+WHERE = ("import multiprocessing as mp, sys, cffbench\n"
+         "def where(_):\n"
+         "    import cffbench\n"
+         "    return cffbench.__file__\n"
+         "if __name__ == '__main__':\n"
+         "    print('ready', flush=True)\n"
+         "    sys.stdin.readline()\n"
+         "    with mp.get_context('spawn').Pool(1) as pool:\n"
+         "        print(cffbench.__file__, pool.map(where, [0])[0])\n")
+
+
+def _venv_dir() -> Path:
+    root = Path(os.environ.get("CFFBENCH_VENV_ROOT")
+                or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cffbench" / "venvs")
+    digest = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    return root / digest
+
+
+@pytest.fixture
+def built_venv() -> Path:
+    venv = _venv_dir()
+    if not (venv / ".complete").exists():
+        if os.environ.get("CFFBENCH_VENV"):   # under scripts/test.sh the venv must exist
+            pytest.fail(f"scripts/test.sh built no complete venv at {venv}")
+        pytest.skip("the shared venv is not built (run through scripts/test.sh)")
+    return venv
+
+
+def _other_checkout(tmp_path: Path) -> Path:
+    """A second checkout: the same scripts and pyproject.toml (so the same venv), other code."""
+    other = tmp_path / "other-clone"
+    (other / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "venv.sh", other / "scripts" / "venv.sh")
+    shutil.copy(REPO / "pyproject.toml", other / "pyproject.toml")
+    shutil.copytree(REPO / "cffbench", other / "cffbench",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return other
+
+
+def _start(checkout: Path, cwd: Path, script: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.Popen(["bash", "-c", f'source "{checkout}/scripts/venv.sh" && python "{script}"'],
+                            cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> list[str]:
+    out, err = process.communicate("go\n", timeout=300)
+    assert process.returncode == 0, err
+    return out.split()
+
+
+def test_each_checkout_and_its_workers_import_their_own_code(built_venv, tmp_path):
+    other = _other_checkout(tmp_path)
+    script = tmp_path / "where.py"
+    script.write_text(WHERE)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+
+    # this checkout's driver starts first; the other clone sources the venv while it waits: the
+    # driver and the worker it spawns afterwards must still run this checkout's code
+    ours = _start(REPO, elsewhere, script)
+    assert ours.stdout.readline().strip() == "ready"
+    theirs = _start(other, elsewhere, script)
+    assert theirs.stdout.readline().strip() == "ready"
+    assert _finish(theirs) == [str(other / "cffbench" / "__init__.py")] * 2
+    assert _finish(ours) == [str(REPO / "cffbench" / "__init__.py")] * 2
+
+    # the venv itself holds no cffbench: nothing for a process without PYTHONPATH to pick up
+    site = list(built_venv.glob("lib/python*/site-packages"))
+    assert site and not [p for s in site for p in s.glob("*cffbench*")]
