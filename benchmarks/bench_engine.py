@@ -5,9 +5,17 @@ Baseline = the reference protocol written plainly: overlays built once, each lay
 loss, ``loss.backward()``, Adam — and for F-CFF the other layers' goodness forward-only. Engine =
 :class:`cffbench.ff.train.FFTrainer.update_layer` (shared base matmul, reused buffers, manual
 gradient). Baseline and engine epochs are interleaved so machine noise hits both alike; medians are
-reported. Peak RSS of a full engine run is measured in a fresh subprocess. Usage::
+reported. Peak RSS of a full engine run is measured in a fresh subprocess.
+
+``--floor`` compares the engine instead with the matrix products one epoch cannot avoid, timed with
+``torch.mm`` on tensors of the same shapes and dtype, interleaved epoch by epoch: layer 1 with the
+image part shared between positives and negatives (``N × 784`` by ``784 × H`` forward and the
+``H × N`` by ``N × 784`` weight gradient), a later layer on all ``2N`` rows (forward + weight
+gradient), and for CFF the forward-only products of the layers above the one being trained. The
+ratio floor / engine is the share of the engine's time spent in matmuls it must do. Usage::
 
     python benchmarks/bench_engine.py --n-train 50000 --epochs 7 --threads 2
+    python benchmarks/bench_engine.py --floor --n-train 50000 --epochs 9 --threads 2 --no-rss
 """
 
 from __future__ import annotations
@@ -115,6 +123,66 @@ def compare(splits: Splits, variant: str, precision: str, epochs: int) -> list[d
     return rows
 
 
+class MatmulFloor:
+    """The unavoidable matrix products of one epoch of layer ``index`` (see the module docstring)."""
+
+    def __init__(self, trainer: FFTrainer, n: int, index: int, collaborative: bool,
+                 precision: str) -> None:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        g = torch.Generator().manual_seed(0)
+        widths = [layer.weight.shape for layer in trainer.layers]   # (out, in) per layer
+        out_w, in_w = widths[index]
+        rows = n if index == 0 else 2 * n        # layer 1 shares the image part
+        self.x = torch.randn(rows, in_w, generator=g).to(dtype)
+        self.w_t = torch.randn(in_w, out_w, generator=g).to(dtype)
+        self.h = torch.empty(rows, out_w, dtype=dtype)
+        self.delta_t = torch.randn(out_w, rows, generator=g).to(dtype)
+        self.grad_w = torch.empty(out_w, in_w, dtype=dtype)
+        self.upper = []                          # CFF: forward-only layers above, on 2N rows
+        if collaborative:
+            inp = torch.randn(2 * n, out_w, generator=g).to(dtype)
+            for out_k, in_k in widths[index + 1:]:
+                w_k = torch.randn(in_k, out_k, generator=g).to(dtype)
+                self.upper.append((inp, w_k, torch.empty(2 * n, out_k, dtype=dtype)))
+                inp = self.upper[-1][2]
+
+    def epoch(self) -> None:
+        torch.mm(self.x, self.w_t, out=self.h)
+        for inp, w_k, out in self.upper:
+            torch.mm(inp, w_k, out=out)
+        torch.mm(self.delta_t, self.x, out=self.grad_w)
+
+
+def floor_compare(splits: Splits, variant: str, precision: str, epochs: int) -> list[dict]:
+    """Interleaved epochs of the matmul floor and the engine, per layer; one row per layer."""
+    config = TrainConfig(variant=variant, precision=precision, epochs_per_layer=epochs)
+    trainer = FFTrainer(config, splits, torch.device("cpu"), None)
+    rows = []
+    for index in range(len(trainer.layers)):
+        inp, lower = trainer.chain_inputs(index)
+        floor = MatmulFloor(trainer, inp.n, index, variant != "ff", precision)
+        t_floor, t_engine = [], []
+        for _ in range(epochs):
+            start = time.perf_counter()
+            floor.epoch()
+            t_floor.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            trainer.update_layer(index, inp, lower)
+            t_engine.append(time.perf_counter() - start)
+        floor_s, engine_s = statistics.median(t_floor[1:]), statistics.median(t_engine[1:])
+        rows.append({"variant": variant, "precision": precision, "layer": index + 1,
+                     "floor_s": round(floor_s, 3), "engine_s": round(engine_s, 3),
+                     "floor_over_engine": round(floor_s / engine_s, 3)})
+        print(json.dumps(rows[-1]), flush=True)
+        del floor
+    pair_floor = sum(r["floor_s"] for r in rows)
+    pair_engine = sum(r["engine_s"] for r in rows)
+    print(json.dumps({"variant": variant, "precision": precision, "layers": "all",
+                      "floor_s": round(pair_floor, 3), "engine_s": round(pair_engine, 3),
+                      "floor_over_engine": round(pair_floor / pair_engine, 3)}), flush=True)
+    return rows
+
+
 def peak_rss_run(n_train: int, variant: str, epochs: int) -> None:
     """Child process: one full engine run; prints its peak RSS in GB."""
     splits = mnist_like(n_train)
@@ -134,6 +202,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=["ff", "f-cff"])
     parser.add_argument("--precisions", nargs="*", default=["fp32", "bf16"])
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocess runs")
+    parser.add_argument("--floor", action="store_true",
+                        help="compare the engine with its matmul floor instead of the autograd loop")
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -147,7 +217,7 @@ def main() -> None:
     splits = mnist_like(args.n_train)
     for variant in args.variants:
         for precision in args.precisions:
-            compare(splits, variant, precision, args.epochs)
+            (floor_compare if args.floor else compare)(splits, variant, precision, args.epochs)
 
 
 if __name__ == "__main__":
