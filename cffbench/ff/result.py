@@ -12,6 +12,14 @@ import torch
 
 from cffbench.errors import TrainConfigError
 
+#: Version of the engines' numerics (train_run, train_stacked, the backprop reference): bumped
+#: by any change that alters a result bit on the same torch build (an RNG stream drawn in
+#: another order, an operation reordered in the hot loop, another reduction). Every stored run
+#: and every checkpoint records it; ``tests/test_ff_golden.py`` pins the results it stands for,
+#: so a change of numerics without a bump fails there. Version 1: the engine of the paper_mnist
+#: study (commit d6f27be).
+NUMERICS_VERSION = 1
+
 #: Columns of :attr:`RunResult.curves` (long format, one row per recorded layer × epoch).
 CURVE_COLUMNS = ["layer", "epoch", "loss", "g_pos", "g_neg", "gamma", "alpha_row"]
 #: At most this many recorded epochs per layer.
@@ -29,7 +37,8 @@ class RunResult:
     (training wall time of that layer). ``curves`` columns: ``layer`` (1-based; 0 = the whole
     network for bp), ``epoch`` (1-based), ``loss``, ``g_pos``, ``g_neg`` (means over the epoch's
     positives / negatives, before the step), ``gamma`` (after the epoch; nan for ff / bp) and
-    ``alpha_row`` (α's row as JSON text when α is learned, else ``""``).
+    ``alpha_row`` (α's row as JSON text when α is learned, else ``""``). ``numerics_version``
+    is the :data:`NUMERICS_VERSION` of the engine that produced it.
     """
 
     status: str
@@ -44,6 +53,7 @@ class RunResult:
     duration_s: float
     device: str
     notes: list[str] = field(default_factory=list)
+    numerics_version: int = NUMERICS_VERSION
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
