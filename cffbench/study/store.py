@@ -52,9 +52,12 @@ RUN_SCHEMA = pa.schema([
     ("gamma_final_layers", pa.string()), ("alpha_final", pa.string()),
     ("diverged_epoch", pa.int64()), ("duration_s", pa.float64()), ("device", pa.string()),
     ("started_at", pa.timestamp("us", tz="UTC")), ("cffbench_version", pa.string()),
-    ("torch_version", pa.string()), ("git_commit", pa.string()), ("hostname", pa.string()),
-    ("error", pa.string()), ("notes", pa.string()),
+    ("torch_version", pa.string()), ("numerics_version", pa.int64()), ("git_commit", pa.string()),
+    ("hostname", pa.string()), ("error", pa.string()), ("notes", pa.string()),
 ])
+#: The run schema before ``numerics_version`` (runs stored by cffbench <= d6f27be, all of them
+#: numerics version 1): still a finished run, read with ``numerics_version`` missing.
+LEGACY_RUN_SCHEMAS = (pa.schema([f for f in RUN_SCHEMA if f.name != "numerics_version"]),)
 
 CURVE_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("layer", pa.int64()), ("epoch", pa.int64()),
@@ -117,6 +120,8 @@ def run_row(task: RunTask, outcome) -> dict[str, Any]:
         "device": outcome.device,
         "started_at": outcome.started_at,
         **provenance(),
+        # the engine that produced the result says which numerics it ran (a failed run: none)
+        "numerics_version": getattr(result, "numerics_version", None),
         "error": outcome.error,
         "notes": json.dumps([str(n) for n in (getattr(result, "notes", None) or [])]),
     })
@@ -301,7 +306,8 @@ class RunStore:
         if not path.exists():
             return None
         try:
-            if not pq.read_schema(path).remove_metadata().equals(RUN_SCHEMA):
+            schema = pq.read_schema(path).remove_metadata()
+            if not any(schema.equals(known) for known in (RUN_SCHEMA, *LEGACY_RUN_SCHEMAS)):
                 return "corrupt"   # another version's columns or types: redo it in this schema
             table = pq.read_table(path, columns=["run_id", "status"])
             if table.num_rows != 1 or table["run_id"][0].as_py() != run_id:
@@ -351,6 +357,16 @@ class RunStore:
             return False
         return write_atomic(path, write)
 
+def _current_run_table(table: pa.Table) -> pa.Table:
+    """A run table of a legacy schema in :data:`RUN_SCHEMA` (its new columns null)."""
+    if table.schema.remove_metadata().equals(RUN_SCHEMA) or not any(
+            table.schema.remove_metadata().equals(s) for s in LEGACY_RUN_SCHEMAS):
+        return table
+    columns = [table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in RUN_SCHEMA]
+    return pa.Table.from_arrays(columns, schema=RUN_SCHEMA)
+
+
 def _read_dir(folder: Path, what: str, results_dir: Path) -> pd.DataFrame:
     files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))) \
         if folder.is_dir() else []
@@ -359,10 +375,11 @@ def _read_dir(folder: Path, what: str, results_dir: Path) -> pd.DataFrame:
     tables = []
     for path in files:
         try:
-            tables.append(pq.read_table(path))
+            table = pq.read_table(path)
         except Exception:
             raise StudyError(f"{path} is unreadable; rerun the study (`cffbench run`) "
                              f"to redo that run") from None
+        tables.append(_current_run_table(table) if what == "runs" else table)
     return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 
