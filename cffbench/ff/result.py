@@ -54,6 +54,10 @@ class RunResult:
     device: str
     notes: list[str] = field(default_factory=list)
     numerics_version: int = NUMERICS_VERSION
+    #: where a run resumed from its checkpoint (e.g. ``"layer 2, epoch 40"``; "" = from the
+    #: start) and the training seconds before it; neither is stored (the result is the same)
+    resumed_at: str = ""
+    resumed_elapsed_s: float = 0.0
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer) -> None:

@@ -18,6 +18,7 @@ every epoch and ends the run with status ``"diverged"``.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Callable
@@ -29,6 +30,7 @@ import torch
 from cffbench.data.splits import Splits
 from cffbench.errors import TrainConfigError
 from cffbench.ff.alpha import normalised_structures_coincide
+from cffbench.ff.checkpoint import RunCheckpoint
 from cffbench.ff.collaboration import Collaboration
 from cffbench.ff.config import TrainConfig, run_generators
 from cffbench.ff.goodness import collaborative_logits, ff_loss
@@ -83,6 +85,9 @@ class FFTrainer:
         self.curves: list[dict] = []
         self.seconds = [0.0] * len(self.layers)
         self.final_goodness: list[tuple[float, float]] = [(float("nan"),) * 2] * len(self.layers)
+        self.checkpoint: RunCheckpoint | None = None
+        self.started = time.perf_counter()
+        self.elapsed_before = 0.0    # training seconds of earlier processes (a resumed run)
 
     # ------------------------------------------------------------------ inputs
     def _draw_negatives(self) -> torch.Tensor:
@@ -170,16 +175,19 @@ class FFTrainer:
                 self.on_epoch(dict(row))
 
     # ------------------------------------------------------------------ schedules
-    def train_sequential(self) -> None:
-        for index in range(len(self.layers)):
-            start = time.perf_counter()
+    def train_sequential(self, resume: tuple[int, int] = (0, 0)) -> None:
+        """Layer by layer; ``resume = (layer index, epochs of it done)`` from a checkpoint."""
+        first_layer, epochs_done = resume
+        n_epochs = self.config.epochs_per_layer
+        for index in range(first_layer, len(self.layers)):
+            start = time.perf_counter() - self.seconds[index]
             for layer in self.layers:   # drop the previous phase's scratch before allocating anew
                 layer.release_buffers()
             inp, lower = self.chain_inputs(index)
             if self.config.negatives != "redraw":
                 for frozen in self.layers[:index]:  # inp / lower keep what they need alive
                     frozen.release_buffers()
-            for epoch in range(1, self.config.epochs_per_layer + 1):
+            for epoch in range(epochs_done + 1 if index == first_layer else 1, n_epochs + 1):
                 if self.config.negatives == "redraw":
                     self._redraw_negatives()
                     inp, lower = self.chain_inputs(index)
@@ -188,10 +196,13 @@ class FFTrainer:
                 except FloatingPointError:
                     raise Diverged(epoch) from None
                 self._record(index, epoch, *stats)
+                self.seconds[index] = time.perf_counter() - start
+                self._maybe_checkpoint(index, epoch, index * n_epochs + epoch)
             self.seconds[index] = time.perf_counter() - start
 
-    def train_alternating(self) -> None:
-        for epoch in range(1, self.config.epochs_per_layer + 1):
+    def train_alternating(self, resume: tuple[int, int] = (0, 0)) -> None:
+        """Every layer once per epoch; ``resume = (_, epochs done)`` from a checkpoint."""
+        for epoch in range(resume[1] + 1, self.config.epochs_per_layer + 1):
             if self.config.negatives == "redraw":
                 self._redraw_negatives()
             try:
@@ -200,6 +211,7 @@ class FFTrainer:
                 raise Diverged(epoch) from None
             for index, stats in enumerate(per_layer):
                 self._record(index, epoch, *(float(torch.stack(c).mean()) for c in zip(*stats)))
+            self._maybe_checkpoint(len(self.layers) - 1, epoch, epoch)
 
     def _alternating_epoch(self) -> list[list]:
         """One alternating epoch: per minibatch, every layer steps once, bottom to top."""
@@ -218,6 +230,97 @@ class FFTrainer:
                         inp = PlainInput(layer.direction(h, norm))
                 self.seconds[index] += time.perf_counter() - start
         return per_layer
+
+    # ------------------------------------------------------------------ checkpoints
+    def identity(self) -> dict:
+        """What a checkpoint must match to be resumed by this trainer (see ff/checkpoint.py)."""
+        return {"config": json.dumps(self.config.model_dump(mode="json"), sort_keys=True),
+                "torch_version": str(torch.__version__), "device_type": self.device.type,
+                "data_shape": [self.overlay.n, self.layers[0].weight.shape[1]]}
+
+    def _maybe_checkpoint(self, index: int, epoch: int, epochs_done: int) -> None:
+        """Write a checkpoint after this epoch if one is due (never after the run's last)."""
+        n_epochs = self.config.epochs_per_layer
+        total = n_epochs * (len(self.layers) if self.config.schedule == "sequential" else 1)
+        if self.checkpoint is None or not self.checkpoint.enabled or epochs_done >= total:
+            return
+        if self.checkpoint.due(epochs_done):
+            self.checkpoint.save(self.state_dict(index, epoch), {
+                "schedule": self.config.schedule, "variant": self.config.variant,
+                "layer": index + 1, "epoch": epoch, "epochs_per_layer": n_epochs,
+                "n_layers": len(self.layers), "epochs_done": epochs_done, "epochs_total": total,
+                "elapsed_s": self.elapsed()})
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def state_dict(self, index: int, epoch: int) -> dict:
+        """Everything the rest of the run reads, after ``epoch`` of layer ``index`` (0-based)."""
+        collab = self.collab
+        return {
+            **self.identity(),
+            "phase": {"layer": index, "epoch": epoch},
+            "elapsed_s": self.elapsed(), "seconds": list(self.seconds),
+            "curves": [dict(row) for row in self.curves],
+            "layers": [{"weight": layer.weight.detach(), "bias": layer.bias.detach(),
+                        "optimizer": layer.optimizer.state_dict()} for layer in self.layers],
+            "gammas": [g.detach() for g in collab.gammas] if collab else [],
+            "alpha_logits": [a.detach() for a in collab.alpha_logits if a is not None]
+            if collab else [],
+            "collab_optimizers": [o.state_dict() if o is not None else None
+                                  for o in collab.optimizers] if collab else [],
+            "generators": {name: g.get_state() for name, g in self.generators.items()},
+            "y_neg": self.y_neg,
+        }
+
+    def load_state_dict(self, state: dict) -> tuple[int, int]:
+        """Restore a :meth:`state_dict`; returns where training resumes: ``(layer, epochs done)``.
+
+        Raises (KeyError, ValueError, RuntimeError) on a state that does not fit this trainer;
+        the trainer is then half-restored and must be discarded.
+        """
+        def put(target: torch.Tensor, value: torch.Tensor) -> None:
+            if tuple(value.shape) != tuple(target.shape) or value.dtype != target.dtype:
+                raise ValueError(f"checkpoint tensor {tuple(value.shape)} {value.dtype} does not "
+                                 f"fit {tuple(target.shape)} {target.dtype}")
+            target.copy_(value)
+
+        collab = self.collab
+        if len(state["layers"]) != len(self.layers):
+            raise ValueError("checkpoint has another number of layers")
+        with torch.no_grad():
+            for layer, saved in zip(self.layers, state["layers"]):
+                put(layer.weight, saved["weight"])
+                put(layer.bias, saved["bias"])
+                layer.optimizer.load_state_dict(saved["optimizer"])
+            if collab is not None:
+                learned = [a for a in collab.alpha_logits if a is not None]
+                if len(state["gammas"]) != len(collab.gammas) or len(
+                        state["alpha_logits"]) != len(learned):
+                    raise ValueError("checkpoint has another collaboration state")
+                for target, value in zip([*collab.gammas, *learned],
+                                         [*state["gammas"], *state["alpha_logits"]]):
+                    put(target, value)
+                for optimizer, saved in zip(collab.optimizers, state["collab_optimizers"],
+                                            strict=True):
+                    if (optimizer is None) != (saved is None):
+                        raise ValueError("checkpoint has other collaboration optimisers")
+                    if optimizer is not None:
+                        optimizer.load_state_dict(saved)
+        for name, generator in self.generators.items():
+            generator.set_state(state["generators"][name])
+        y_neg = state["y_neg"].to(self.device)
+        if not torch.equal(y_neg, self.y_neg):   # redrawn negatives of the last epoch
+            self.y_neg = y_neg
+            self.overlay = self.overlay.with_negatives(y_neg)
+        self.curves = [dict(row) for row in state["curves"]]
+        self.seconds = [float(s) for s in state["seconds"]]
+        self.elapsed_before = float(state["elapsed_s"])
+        self.started = time.perf_counter()
+        index, epoch = int(state["phase"]["layer"]), int(state["phase"]["epoch"])
+        if self.config.schedule == "sequential":
+            return (index + 1, 0) if epoch >= self.config.epochs_per_layer else (index, epoch)
+        return (0, epoch)
 
     @torch.no_grad()
     def final_layer_goodness(self) -> list[tuple[float, float]]:
@@ -249,7 +352,8 @@ def train_eval_subset(splits: Splits, size: int, generator: torch.Generator) -> 
 
 
 def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
-              on_epoch: Callable[[dict], None] | None = None) -> RunResult:
+              on_epoch: Callable[[dict], None] | None = None,
+              checkpoint: RunCheckpoint | None = None) -> RunResult:
     """Train one run and evaluate it; a diverging run is reported, never raised.
 
     Parameters
@@ -263,7 +367,12 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
         negatives do not depend on the device. On CPU, the same config and splits give
         bit-identical results.
     on_epoch : callable, optional
-        Receives every recorded curve row (a dict with the ``curves`` columns).
+        Receives every recorded curve row (a dict with the ``curves`` columns). A resumed run
+        sends only the rows after its checkpoint.
+    checkpoint : RunCheckpoint, optional
+        Resume from this checkpoint if it is valid for this run, and write it as it falls due
+        (:mod:`cffbench.ff.checkpoint`; FF family only, ``bp`` ignores it). The caller deletes
+        it once the result is safe. On CPU the result equals an uninterrupted run bit for bit.
 
     Returns
     -------
@@ -294,12 +403,27 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
     if config.variant == "a-cff" and config.gamma == 0 and config.gamma_lr > 0:
         notes.append("a-cff with gamma init 0: gamma receives gradient and moves away from 0")
     trainer = FFTrainer(config, splits, torch_device, on_epoch)
+    trainer.started = started
+    resume, resumed_at = (0, 0), ""
+    if checkpoint is not None and checkpoint.enabled:
+        trainer.checkpoint = checkpoint
+        state = checkpoint.load(trainer.identity(), torch_device)
+        if state is not None:
+            try:
+                resume = trainer.load_state_dict(state)
+                resumed_at = f"layer {state['phase']['layer'] + 1}, epoch {state['phase']['epoch']}"
+                log.warning("run %s resumed from its checkpoint after %s", checkpoint.run_id,
+                            resumed_at)
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                checkpoint.ignore(f"does not fit this run ({type(exc).__name__}: {exc})")
+                trainer = FFTrainer(config, splits, torch_device, on_epoch)
+                trainer.started, trainer.checkpoint = started, checkpoint
     status, diverged_epoch = "ok", None
     try:
         if config.schedule == "sequential":
-            trainer.train_sequential()
+            trainer.train_sequential(resume)
         else:
-            trainer.train_alternating()
+            trainer.train_alternating(resume)
         if not all(bool(torch.isfinite(w).all() and torch.isfinite(b).all())
                    for w, b in trainer.weights()):
             raise Diverged(config.epochs_per_layer)   # the last step produced non-finite weights
@@ -330,5 +454,6 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
         layer_stats=[{"layer": i + 1, "g_pos": gp, "g_neg": gn, "seconds": trainer.seconds[i]}
                      for i, (gp, gn) in enumerate(goodness)],
         curves=trainer.curves_frame(),
-        diverged_epoch=diverged_epoch, duration_s=time.perf_counter() - started,
-        device=str(torch_device), notes=notes)
+        diverged_epoch=diverged_epoch, duration_s=trainer.elapsed(),
+        device=str(torch_device), notes=notes, resumed_at=resumed_at,
+        resumed_elapsed_s=trainer.elapsed_before)
