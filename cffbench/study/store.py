@@ -5,6 +5,7 @@ Layout of a results directory::
     results/<study>/study.toml                  verbatim copy of the study file
     results/<study>/runs/<run_id>.parquet       one row per run (RUN_SCHEMA)
     results/<study>/curves/<run_id>.parquet     per-epoch records of that run (CURVE_SCHEMA)
+    results/<study>/checkpoints/<run_id>.pt     an unfinished run's checkpoint (+ .json summary)
 
 ``pandas.read_parquet("results/<study>/runs")`` gives one row per run: every part file has the
 same schema. Writes are atomic: a temp file whose name starts with ``.`` (which Parquet dataset
@@ -37,6 +38,8 @@ from cffbench.study.spec import Study, parse_study
 STUDY_FILE = "study.toml"
 RUNS_DIR = "runs"
 CURVES_DIR = "curves"
+#: In-flight runs' checkpoints (cffbench.ff.checkpoint); git-ignored, deleted once stored.
+CHECKPOINTS_DIR = "checkpoints"
 
 RUN_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("study", pa.string()), ("dataset", pa.string()),
@@ -221,6 +224,7 @@ class RunStore:
         self.runs_dir = self.root / RUNS_DIR
         self.curves_dir = self.root / CURVES_DIR
         self.study_file = self.root / STUDY_FILE
+        self.checkpoints_dir = self.root / CHECKPOINTS_DIR
 
     # -- ownership ------------------------------------------------------------------------
     def check_owner(self, study: Study) -> Optional[Study]:
@@ -234,7 +238,8 @@ class RunStore:
         # Anything but our own entries (or hidden temp files of a process that is just
         # creating the store) means the folder is someone else's.
         foreign = self.root.exists() and (not self.root.is_dir() or any(
-            not p.name.startswith(".") and p.name not in (RUNS_DIR, CURVES_DIR, STUDY_FILE)
+            not p.name.startswith(".")
+            and p.name not in (RUNS_DIR, CURVES_DIR, STUDY_FILE, CHECKPOINTS_DIR)
             for p in self.root.iterdir()))
         if foreign:
             raise StudyError(f"{self.root} exists and is not a cffbench results directory "
@@ -282,7 +287,7 @@ class RunStore:
     def remove_stale_temps(self) -> int:
         """Delete temp files left by processes that no longer run; returns how many."""
         removed = 0
-        for folder in (self.root, self.runs_dir, self.curves_dir):
+        for folder in (self.root, self.runs_dir, self.curves_dir, self.checkpoints_dir):
             if not folder.is_dir():
                 continue
             for tmp in folder.glob(".*.tmp"):
@@ -328,6 +333,18 @@ class RunStore:
 
     def is_done(self, run_id: str) -> bool:
         return self.run_status(run_id) in DONE_STATUSES
+
+    def discard_checkpoint(self, run_id: str) -> None:
+        """Delete a run's checkpoint and its summary (the run is stored, or must start over)."""
+        for suffix in (".pt", ".json"):
+            (self.checkpoints_dir / f"{run_id}{suffix}").unlink(missing_ok=True)
+
+    def checkpointed_runs(self) -> list[str]:
+        """Run ids that have a checkpoint file."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.checkpoints_dir.glob("*.pt")
+                      if not p.name.startswith("."))
 
     def discard(self, run_id: str) -> None:
         """Remove a run's files (a corrupt part file, before redoing the run)."""
