@@ -60,15 +60,28 @@ class RunResult:
     resumed_elapsed_s: float = 0.0
 
 
+def largest_step_factor(group: dict) -> float:
+    """The largest scalar a step of this param group multiplies an update by: ``lr`` for SGD,
+    Adam's ``lr / (1 − β₁^t)`` at ``t = 1`` (its bias correction only shrinks it later)."""
+    factor = abs(float(group["lr"]))
+    if "betas" in group:
+        factor = factor / (1.0 - group["betas"][0])
+    return factor
+
+
 def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
-    """``optimizer.step()``, turning torch's overflow error (an absurd lr makes Adam's step size
-    overflow a float) into :class:`FloatingPointError`, which the trainers report as divergence."""
-    try:
-        optimizer.step()
-    except RuntimeError as exc:
-        if "overflow" in str(exc):
-            raise FloatingPointError(str(exc)) from None
-        raise
+    """``optimizer.step()``, or :class:`FloatingPointError` (reported by the trainers as
+    divergence) when the step cannot be finite: its step factor (:func:`largest_step_factor`)
+    exceeds the largest finite value of a parameter's dtype, so the update would be ±inf. That
+    is the condition under which torch refuses the step (it cannot pass the factor to the fp32
+    kernel); checking the number before the step replaces matching the words of its error."""
+    for group in optimizer.param_groups:
+        factor = largest_step_factor(group)
+        for param in group["params"]:
+            if factor > torch.finfo(param.dtype).max:
+                raise FloatingPointError(f"step factor {factor:.3g} exceeds the largest finite "
+                                         f"{param.dtype} ({torch.finfo(param.dtype).max:.3g})")
+    optimizer.step()
 
 
 def curve_epochs(n_epochs: int, max_points: int = MAX_CURVE_POINTS) -> np.ndarray:
