@@ -186,3 +186,84 @@ def read_sidecars(folder: Path | str) -> list[dict]:
         if isinstance(info, dict) and info.get("run_id") == path.stem:
             out.append(info)
     return out
+
+
+# ----------------------------------------------------------------------------- trainer state
+# What a checkpoint holds, read from and written into a cffbench.ff.train.FFTrainer.
+
+def trainer_identity(trainer) -> dict:
+    """What a checkpoint must match to be resumed by ``trainer`` (an ``FFTrainer``)."""
+    return {"config": json.dumps(trainer.config.model_dump(mode="json"), sort_keys=True),
+            "torch_version": str(torch.__version__), "device_type": trainer.device.type,
+            "data_shape": [trainer.overlay.n, trainer.layers[0].weight.shape[1]]}
+
+
+def trainer_state(trainer, index: int, epoch: int) -> dict:
+    """Everything the rest of the run reads, after ``epoch`` of layer ``index`` (0-based)."""
+    collab = trainer.collab
+    return {
+        **trainer_identity(trainer),
+        "phase": {"layer": index, "epoch": epoch},
+        "elapsed_s": trainer.elapsed(), "seconds": list(trainer.seconds),
+        "curves": [dict(row) for row in trainer.curves],
+        "layers": [{"weight": layer.weight.detach(), "bias": layer.bias.detach(),
+                    "optimizer": layer.optimizer.state_dict()} for layer in trainer.layers],
+        "gammas": [g.detach() for g in collab.gammas] if collab else [],
+        "alpha_logits": [a.detach() for a in collab.alpha_logits if a is not None]
+        if collab else [],
+        "collab_optimizers": [o.state_dict() if o is not None else None
+                              for o in collab.optimizers] if collab else [],
+        "generators": {name: g.get_state() for name, g in trainer.generators.items()},
+        "y_neg": trainer.y_neg,
+    }
+
+
+def restore_trainer(trainer, state: dict) -> tuple[int, int]:
+    """Restore a :func:`trainer_state` into ``trainer``; returns where training resumes,
+    ``(layer index, epochs of it done)``.
+
+    Raises (KeyError, ValueError, RuntimeError) on a state that does not fit this trainer;
+    the trainer is then half-restored and must be discarded.
+    """
+    def put(target: torch.Tensor, value: torch.Tensor) -> None:
+        if tuple(value.shape) != tuple(target.shape) or value.dtype != target.dtype:
+            raise ValueError(f"checkpoint tensor {tuple(value.shape)} {value.dtype} does not "
+                             f"fit {tuple(target.shape)} {target.dtype}")
+        target.copy_(value)
+
+    collab = trainer.collab
+    if len(state["layers"]) != len(trainer.layers):
+        raise ValueError("checkpoint has another number of layers")
+    with torch.no_grad():
+        for layer, saved in zip(trainer.layers, state["layers"]):
+            put(layer.weight, saved["weight"])
+            put(layer.bias, saved["bias"])
+            layer.optimizer.load_state_dict(saved["optimizer"])
+        if collab is not None:
+            learned = [a for a in collab.alpha_logits if a is not None]
+            if len(state["gammas"]) != len(collab.gammas) or len(
+                    state["alpha_logits"]) != len(learned):
+                raise ValueError("checkpoint has another collaboration state")
+            for target, value in zip([*collab.gammas, *learned],
+                                     [*state["gammas"], *state["alpha_logits"]]):
+                put(target, value)
+            for optimizer, saved in zip(collab.optimizers, state["collab_optimizers"],
+                                        strict=True):
+                if (optimizer is None) != (saved is None):
+                    raise ValueError("checkpoint has other collaboration optimisers")
+                if optimizer is not None:
+                    optimizer.load_state_dict(saved)
+    for name, generator in trainer.generators.items():
+        generator.set_state(state["generators"][name])
+    y_neg = state["y_neg"].to(trainer.device)
+    if not torch.equal(y_neg, trainer.y_neg):   # redrawn negatives of the last epoch
+        trainer.y_neg = y_neg
+        trainer.overlay = trainer.overlay.with_negatives(y_neg)
+    trainer.curves = [dict(row) for row in state["curves"]]
+    trainer.seconds = [float(s) for s in state["seconds"]]
+    trainer.elapsed_before = float(state["elapsed_s"])
+    trainer.started = time.perf_counter()
+    index, epoch = int(state["phase"]["layer"]), int(state["phase"]["epoch"])
+    if trainer.config.schedule == "sequential":
+        return (index + 1, 0) if epoch >= trainer.config.epochs_per_layer else (index, epoch)
+    return (0, epoch)

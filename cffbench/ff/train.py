@@ -30,7 +30,7 @@ import torch
 from cffbench.data.splits import Splits
 from cffbench.errors import TrainConfigError
 from cffbench.ff.alpha import normalised_structures_coincide
-from cffbench.ff.checkpoint import RunCheckpoint
+from cffbench.ff.checkpoint import RunCheckpoint, restore_trainer, trainer_identity, trainer_state
 from cffbench.ff.collaboration import Collaboration
 from cffbench.ff.config import TrainConfig, run_generators
 from cffbench.ff.goodness import collaborative_logits, ff_loss
@@ -232,12 +232,6 @@ class FFTrainer:
         return per_layer
 
     # ------------------------------------------------------------------ checkpoints
-    def identity(self) -> dict:
-        """What a checkpoint must match to be resumed by this trainer (see ff/checkpoint.py)."""
-        return {"config": json.dumps(self.config.model_dump(mode="json"), sort_keys=True),
-                "torch_version": str(torch.__version__), "device_type": self.device.type,
-                "data_shape": [self.overlay.n, self.layers[0].weight.shape[1]]}
-
     def _maybe_checkpoint(self, index: int, epoch: int, epochs_done: int) -> None:
         """Write a checkpoint after this epoch if one is due (never after the run's last)."""
         n_epochs = self.config.epochs_per_layer
@@ -245,7 +239,7 @@ class FFTrainer:
         if self.checkpoint is None or not self.checkpoint.enabled or epochs_done >= total:
             return
         if self.checkpoint.due(epochs_done):
-            self.checkpoint.save(self.state_dict(index, epoch), {
+            self.checkpoint.save(trainer_state(self, index, epoch), {
                 "schedule": self.config.schedule, "variant": self.config.variant,
                 "layer": index + 1, "epoch": epoch, "epochs_per_layer": n_epochs,
                 "n_layers": len(self.layers), "epochs_done": epochs_done, "epochs_total": total,
@@ -253,74 +247,6 @@ class FFTrainer:
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
-
-    def state_dict(self, index: int, epoch: int) -> dict:
-        """Everything the rest of the run reads, after ``epoch`` of layer ``index`` (0-based)."""
-        collab = self.collab
-        return {
-            **self.identity(),
-            "phase": {"layer": index, "epoch": epoch},
-            "elapsed_s": self.elapsed(), "seconds": list(self.seconds),
-            "curves": [dict(row) for row in self.curves],
-            "layers": [{"weight": layer.weight.detach(), "bias": layer.bias.detach(),
-                        "optimizer": layer.optimizer.state_dict()} for layer in self.layers],
-            "gammas": [g.detach() for g in collab.gammas] if collab else [],
-            "alpha_logits": [a.detach() for a in collab.alpha_logits if a is not None]
-            if collab else [],
-            "collab_optimizers": [o.state_dict() if o is not None else None
-                                  for o in collab.optimizers] if collab else [],
-            "generators": {name: g.get_state() for name, g in self.generators.items()},
-            "y_neg": self.y_neg,
-        }
-
-    def load_state_dict(self, state: dict) -> tuple[int, int]:
-        """Restore a :meth:`state_dict`; returns where training resumes: ``(layer, epochs done)``.
-
-        Raises (KeyError, ValueError, RuntimeError) on a state that does not fit this trainer;
-        the trainer is then half-restored and must be discarded.
-        """
-        def put(target: torch.Tensor, value: torch.Tensor) -> None:
-            if tuple(value.shape) != tuple(target.shape) or value.dtype != target.dtype:
-                raise ValueError(f"checkpoint tensor {tuple(value.shape)} {value.dtype} does not "
-                                 f"fit {tuple(target.shape)} {target.dtype}")
-            target.copy_(value)
-
-        collab = self.collab
-        if len(state["layers"]) != len(self.layers):
-            raise ValueError("checkpoint has another number of layers")
-        with torch.no_grad():
-            for layer, saved in zip(self.layers, state["layers"]):
-                put(layer.weight, saved["weight"])
-                put(layer.bias, saved["bias"])
-                layer.optimizer.load_state_dict(saved["optimizer"])
-            if collab is not None:
-                learned = [a for a in collab.alpha_logits if a is not None]
-                if len(state["gammas"]) != len(collab.gammas) or len(
-                        state["alpha_logits"]) != len(learned):
-                    raise ValueError("checkpoint has another collaboration state")
-                for target, value in zip([*collab.gammas, *learned],
-                                         [*state["gammas"], *state["alpha_logits"]]):
-                    put(target, value)
-                for optimizer, saved in zip(collab.optimizers, state["collab_optimizers"],
-                                            strict=True):
-                    if (optimizer is None) != (saved is None):
-                        raise ValueError("checkpoint has other collaboration optimisers")
-                    if optimizer is not None:
-                        optimizer.load_state_dict(saved)
-        for name, generator in self.generators.items():
-            generator.set_state(state["generators"][name])
-        y_neg = state["y_neg"].to(self.device)
-        if not torch.equal(y_neg, self.y_neg):   # redrawn negatives of the last epoch
-            self.y_neg = y_neg
-            self.overlay = self.overlay.with_negatives(y_neg)
-        self.curves = [dict(row) for row in state["curves"]]
-        self.seconds = [float(s) for s in state["seconds"]]
-        self.elapsed_before = float(state["elapsed_s"])
-        self.started = time.perf_counter()
-        index, epoch = int(state["phase"]["layer"]), int(state["phase"]["epoch"])
-        if self.config.schedule == "sequential":
-            return (index + 1, 0) if epoch >= self.config.epochs_per_layer else (index, epoch)
-        return (0, epoch)
 
     @torch.no_grad()
     def final_layer_goodness(self) -> list[tuple[float, float]]:
@@ -407,10 +333,10 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
     resume, resumed_at = (0, 0), ""
     if checkpoint is not None and checkpoint.enabled:
         trainer.checkpoint = checkpoint
-        state = checkpoint.load(trainer.identity(), torch_device)
+        state = checkpoint.load(trainer_identity(trainer), torch_device)
         if state is not None:
             try:
-                resume = trainer.load_state_dict(state)
+                resume = restore_trainer(trainer, state)
                 resumed_at = f"layer {state['phase']['layer'] + 1}, epoch {state['phase']['epoch']}"
                 log.warning("run %s resumed from its checkpoint after %s", checkpoint.run_id,
                             resumed_at)

@@ -170,16 +170,18 @@ def seed_groups(tasks: Iterable[RunTask]) -> list[list[RunTask]]:
 
 def execute_stacked(tasks: list[RunTask], data_root: Optional[Path], device: str,
                     train_fn: Optional[TrainFn] = None, load_fn: Optional[LoadFn] = None,
-                    on_epoch: Optional[EpochCallback] = None) -> list[RunOutcome]:
+                    on_epoch: Optional[EpochCallback] = None,
+                    checkpoints: Optional[CheckpointPlan] = None) -> list[RunOutcome]:
     """Run a seed group as one batched model (:func:`cffbench.ff.stacked.train_stacked`).
 
     One :class:`RunOutcome` per task, as :func:`execute_run` gives; ``duration_s`` is the group's
     wall time / S. A task whose data fails to load fails alone; a training error fails the group.
     A custom ``train_fn`` cannot be stacked, nor splits of different shapes: then every task goes
-    through :func:`execute_run`.
+    through :func:`execute_run` (and is checkpointed there; a stacked group is not).
     """
     if train_fn is not None or len(tasks) < 2:
-        return [execute_run(t, data_root, device, train_fn, load_fn, on_epoch) for t in tasks]
+        return [execute_run(t, data_root, device, train_fn, load_fn, on_epoch, checkpoints)
+                for t in tasks]
     started, t0, resolved = datetime.now(timezone.utc), time.perf_counter(), resolve_device(device)
     outcomes: dict[str, RunOutcome] = {}
     loaded: list[tuple[RunTask, Any]] = []
@@ -195,7 +197,8 @@ def execute_stacked(tasks: list[RunTask], data_root: Optional[Path], device: str
     try:   # e.g. subsets of unequal size: run them one by one rather than fail them
         check_stackable([t.config for t, _ in loaded], [s for _, s in loaded])
     except ValueError:
-        return [outcomes.get(t.run_id) or execute_run(t, data_root, device, None, load_fn, on_epoch)
+        return [outcomes.get(t.run_id) or execute_run(t, data_root, device, None, load_fn, on_epoch,
+                                                       checkpoints)
                 for t in tasks]
     try:
         callbacks = None if on_epoch is None else [
@@ -269,7 +272,7 @@ def _pool_entry_stacked(tasks: list[RunTask], data_root: Optional[Path], device:
                         verbose: bool, checkpoints: Optional[CheckpointPlan] = None
                         ) -> list[RunOutcome]:
     return execute_stacked(tasks, data_root, _WORKER_DEVICE or device, train_fn, load_fn,
-                           _queue_epoch if verbose else None)
+                           _queue_epoch if verbose else None, checkpoints)
 
 
 # ----------------------------------------------------------------------------- executors
@@ -295,7 +298,7 @@ class SerialExecutor:
         if self.stack_seeds:
             for group in seed_groups(tasks):
                 yield from execute_stacked(group, self.data_root, self.device, self.train_fn,
-                                           self.load_fn, self.on_epoch)
+                                           self.load_fn, self.on_epoch, self.checkpoints)
             return
         for task in tasks:
             yield execute_run(task, self.data_root, self.device, self.train_fn, self.load_fn,
