@@ -9,8 +9,10 @@ reduction) fails here. Such a change must be deliberate: bump
 
     PYTHONPATH=. python tests/test_ff_golden.py --write
 
-A refactor that keeps the numerics must pass unchanged. The file records the torch version it
-was written with; bit-exactness is only promised for the same torch build and thread count.
+A refactor that keeps the numerics must pass unchanged. The file records the torch version and
+CPU kernel level (``torch.backends.cpu.get_cpu_capability()``) it was written with: bit-exactness
+is only promised for the same torch build, kernel level and thread count, so on another platform
+the bit-for-bit tests skip and say why (regenerate the file there to pin that platform).
 """
 
 from __future__ import annotations
@@ -117,9 +119,19 @@ def _golden() -> dict:
     return json.loads(GOLDEN.read_text(encoding="utf-8"))
 
 
+def platform() -> dict:
+    return {"torch_version": str(torch.__version__),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 @pytest.fixture(scope="module")
 def golden() -> dict:
-    return _golden()
+    data = _golden()
+    written = {k: data.get(k) for k in platform()}
+    if written != platform():
+        pytest.skip(f"golden results were written on {written}, this is {platform()}: "
+                    f"bit-exact results are not comparable across torch builds / CPU kernels")
+    return data
 
 
 @pytest.fixture(scope="module")
@@ -151,16 +163,16 @@ def test_mnist_subset_run_reproduces_its_golden_result_bit_for_bit(golden, data_
     _compare("mnist_acff", summary(train_run(config, splits)), golden["runs"]["mnist_acff"])
 
 
-def test_golden_file_was_written_by_this_numerics_version(golden):
+def test_golden_file_was_written_by_this_numerics_version():
     from cffbench.ff import NUMERICS_VERSION
 
-    assert golden["numerics_version"] == NUMERICS_VERSION, (
+    assert _golden()["numerics_version"] == NUMERICS_VERSION, (
         "NUMERICS_VERSION changed: regenerate tests/data/golden_runs.json in the same commit")
 
 
-def test_golden_values_are_real_results(golden):
-    # guards the file itself: learned runs, finite accuracies, γ moved for a-cff
-    runs = golden["runs"]
+def test_golden_values_are_real_results():
+    # guards the file itself: finished runs, accuracies that tell runs apart, γ moved for a-cff
+    runs = _golden()["runs"]
     assert all(r["status"] == "ok" for r in runs.values())
     assert all(0.0 <= float.fromhex(r["test_acc"]) <= 1.0 for r in runs.values())
     assert len({r["test_acc"] for r in runs.values()}) > 3   # the accuracies tell runs apart
@@ -176,8 +188,8 @@ if __name__ == "__main__":   # regenerate: python tests/test_ff_golden.py --writ
     from cffbench.ff import NUMERICS_VERSION
 
     root = Path(os.environ.get("CFFBENCH_DATA", default_data_root()))
-    payload = {"numerics_version": NUMERICS_VERSION, "torch_version": torch.__version__,
-               "threads": 1, "runs": compute(root)}
+    payload = {"numerics_version": NUMERICS_VERSION, **platform(), "threads": 1,
+               "runs": compute(root)}
     GOLDEN.parent.mkdir(exist_ok=True)
     GOLDEN.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {GOLDEN}")
