@@ -189,3 +189,22 @@ def test_status_command_shows_in_flight_runs_with_their_checkpoint_epoch(study_f
     assert f"{task.run_id} a-cff checkpointed at layer 2, epoch 2/6 (8 of 18 epochs)" in line
     info = json.loads((results / "checkpoints" / f"{task.run_id}.json").read_text())
     assert info["numerics_version"] == 1 and info["run_id"] == task.run_id
+
+
+def test_verbose_progress_of_a_resumed_sequential_run_counts_the_finished_layers():
+    import io
+
+    from rich.console import Console
+
+    from cffbench.study.progress import RichReporter
+
+    study = parse_study(STUDY)
+    task = next(t for t in expand(study) if t.variant == "a-cff")
+    reporter = RichReporter(verbose=True, console=Console(file=io.StringIO(), width=200))
+    reporter.start(study, [task], 1, 0)
+    try:
+        reporter.epoch(task.run_id, {"layer": 2, "epoch": 3, "loss": 0.5})   # first row seen
+        bar = reporter.progress.tasks[reporter.run_bars[task.run_id]]
+        assert (bar.completed, bar.total) == (6 + 3, 18)
+    finally:
+        reporter.stop()
