@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from cffbench.ff import TrainConfig, train_run
 from cffbench.ff.alpha import alpha_matrix
-from cffbench.ff.config import run_generators
 from cffbench.ff.goodness import collaborative_logits, ff_loss, goodness, overlay_labels, unit_direction
 from cffbench.ff.layers import FFLayer, OverlayInput, PlainInput, init_linear
 from cffbench.ff.predict import label_goodness

@@ -18,7 +18,6 @@ every epoch and ends the run with status ``"diverged"``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Callable

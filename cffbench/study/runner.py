@@ -230,14 +230,15 @@ def in_flight_runs(results_dir: Path | str) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Columns ``run_id, variant, layer, epoch, epochs_per_layer, epochs_done, epochs_total,
-        checkpointed_at`` (UTC), one row per run, from the checkpoints' JSON summaries; ``layer``
-        and ``epoch`` (1-based) are where the last checkpoint stands.
+        Columns ``run_id, variant, schedule, layer, epoch, epochs_per_layer, epochs_done,
+        epochs_total, checkpointed_at`` (UTC), one row per run, from the checkpoints' JSON
+        summaries; ``layer`` and ``epoch`` (1-based) are where the last checkpoint stands (in the
+        ``alternating`` schedule an epoch trains every layer, and ``layer`` is the last).
     """
     store = RunStore(results_dir)
     statuses = store.statuses()
-    columns = ["run_id", "variant", "layer", "epoch", "epochs_per_layer", "epochs_done",
-               "epochs_total", "checkpointed_at"]
+    columns = ["run_id", "variant", "schedule", "layer", "epoch", "epochs_per_layer",
+               "epochs_done", "epochs_total", "checkpointed_at"]
     rows = [{**{k: info.get(k) for k in columns},
              "checkpointed_at": pd.Timestamp(info.get("saved_at", 0), unit="s", tz="UTC")}
             for info in read_sidecars(store.checkpoints_dir)
