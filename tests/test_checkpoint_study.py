@@ -208,3 +208,23 @@ def test_verbose_progress_of_a_resumed_sequential_run_counts_the_finished_layers
         assert (bar.completed, bar.total) == (6 + 3, 18)
     finally:
         reporter.stop()
+
+
+def test_plan_counts_only_the_epochs_left_of_a_checkpointed_run(study_file, tmp_path):
+    from cffbench.study import plan_study
+
+    results = tmp_path / "r"
+    run(study_file, results, checkpoint_every=0)
+    task = next(t for t in expand(parse_study(STUDY)) if t.variant == "a-cff" and t.seed == 0)
+    (results / "runs" / f"{task.run_id}.parquet").unlink()
+    fresh = plan_study(study_file, results, load_fn=synthetic_load, workers=1)
+    interrupt_into(results, task, after_rows=10, every=3)   # checkpoint after 9 of 18 epochs
+    resumed = plan_study(study_file, results, load_fn=synthetic_load, workers=1)
+    assert resumed.in_flight == {task.run_id: 0.5} and not fresh.in_flight
+    assert "1 of the remaining runs resume from a checkpoint (50 % of their epochs done" \
+        in resumed.to_text()
+    # the run's calibrated time (6 epochs per layer: the 6-epoch timing itself), halved
+    (row,) = resumed.calibration.to_dict("records")
+    assert row["per_run_s"] == pytest.approx(0.5 * row["t6_s"])
+    (row,) = fresh.calibration.to_dict("records")
+    assert row["per_run_s"] == pytest.approx(row["t6_s"])
