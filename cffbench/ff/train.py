@@ -296,7 +296,7 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
         sends only the rows after its checkpoint.
     checkpoint : RunCheckpoint, optional
         Resume from this checkpoint if it is valid for this run, and write it as it falls due
-        (:mod:`cffbench.ff.checkpoint`; FF family only, ``bp`` ignores it). The caller deletes
+        (:mod:`cffbench.ff.checkpoint`; ``bp`` too). The caller deletes
         it once the result is safe. On CPU the result equals an uninterrupted run bit for bit.
 
     Returns
@@ -319,7 +319,7 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
     if config.variant == "bp":
         from cffbench.ff.backprop import train_backprop
 
-        return train_backprop(config, splits, torch_device, on_epoch, started)
+        return train_backprop(config, splits, torch_device, on_epoch, started, checkpoint)
     if config.is_collaborative and normalised_structures_coincide(config.n_layers):
         note = ("with 2 hidden layers all normalised alpha structures coincide "
                 "(uniform = distance = learned = ones: alpha = [[0, 1], [1, 0]])")
