@@ -154,9 +154,9 @@ def status(results_dir: Path = typer.Argument(..., help="Results folder of a stu
     totals = table[["planned", "done", "ok", "diverged", "failed", "missing"]].sum()
     typer.echo("total: " + ", ".join(f"{k} {int(v)}" for k, v in totals.items()))
     for row in in_flight_runs(results_dir).itertuples(index=False):
-        where = (f"epoch {row.epoch}/{row.epochs_per_layer} of every layer"
-                 if row.schedule == "alternating" else
-                 f"layer {row.layer}, epoch {row.epoch}/{row.epochs_per_layer}")
+        where = {"alternating": f"epoch {row.epoch}/{row.epochs_per_layer} of every layer",
+                 "end-to-end": f"epoch {row.epoch}/{row.epochs_per_layer}"}.get(
+            row.schedule, f"layer {row.layer}, epoch {row.epoch}/{row.epochs_per_layer}")
         typer.echo(f"in flight: {row.run_id} {row.variant} checkpointed at {where} "
                    f"({row.epochs_done} of {row.epochs_total} epochs) at "
                    f"{row.checkpointed_at:%Y-%m-%d %H:%M:%S} UTC")

@@ -233,7 +233,8 @@ def in_flight_runs(results_dir: Path | str) -> pd.DataFrame:
         Columns ``run_id, variant, schedule, layer, epoch, epochs_per_layer, epochs_done,
         epochs_total, checkpointed_at`` (UTC), one row per run, from the checkpoints' JSON
         summaries; ``layer`` and ``epoch`` (1-based) are where the last checkpoint stands (in the
-        ``alternating`` schedule an epoch trains every layer, and ``layer`` is the last).
+        ``alternating`` schedule an epoch trains every layer, and ``layer`` is the last; ``bp``
+        has schedule ``end-to-end`` and layer 0).
     """
     store = RunStore(results_dir)
     statuses = store.statuses()
