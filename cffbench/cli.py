@@ -81,8 +81,10 @@ def run(
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show each run's epochs."),
     data_root: Optional[Path] = DataRootOption,
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a running Dask scheduler (implies --executor dask)."),
+    checkpoint_every: Optional[str] = typer.Option(None, "--checkpoint-every", help="Checkpoint each run every N epochs, 0 = off, auto = about every 4 minutes of training (default: the study's, else auto)."),
 ) -> None:
-    """Run the runs of STUDY that are not stored yet (failed ones are retried)."""
+    """Run the runs of STUDY that are not stored yet (failed ones are retried; an interrupted
+    run resumes from its last checkpoint)."""
     import contextlib
 
     from cffbench.study import run_study
@@ -102,7 +104,8 @@ def run(
         with settings:
             summary = run_study(study, results, executor=executor, workers=workers, device=device,
                                 force=force, data_root=data_root,
-                                reporter=RichReporter(verbose=verbose))
+                                reporter=RichReporter(verbose=verbose),
+                                checkpoint_every=checkpoint_every)
     except KeyboardInterrupt:
         # typer turns Ctrl-C into a return value that main() does not pass on; exit here
         print("cffbench: interrupted; finished runs are stored, run again to continue",
@@ -142,13 +145,21 @@ def plan(
 
 @app.command("status")
 def status(results_dir: Path = typer.Argument(..., help="Results folder of a study (results/<name>).")) -> None:
-    """Planned / done / failed / diverged runs per dataset x variant."""
-    from cffbench.study import study_status
+    """Planned / done / failed / diverged runs per dataset x variant, and in-flight runs with
+    the epoch of their last checkpoint."""
+    from cffbench.study import in_flight_runs, study_status
 
     table = study_status(results_dir)
     typer.echo(table.to_string(index=False))
     totals = table[["planned", "done", "ok", "diverged", "failed", "missing"]].sum()
     typer.echo("total: " + ", ".join(f"{k} {int(v)}" for k, v in totals.items()))
+    for row in in_flight_runs(results_dir).itertuples(index=False):
+        where = {"alternating": f"epoch {row.epoch}/{row.epochs_per_layer} of every layer",
+                 "end-to-end": f"epoch {row.epoch}/{row.epochs_per_layer}"}.get(
+            row.schedule, f"layer {row.layer}, epoch {row.epoch}/{row.epochs_per_layer}")
+        typer.echo(f"in flight: {row.run_id} {row.variant} checkpointed at {where} "
+                   f"({row.epochs_done} of {row.epochs_total} epochs) at "
+                   f"{row.checkpointed_at:%Y-%m-%d %H:%M:%S} UTC")
 
 
 # --------------------------------------------------------------------------- report

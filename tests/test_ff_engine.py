@@ -44,7 +44,10 @@ def test_gamma_zero_equals_plain_ff(small_splits, variant, alpha, placement, sch
         assert torch.equal(w, w_c) and torch.equal(b, b_c)
     x = small_splits.x_test
     assert torch.equal(label_goodness(ff.weights(), x, 10), label_goodness(cff.weights(), x, 10))
-    assert not torch.equal(ff.weights()[0][0], ff.layers[0].weight.new_zeros(1))
+    # the comparison above is not vacuous: training moved the weights away from their init
+    initial = FFTrainer(TrainConfig(variant="ff", schedule=schedule, **SMALL), small_splits, CPU,
+                        None).layers[0].weight
+    assert not torch.equal(ff.weights()[0][0], initial)
 
 
 def test_acff_with_gamma_init_zero_learns_gamma_away_from_zero(small_splits):
@@ -136,6 +139,37 @@ def test_absurd_gamma_reports_divergence_without_raising(small_splits, variant):
 def test_lr_that_overflows_adam_reports_divergence(small_splits, variant):
     result = train_run(TrainConfig(variant=variant, lr=1e38, **SMALL), small_splits)
     assert result.status == "diverged" and result.diverged_epoch is not None
+
+
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_step_factor_check_refuses_exactly_the_steps_torch_cannot_take(kind):
+    # Pins the finiteness check against torch itself, at the float32 boundary: where the check
+    # says "fits", torch steps; where it says "overflows", torch refuses the step.
+    from cffbench.ff.result import largest_step_factor, optimizer_step
+
+    fmax = torch.finfo(torch.float32).max
+    base = fmax * (1 - 0.9) if kind == "adam" else fmax
+    for lr in (base * 0.999, base * 1.001, base * 10, 1e30, 1e300):
+        weight = torch.ones(3, requires_grad=True)
+        cls = torch.optim.Adam if kind == "adam" else torch.optim.SGD
+        optimizer = cls([weight], lr=lr)
+        weight.grad = torch.ones(3)
+        fits = largest_step_factor(optimizer.param_groups[0]) <= fmax
+        probe = torch.ones(3, requires_grad=True)
+        probe.grad = torch.ones(3)
+        try:
+            cls([probe], lr=lr).step()          # torch's own verdict
+            torch_steps = True
+        except RuntimeError:
+            torch_steps = False
+        assert fits == torch_steps, lr
+        if fits:
+            optimizer_step(optimizer)
+            assert not torch.equal(weight, torch.ones(3))
+        else:
+            with pytest.raises(FloatingPointError):
+                optimizer_step(optimizer)
+            assert torch.equal(weight, torch.ones(3))     # refused before touching the weights
 
 
 @pytest.mark.parametrize("overrides", [

@@ -1,9 +1,12 @@
 """The fast engine against plain, hand-written autograd implementations of the reference FF.
 
-The naive code below follows the pytorch_forward_forward reference line by line (overlay the
-label, unit-direction input, ``nn.Linear`` + ReLU, ``G = mean(h²)``, softplus loss, autograd, Adam),
-so any optimisation in :mod:`cffbench.ff.layers` / :mod:`cffbench.ff.predict` that changes the
-maths shows up here as a mismatch beyond float tolerance.
+The layer-level code below follows the pytorch_forward_forward reference line by line (overlay
+the label, unit-direction input, ``nn.Linear`` + ReLU, ``G = mean(h²)``, softplus loss,
+autograd, Adam); whole training loops are pinned to :mod:`cffbench.ff.reference`, the plain
+definition of FF / F-CFF / A-CFF, for every α structure, SGD and Adam γ, minibatches, every
+negatives mode, both schedules and both θ placements. Any optimisation in
+:mod:`cffbench.ff.layers` / :mod:`cffbench.ff.train` / :mod:`cffbench.ff.predict` that changes
+the maths shows up here as a mismatch beyond float tolerance.
 """
 
 from __future__ import annotations
@@ -12,13 +15,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cffbench.ff import TrainConfig
+from cffbench.ff import TrainConfig, train_run
 from cffbench.ff.alpha import alpha_matrix
-from cffbench.ff.config import run_generators
 from cffbench.ff.goodness import collaborative_logits, ff_loss, goodness, overlay_labels, unit_direction
 from cffbench.ff.layers import FFLayer, OverlayInput, PlainInput, init_linear
 from cffbench.ff.predict import label_goodness
-from cffbench.ff.train import FFTrainer, draw_negative_labels
+from cffbench.ff.reference import reference_train
+from cffbench.ff.train import FFTrainer
 from conftest import make_synthetic_splits
 
 THETA = 2.0
@@ -119,163 +122,95 @@ def test_collaborative_logits_placements_by_hand():
     assert collaborative_logits(own, others, 0.5, alpha_row, THETA, "single").item() == 3.0
 
 
-def naive_reference_training(splits, hidden, epochs, seed):
-    """The reference protocol, straightforwardly: sequential layers, autograd, Adam per layer."""
-    gens = run_generators(seed)
-    widths = (splits.n_features, *hidden)
-    params = [init_linear(a, b, gens["init"]) for a, b in zip(widths[:-1], widths[1:])]
-    y_neg = draw_negative_labels(splits.y_train, 10, gens["negatives"], "fixed")
-    h_pos, h_neg = overlay_labels(splits.x_train, splits.y_train), overlay_labels(splits.x_train, y_neg)
-    losses, trained = [], []
-    for weight, bias in params:
-        weight, bias = weight.clone().requires_grad_(), bias.clone().requires_grad_()
-        opt = torch.optim.Adam([weight, bias], lr=0.03)
-        for _ in range(epochs):
-            loss = naive_ff_loss(naive_layer(h_pos, weight, bias), naive_layer(h_neg, weight, bias))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        trained.append((weight.detach(), bias.detach()))
-        with torch.no_grad():
-            h_pos, h_neg = naive_layer(h_pos, weight, bias), naive_layer(h_neg, weight, bias)
-    return trained, losses
+def engine_and_reference(splits, **fields):
+    config = TrainConfig(hidden=(20, 16, 12), epochs_per_layer=3, **fields)
+    return train_run(config, splits), reference_train(config, splits)
 
 
-def test_engine_matches_naive_reference_training():
-    splits = make_synthetic_splits(n_train=200, n_features=40)
-    config = TrainConfig(hidden=(24, 16), epochs_per_layer=4, seed=3)
-    trainer = FFTrainer(config, splits, torch.device("cpu"), None)
-    trainer.train_sequential()
-    naive_weights, naive_losses = naive_reference_training(splits, (24, 16), 4, seed=3)
-    torch.testing.assert_close(torch.tensor(trainer.curves_frame()["loss"].to_numpy()),
-                               torch.tensor(naive_losses), rtol=1e-5, atol=1e-6, check_dtype=False)
-    for (w, b), (w_ref, b_ref) in zip(trainer.weights(), naive_weights):
+def assert_engine_matches_reference(result, reference) -> None:
+    curves = result.curves.sort_values(["layer", "epoch"]).reset_index(drop=True)
+    expected = reference.curves.sort_values(["layer", "epoch"]).reset_index(drop=True)
+    assert curves[["layer", "epoch"]].equals(expected[["layer", "epoch"]])
+    for column in ("loss", "g_pos", "g_neg", "gamma"):
+        torch.testing.assert_close(torch.tensor(curves[column].to_numpy()),
+                                   torch.tensor(expected[column].to_numpy()), rtol=1e-5,
+                                   atol=1e-6, equal_nan=True, msg=column)
+    assert result.gamma_final == pytest.approx(reference.gamma_final, rel=1e-5)
+    for row, row_ref in zip(result.alpha_final, reference.alpha_final):
+        assert row == pytest.approx(row_ref, rel=1e-5, abs=1e-7)
+    assert len(result.alpha_final) == len(reference.alpha_final)
+
+
+#: The grid the engine is pinned on: each α structure, SGD / Adam γ, full batch and minibatches,
+#: each negatives mode, both schedules, both θ placements (3 layers, so the α structures differ).
+REFERENCE_CASES = {
+    "ff": dict(variant="ff"),
+    "ff_alternating": dict(variant="ff", schedule="alternating"),
+    "ff_minibatch_redraw": dict(variant="ff", batch_size=40, negatives="redraw"),
+    "ff_permutation": dict(variant="ff", negatives="permutation"),
+    "fcff_uniform_per_term": dict(variant="f-cff", alpha="uniform", gamma=0.5),
+    "fcff_uniform_single": dict(variant="f-cff", alpha="uniform", gamma=0.5,
+                                theta_placement="single"),
+    "fcff_distance_single": dict(variant="f-cff", alpha="distance", alpha_decay=0.3,
+                                 theta_placement="single"),
+    "fcff_ones_per_term": dict(variant="f-cff", alpha="ones", gamma=0.3),
+    "fcff_learned_sgd": dict(variant="f-cff", alpha="learned", gamma_lr=0.5),
+    "fcff_alternating_single": dict(variant="f-cff", schedule="alternating",
+                                    theta_placement="single", gamma=0.5),
+    "acff_sgd_per_term": dict(variant="a-cff", gamma=0.5, gamma_lr=0.05),
+    "acff_sgd_single": dict(variant="a-cff", gamma=0.5, gamma_lr=0.05, theta_placement="single"),
+    "acff_adam_learned": dict(variant="a-cff", alpha="learned", gamma_optimizer="adam",
+                              gamma_lr=0.05),
+    "acff_adam_distance_minibatch_redraw": dict(variant="a-cff", alpha="distance",
+                                                gamma_optimizer="adam", batch_size=50,
+                                                negatives="redraw"),
+    "acff_alternating_ones_permutation": dict(variant="a-cff", schedule="alternating",
+                                              alpha="ones", gamma=0.3, negatives="permutation"),
+    "acff_alternating_learned_adam_minibatch": dict(
+        variant="a-cff", schedule="alternating", alpha="learned", gamma_optimizer="adam",
+        batch_size=50, theta_placement="single"),
+}
+
+
+@pytest.fixture(scope="module")
+def reference_splits():
+    return make_synthetic_splits(n_train=150, n_features=36)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_CASES))
+def test_engine_matches_the_plain_reference_loop(reference_splits, name):
+    result, reference = engine_and_reference(reference_splits, seed=2, **REFERENCE_CASES[name])
+    assert_engine_matches_reference(result, reference)
+    trainer = FFTrainer(TrainConfig(hidden=(20, 16, 12), epochs_per_layer=3, seed=2,
+                                    **REFERENCE_CASES[name]), reference_splits,
+                        torch.device("cpu"), None)
+    trainer.train_sequential() if trainer.config.schedule == "sequential" else \
+        trainer.train_alternating()
+    for (w, b), (w_ref, b_ref) in zip(trainer.weights(), reference.weights):
         torch.testing.assert_close(w, w_ref, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(b, b_ref, rtol=1e-4, atol=1e-5)
 
 
-def naive_cff_training(splits, hidden, epochs, seed, gamma, placement, gamma_lr=None):
-    """F-CFF written plainly (sequential, uniform α = 1/(L−1)): the other layers' goodness is
-    computed forward-only — earlier layers frozen, later layers at their current (initial) weights
-    on layer l's output — and enters layer l's logit. With ``gamma_lr``: A-CFF, γ_l learned by
-    plain SGD while layer l trains."""
-    gens = run_generators(seed)
-    widths = (splits.n_features, *hidden)
-    params = [init_linear(a, b, gens["init"]) for a, b in zip(widths[:-1], widths[1:])]
-    y_neg = draw_negative_labels(splits.y_train, 10, gens["negatives"], "fixed")
-    x_pos, x_neg = overlay_labels(splits.x_train, splits.y_train), overlay_labels(splits.x_train, y_neg)
-    n_layers, losses, gammas = len(params), [], []
-    for index in range(n_layers):
-        in_pos, in_neg, lower = x_pos, x_neg, []
-        with torch.no_grad():
-            for w, b in params[:index]:
-                in_pos, in_neg = naive_layer(in_pos, w, b), naive_layer(in_neg, w, b)
-                lower.append((goodness(in_pos), goodness(in_neg)))
-        weight, bias = (t.clone().requires_grad_() for t in params[index])
-        opt = torch.optim.Adam([weight, bias], lr=0.03)
-        gamma_l = torch.tensor(float(gamma), requires_grad=gamma_lr is not None)
-        gamma_opt = torch.optim.SGD([gamma_l], lr=gamma_lr) if gamma_lr is not None else None
-        for _ in range(epochs):
-            h_pos, h_neg = naive_layer(in_pos, weight, bias), naive_layer(in_neg, weight, bias)
-            others = list(lower)
-            with torch.no_grad():
-                u_pos, u_neg = h_pos.detach(), h_neg.detach()
-                for w, b in params[index + 1:]:
-                    u_pos, u_neg = naive_layer(u_pos, w, b), naive_layer(u_neg, w, b)
-                    others.append((goodness(u_pos), goodness(u_neg)))
-            logits = []
-            for own, side in ((goodness(h_pos), 0), (goodness(h_neg), 1)):
-                if placement == "per_term":
-                    collab = sum((g[side] - THETA) / (n_layers - 1) for g in others)
-                    logits.append((own - THETA) + gamma_l * collab)
-                else:
-                    collab = sum(g[side] / (n_layers - 1) for g in others)
-                    logits.append(own + gamma_l * collab - THETA)
-            loss = F.softplus(torch.cat([-logits[0], logits[1]])).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if gamma_opt is not None:
-                gamma_opt.step()
-                gamma_opt.zero_grad()
-            losses.append(loss.item())
-        params[index] = (weight.detach(), bias.detach())
-        gammas.append(float(gamma_l.detach()))
-    return params, losses, gammas
+def test_reference_cases_cover_every_structure_optimizer_mode_schedule_and_placement():
+    cases = [TrainConfig(**fields) for fields in REFERENCE_CASES.values()]
+    cff = [c for c in cases if c.is_collaborative]
+    assert {c.alpha for c in cff} == {"uniform", "distance", "ones", "learned"}
+    assert {c.gamma_optimizer for c in cases if c.variant == "a-cff"} == {"sgd", "adam"}
+    assert {c.negatives for c in cases} == {"fixed", "redraw", "permutation"}
+    assert {c.schedule for c in cff} == {"sequential", "alternating"}
+    assert {c.theta_placement for c in cff} == {"per_term", "single"}
+    assert any(c.batch_size for c in cff) and any(not c.batch_size for c in cff)
 
 
-@pytest.mark.parametrize("variant", ["f-cff", "a-cff"])
-@pytest.mark.parametrize("placement", ["per_term", "single"])
-def test_cff_engine_matches_naive_collaborative_training(placement, variant):
-    splits = make_synthetic_splits(n_train=150, n_features=36)
-    gamma_lr = 0.05 if variant == "a-cff" else None
-    config = TrainConfig(variant=variant, hidden=(20, 16, 12), epochs_per_layer=3, gamma=0.5,
-                         gamma_lr=gamma_lr or 0.01, theta_placement=placement, seed=2)
-    trainer = FFTrainer(config, splits, torch.device("cpu"), None)
-    trainer.train_sequential()
-    naive_weights, naive_losses, naive_gammas = naive_cff_training(
-        splits, (20, 16, 12), 3, 2, 0.5, placement, gamma_lr)
-    torch.testing.assert_close(torch.tensor(trainer.curves_frame()["loss"].to_numpy()),
-                               torch.tensor(naive_losses), rtol=1e-5, atol=1e-6, check_dtype=False)
-    for (w, b), (w_ref, b_ref) in zip(trainer.weights(), naive_weights):
-        torch.testing.assert_close(w, w_ref, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(b, b_ref, rtol=1e-4, atol=1e-5)
-    gammas = [trainer.collab.gamma_value(i) for i in range(3)]
-    assert gammas == pytest.approx(naive_gammas, rel=1e-5)
-    assert (variant == "a-cff") == any(g != 0.5 for g in gammas)
+def test_reference_gamma_moves_only_for_acff_and_alpha_rows_sum_to_one(reference_splits):
+    _, fcff = engine_and_reference(reference_splits, variant="f-cff", alpha="learned", gamma=0.5)
+    _, acff = engine_and_reference(reference_splits, variant="a-cff", gamma=0.5, gamma_lr=0.05)
+    assert fcff.gamma_final == [0.5] * 3 and all(g != 0.5 for g in acff.gamma_final)
+    assert all(abs(sum(row) - 1) < 1e-6 and row[i] == 0 for i, row in enumerate(fcff.alpha_final))
+    assert fcff.alpha_final != alpha_matrix("uniform", 3).tolist()   # learned α moved
 
 
-def naive_alternating_training(splits, hidden, epochs, seed, gamma):
-    """Alternating schedule written plainly: every epoch each layer takes one Adam step, bottom to
-    top, on the output of the layers below with their current (just updated) weights; with
-    ``gamma`` the per-term uniform-α collaborative logit (later layers at their current weights)."""
-    gens = run_generators(seed)
-    widths = (splits.n_features, *hidden)
-    params = [tuple(t.clone().requires_grad_() for t in init_linear(a, b, gens["init"]))
-              for a, b in zip(widths[:-1], widths[1:])]
-    opts = [torch.optim.Adam(list(p), lr=0.03) for p in params]
-    y_neg = draw_negative_labels(splits.y_train, 10, gens["negatives"], "fixed")
-    x_pos, x_neg = overlay_labels(splits.x_train, splits.y_train), overlay_labels(splits.x_train, y_neg)
-    n_layers, losses = len(params), []
-    for _ in range(epochs):
-        for index, (weight, bias) in enumerate(params):
-            in_pos, in_neg, others = x_pos, x_neg, []
-            with torch.no_grad():
-                for w, b in params[:index]:
-                    in_pos, in_neg = naive_layer(in_pos, w, b), naive_layer(in_neg, w, b)
-                    others.append((goodness(in_pos), goodness(in_neg)))
-            h_pos, h_neg = naive_layer(in_pos, weight, bias), naive_layer(in_neg, weight, bias)
-            with torch.no_grad():
-                u_pos, u_neg = h_pos.detach(), h_neg.detach()
-                for w, b in params[index + 1:]:
-                    u_pos, u_neg = naive_layer(u_pos, w, b), naive_layer(u_neg, w, b)
-                    others.append((goodness(u_pos), goodness(u_neg)))
-            logit_pos, logit_neg = goodness(h_pos) - THETA, goodness(h_neg) - THETA
-            if gamma is not None:
-                logit_pos = logit_pos + gamma * sum((g - THETA) / (n_layers - 1) for g, _ in others)
-                logit_neg = logit_neg + gamma * sum((g - THETA) / (n_layers - 1) for _, g in others)
-            loss = F.softplus(torch.cat([-logit_pos, logit_neg])).mean()
-            opts[index].zero_grad()
-            loss.backward()
-            opts[index].step()
-            losses.append((index + 1, loss.item()))
-    return [(w.detach(), b.detach()) for w, b in params], losses
-
-
-@pytest.mark.parametrize("variant", ["ff", "f-cff"])
-def test_alternating_schedule_matches_naive_alternating_training(variant):
-    splits = make_synthetic_splits(n_train=150, n_features=36)
-    config = TrainConfig(variant=variant, hidden=(20, 16, 12), epochs_per_layer=3, gamma=0.5,
-                         schedule="alternating", seed=4)
-    trainer = FFTrainer(config, splits, torch.device("cpu"), None)
-    trainer.train_alternating()
-    naive_weights, naive_losses = naive_alternating_training(
-        splits, (20, 16, 12), 3, 4, 0.5 if variant == "f-cff" else None)
-    curves = trainer.curves_frame().sort_values(["epoch", "layer"])
-    torch.testing.assert_close(torch.tensor(curves["loss"].to_numpy()),
-                               torch.tensor([loss for _, loss in naive_losses]),
-                               rtol=1e-5, atol=1e-6, check_dtype=False)
-    for (w, b), (w_ref, b_ref) in zip(trainer.weights(), naive_weights):
-        torch.testing.assert_close(w, w_ref, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(b, b_ref, rtol=1e-4, atol=1e-5)
+def test_reference_refuses_what_it_does_not_define(reference_splits):
+    for fields in (dict(variant="bp"), dict(precision="bf16")):
+        with pytest.raises(ValueError, match="reference covers"):
+            reference_train(TrainConfig(hidden=(8,), epochs_per_layer=1, **fields), reference_splits)

@@ -319,3 +319,35 @@ def test_editing_a_study_sets_old_runs_aside_and_reverting_restores_them(study_f
     assert reverted.executed == 0 and reverted.already_done == N_RUNS
     assert set(read_runs(results)["run_id"]) == original
     assert set(read_curves(results)["run_id"]) == original
+
+
+def test_each_stored_run_records_the_numerics_version_that_produced_it(study_file, tmp_path):
+    from cffbench.ff import NUMERICS_VERSION
+
+    results = tmp_path / "r"
+    run(study_file, results)
+    assert set(read_runs(results)["numerics_version"]) == {NUMERICS_VERSION}
+
+
+def test_runs_stored_before_the_numerics_version_column_still_count_as_done(study_file, tmp_path):
+    # Stores written by earlier cffbench (e.g. the committed evidence) lack the column: they must
+    # read, and count as finished (no rerun), with the version missing.
+    import pyarrow as pa
+
+    from cffbench.study.store import LEGACY_RUN_SCHEMAS
+
+    results = tmp_path / "r"
+    run(study_file, results)
+    legacy = sorted((results / "runs").glob("*.parquet"))[:3]
+    for path in legacy:
+        table = pq.read_table(path)
+        old = table.drop_columns(["numerics_version"])
+        assert old.schema.remove_metadata().equals(LEGACY_RUN_SCHEMAS[0])
+        pq.write_table(old, path)
+    again = run(study_file, results)
+    assert (again.already_done, again.executed) == (N_RUNS, 0)
+    runs = read_runs(results)
+    assert list(runs.columns) == RUN_SCHEMA.names
+    assert int(runs["numerics_version"].isna().sum()) == 3
+    assert set(pa.Table.from_pandas(runs)["run_id"].to_pylist()) == {t.run_id for t in
+                                                                     expand(load_study(study_file))}

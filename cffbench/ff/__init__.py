@@ -6,8 +6,8 @@ and :func:`train_stacked` (several seeds of one configuration as one batched mod
 
 from cffbench.ff.alpha import alpha_matrix
 from cffbench.ff.config import TrainConfig
-from cffbench.ff.result import RunResult
+from cffbench.ff.result import NUMERICS_VERSION, RunResult
 from cffbench.ff.stacked import train_stacked
 from cffbench.ff.train import train_run
 
-__all__ = ["TrainConfig", "train_run", "train_stacked", "RunResult", "alpha_matrix"]
+__all__ = ["TrainConfig", "train_run", "train_stacked", "RunResult", "alpha_matrix", "NUMERICS_VERSION"]

@@ -6,10 +6,15 @@ the learning rule — then ``logits = W_out h_L + b_out`` on the raw last hidden
 overlay. Cross-entropy, Adam with the same lr, ``epochs_per_layer × n_layers`` epochs (full-batch
 steps when ``batch_size = 0``). Layer weights come from the same ``init`` stream as FF (so the
 hidden layers start from FF's weights for the same seed); the head is drawn after them.
+
+With a :class:`~cffbench.ff.checkpoint.RunCheckpoint` the run checkpoints its parameters, Adam
+state, generators, curves and epoch as the FF engine does, and resumes from a valid checkpoint
+bit for bit on CPU.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable
 
@@ -19,10 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from cffbench.data.splits import Splits
+from cffbench.ff.checkpoint import RunCheckpoint, run_identity
 from cffbench.ff.config import TrainConfig, run_generators
 from cffbench.ff.goodness import unit_direction
 from cffbench.ff.layers import init_linear
 from cffbench.ff.result import CURVE_COLUMNS, RunResult, curve_epochs, optimizer_step
+
+log = logging.getLogger(__name__)
 
 
 def mlp_logits(params: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
@@ -34,19 +42,58 @@ def mlp_logits(params: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor)
     return F.linear(h, weight, bias)
 
 
-def train_backprop(config: TrainConfig, splits: Splits, device: torch.device,
-                   on_epoch: Callable[[dict], None] | None, started: float) -> RunResult:
-    """Train the BP reference; returns a :class:`RunResult` (curves use ``layer = 0``)."""
+def _fresh_state(config: TrainConfig, splits: Splits, device: torch.device):
     generators = run_generators(config.seed)
     widths = (splits.n_features, *config.hidden, splits.n_classes)
     params = [tuple(t.to(device).requires_grad_() for t in init_linear(d_in, d_out, generators["init"]))
               for d_in, d_out in zip(widths[:-1], widths[1:])]
     optimizer = torch.optim.Adam([t for pair in params for t in pair], lr=config.lr)
+    return generators, params, optimizer
+
+
+def _restore(state: dict, generators: dict, params: list, optimizer) -> tuple[int, list[dict]]:
+    """Put a bp checkpoint's state in place; returns (epochs done, curves). Raises on a misfit."""
+    saved = state["params"]
+    flat = [t for pair in params for t in pair]
+    if len(saved) != len(flat):
+        raise ValueError("checkpoint has another number of parameters")
+    with torch.no_grad():
+        for target, value in zip(flat, saved):
+            if tuple(value.shape) != tuple(target.shape) or value.dtype != target.dtype:
+                raise ValueError(f"checkpoint tensor {tuple(value.shape)} does not fit "
+                                 f"{tuple(target.shape)}")
+            target.copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    for name, generator in generators.items():
+        generator.set_state(state["generators"][name])
+    return int(state["phase"]["epoch"]), [dict(row) for row in state["curves"]]
+
+
+def train_backprop(config: TrainConfig, splits: Splits, device: torch.device,
+                   on_epoch: Callable[[dict], None] | None, started: float,
+                   checkpoint: RunCheckpoint | None = None) -> RunResult:
+    """Train the BP reference; returns a :class:`RunResult` (curves use ``layer = 0``)."""
+    generators, params, optimizer = _fresh_state(config, splits, device)
     x, y = splits.x_train.to(device), splits.y_train.to(device)
     n_epochs = config.epochs_per_layer * config.n_layers
     recorded = set(curve_epochs(n_epochs).tolist())
     curves, status, diverged_epoch = [], "ok", None
-    for epoch in range(1, n_epochs + 1):
+    identity = run_identity(config, device, x.shape[0], x.shape[1])
+    first_epoch, elapsed_before, resumed_at = 1, 0.0, ""
+    if checkpoint is not None and checkpoint.enabled:
+        state = checkpoint.load(identity, device)
+        if state is not None:
+            try:
+                done, curves = _restore(state, generators, params, optimizer)
+                first_epoch, elapsed_before = done + 1, float(state["elapsed_s"])
+                resumed_at = f"epoch {done}"
+                log.warning("run %s resumed from its checkpoint after %s", checkpoint.run_id,
+                            resumed_at)
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                checkpoint.ignore(f"does not fit this run ({type(exc).__name__}: {exc})")
+                generators, params, optimizer = _fresh_state(config, splits, device)
+                curves = []
+    for epoch in range(first_epoch, n_epochs + 1):
         if config.batch_size and config.batch_size < x.shape[0]:
             order = torch.randperm(x.shape[0], generator=generators["batches"]).to(device)
             batches = list(order.split(config.batch_size))
@@ -74,9 +121,21 @@ def train_backprop(config: TrainConfig, splits: Splits, device: torch.device,
             curves.append(row)
             if on_epoch is not None:
                 on_epoch(dict(row))
+        if checkpoint is not None and checkpoint.enabled and epoch < n_epochs \
+                and checkpoint.due(epoch):
+            elapsed = elapsed_before + time.perf_counter() - started
+            checkpoint.save({**identity, "phase": {"layer": 0, "epoch": epoch},
+                             "elapsed_s": elapsed, "curves": [dict(r) for r in curves],
+                             "params": [t.detach() for pair in params for t in pair],
+                             "optimizer": optimizer.state_dict(),
+                             "generators": {k: g.get_state() for k, g in generators.items()}},
+                            {"schedule": "end-to-end", "variant": "bp", "layer": 0,
+                             "epoch": epoch, "epochs_per_layer": n_epochs, "n_layers": 1,
+                             "epochs_done": epoch, "epochs_total": n_epochs,
+                             "elapsed_s": elapsed})
     if status == "ok" and not all(bool(torch.isfinite(t).all()) for pair in params for t in pair):
         status, diverged_epoch = "diverged", n_epochs   # the last step produced non-finite weights
-    train_seconds = time.perf_counter() - started
+    train_seconds = elapsed_before + time.perf_counter() - started
     accuracies = {"test": float("nan"), "val": float("nan"), "train": float("nan")}
     if status == "ok":
         from cffbench.ff.train import train_eval_subset
@@ -97,4 +156,5 @@ def train_backprop(config: TrainConfig, splits: Splits, device: torch.device,
         layer_stats=[{"layer": i + 1, "g_pos": float("nan"), "g_neg": float("nan"),
                       "seconds": train_seconds} for i in range(config.n_layers)],
         curves=pd.DataFrame(curves, columns=CURVE_COLUMNS), diverged_epoch=diverged_epoch,
-        duration_s=time.perf_counter() - started, device=str(device), notes=notes)
+        duration_s=elapsed_before + time.perf_counter() - started, device=str(device),
+        notes=notes, resumed_at=resumed_at, resumed_elapsed_s=elapsed_before)

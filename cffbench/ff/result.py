@@ -12,6 +12,14 @@ import torch
 
 from cffbench.errors import TrainConfigError
 
+#: Version of the engines' numerics (train_run, train_stacked, the backprop reference): bumped
+#: by any change that alters a result bit on the same torch build (an RNG stream drawn in
+#: another order, an operation reordered in the hot loop, another reduction). Every stored run
+#: and every checkpoint records it; ``tests/test_ff_golden.py`` pins the results it stands for,
+#: so a change of numerics without a bump fails there. Version 1: the engine of the paper_mnist
+#: study (commit d6f27be).
+NUMERICS_VERSION = 1
+
 #: Columns of :attr:`RunResult.curves` (long format, one row per recorded layer × epoch).
 CURVE_COLUMNS = ["layer", "epoch", "loss", "g_pos", "g_neg", "gamma", "alpha_row"]
 #: At most this many recorded epochs per layer.
@@ -29,7 +37,8 @@ class RunResult:
     (training wall time of that layer). ``curves`` columns: ``layer`` (1-based; 0 = the whole
     network for bp), ``epoch`` (1-based), ``loss``, ``g_pos``, ``g_neg`` (means over the epoch's
     positives / negatives, before the step), ``gamma`` (after the epoch; nan for ff / bp) and
-    ``alpha_row`` (α's row as JSON text when α is learned, else ``""``).
+    ``alpha_row`` (α's row as JSON text when α is learned, else ``""``). ``numerics_version``
+    is the :data:`NUMERICS_VERSION` of the engine that produced it.
     """
 
     status: str
@@ -44,17 +53,35 @@ class RunResult:
     duration_s: float
     device: str
     notes: list[str] = field(default_factory=list)
+    numerics_version: int = NUMERICS_VERSION
+    #: where a run resumed from its checkpoint (e.g. ``"layer 2, epoch 40"``; "" = from the
+    #: start) and the training seconds before it; neither is stored (the result is the same)
+    resumed_at: str = ""
+    resumed_elapsed_s: float = 0.0
+
+
+def largest_step_factor(group: dict) -> float:
+    """The largest scalar a step of this param group multiplies an update by: ``lr`` for SGD,
+    Adam's ``lr / (1 − β₁^t)`` at ``t = 1`` (its bias correction only shrinks it later)."""
+    factor = abs(float(group["lr"]))
+    if "betas" in group:
+        factor = factor / (1.0 - group["betas"][0])
+    return factor
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
-    """``optimizer.step()``, turning torch's overflow error (an absurd lr makes Adam's step size
-    overflow a float) into :class:`FloatingPointError`, which the trainers report as divergence."""
-    try:
-        optimizer.step()
-    except RuntimeError as exc:
-        if "overflow" in str(exc):
-            raise FloatingPointError(str(exc)) from None
-        raise
+    """``optimizer.step()``, or :class:`FloatingPointError` (reported by the trainers as
+    divergence) when the step cannot be finite: its step factor (:func:`largest_step_factor`)
+    exceeds the largest finite value of a parameter's dtype, so the update would be ±inf. That
+    is the condition under which torch refuses the step (it cannot pass the factor to the fp32
+    kernel); checking the number before the step replaces matching the words of its error."""
+    for group in optimizer.param_groups:
+        factor = largest_step_factor(group)
+        for param in group["params"]:
+            if factor > torch.finfo(param.dtype).max:
+                raise FloatingPointError(f"step factor {factor:.3g} exceeds the largest finite "
+                                         f"{param.dtype} ({torch.finfo(param.dtype).max:.3g})")
+    optimizer.step()
 
 
 def curve_epochs(n_epochs: int, max_points: int = MAX_CURVE_POINTS) -> np.ndarray:

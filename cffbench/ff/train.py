@@ -29,6 +29,7 @@ import torch
 from cffbench.data.splits import Splits
 from cffbench.errors import TrainConfigError
 from cffbench.ff.alpha import normalised_structures_coincide
+from cffbench.ff.checkpoint import RunCheckpoint, restore_trainer, trainer_identity, trainer_state
 from cffbench.ff.collaboration import Collaboration
 from cffbench.ff.config import TrainConfig, run_generators
 from cffbench.ff.goodness import collaborative_logits, ff_loss
@@ -83,6 +84,9 @@ class FFTrainer:
         self.curves: list[dict] = []
         self.seconds = [0.0] * len(self.layers)
         self.final_goodness: list[tuple[float, float]] = [(float("nan"),) * 2] * len(self.layers)
+        self.checkpoint: RunCheckpoint | None = None
+        self.started = time.perf_counter()
+        self.elapsed_before = 0.0    # training seconds of earlier processes (a resumed run)
 
     # ------------------------------------------------------------------ inputs
     def _draw_negatives(self) -> torch.Tensor:
@@ -170,16 +174,19 @@ class FFTrainer:
                 self.on_epoch(dict(row))
 
     # ------------------------------------------------------------------ schedules
-    def train_sequential(self) -> None:
-        for index in range(len(self.layers)):
-            start = time.perf_counter()
+    def train_sequential(self, resume: tuple[int, int] = (0, 0)) -> None:
+        """Layer by layer; ``resume = (layer index, epochs of it done)`` from a checkpoint."""
+        first_layer, epochs_done = resume
+        n_epochs = self.config.epochs_per_layer
+        for index in range(first_layer, len(self.layers)):
+            start = time.perf_counter() - self.seconds[index]
             for layer in self.layers:   # drop the previous phase's scratch before allocating anew
                 layer.release_buffers()
             inp, lower = self.chain_inputs(index)
             if self.config.negatives != "redraw":
                 for frozen in self.layers[:index]:  # inp / lower keep what they need alive
                     frozen.release_buffers()
-            for epoch in range(1, self.config.epochs_per_layer + 1):
+            for epoch in range(epochs_done + 1 if index == first_layer else 1, n_epochs + 1):
                 if self.config.negatives == "redraw":
                     self._redraw_negatives()
                     inp, lower = self.chain_inputs(index)
@@ -188,10 +195,13 @@ class FFTrainer:
                 except FloatingPointError:
                     raise Diverged(epoch) from None
                 self._record(index, epoch, *stats)
+                self.seconds[index] = time.perf_counter() - start
+                self._maybe_checkpoint(index, epoch, index * n_epochs + epoch)
             self.seconds[index] = time.perf_counter() - start
 
-    def train_alternating(self) -> None:
-        for epoch in range(1, self.config.epochs_per_layer + 1):
+    def train_alternating(self, resume: tuple[int, int] = (0, 0)) -> None:
+        """Every layer once per epoch; ``resume = (_, epochs done)`` from a checkpoint."""
+        for epoch in range(resume[1] + 1, self.config.epochs_per_layer + 1):
             if self.config.negatives == "redraw":
                 self._redraw_negatives()
             try:
@@ -200,6 +210,7 @@ class FFTrainer:
                 raise Diverged(epoch) from None
             for index, stats in enumerate(per_layer):
                 self._record(index, epoch, *(float(torch.stack(c).mean()) for c in zip(*stats)))
+            self._maybe_checkpoint(len(self.layers) - 1, epoch, epoch)
 
     def _alternating_epoch(self) -> list[list]:
         """One alternating epoch: per minibatch, every layer steps once, bottom to top."""
@@ -218,6 +229,23 @@ class FFTrainer:
                         inp = PlainInput(layer.direction(h, norm))
                 self.seconds[index] += time.perf_counter() - start
         return per_layer
+
+    # ------------------------------------------------------------------ checkpoints
+    def _maybe_checkpoint(self, index: int, epoch: int, epochs_done: int) -> None:
+        """Write a checkpoint after this epoch if one is due (never after the run's last)."""
+        n_epochs = self.config.epochs_per_layer
+        total = n_epochs * (len(self.layers) if self.config.schedule == "sequential" else 1)
+        if self.checkpoint is None or not self.checkpoint.enabled or epochs_done >= total:
+            return
+        if self.checkpoint.due(epochs_done):
+            self.checkpoint.save(trainer_state(self, index, epoch), {
+                "schedule": self.config.schedule, "variant": self.config.variant,
+                "layer": index + 1, "epoch": epoch, "epochs_per_layer": n_epochs,
+                "n_layers": len(self.layers), "epochs_done": epochs_done, "epochs_total": total,
+                "elapsed_s": self.elapsed()})
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
 
     @torch.no_grad()
     def final_layer_goodness(self) -> list[tuple[float, float]]:
@@ -249,7 +277,8 @@ def train_eval_subset(splits: Splits, size: int, generator: torch.Generator) -> 
 
 
 def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
-              on_epoch: Callable[[dict], None] | None = None) -> RunResult:
+              on_epoch: Callable[[dict], None] | None = None,
+              checkpoint: RunCheckpoint | None = None) -> RunResult:
     """Train one run and evaluate it; a diverging run is reported, never raised.
 
     Parameters
@@ -263,7 +292,12 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
         negatives do not depend on the device. On CPU, the same config and splits give
         bit-identical results.
     on_epoch : callable, optional
-        Receives every recorded curve row (a dict with the ``curves`` columns).
+        Receives every recorded curve row (a dict with the ``curves`` columns). A resumed run
+        sends only the rows after its checkpoint.
+    checkpoint : RunCheckpoint, optional
+        Resume from this checkpoint if it is valid for this run, and write it as it falls due
+        (:mod:`cffbench.ff.checkpoint`; ``bp`` too). The caller deletes
+        it once the result is safe. On CPU the result equals an uninterrupted run bit for bit.
 
     Returns
     -------
@@ -285,7 +319,7 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
     if config.variant == "bp":
         from cffbench.ff.backprop import train_backprop
 
-        return train_backprop(config, splits, torch_device, on_epoch, started)
+        return train_backprop(config, splits, torch_device, on_epoch, started, checkpoint)
     if config.is_collaborative and normalised_structures_coincide(config.n_layers):
         note = ("with 2 hidden layers all normalised alpha structures coincide "
                 "(uniform = distance = learned = ones: alpha = [[0, 1], [1, 0]])")
@@ -294,12 +328,27 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
     if config.variant == "a-cff" and config.gamma == 0 and config.gamma_lr > 0:
         notes.append("a-cff with gamma init 0: gamma receives gradient and moves away from 0")
     trainer = FFTrainer(config, splits, torch_device, on_epoch)
+    trainer.started = started
+    resume, resumed_at = (0, 0), ""
+    if checkpoint is not None and checkpoint.enabled:
+        trainer.checkpoint = checkpoint
+        state = checkpoint.load(trainer_identity(trainer), torch_device)
+        if state is not None:
+            try:
+                resume = restore_trainer(trainer, state)
+                resumed_at = f"layer {state['phase']['layer'] + 1}, epoch {state['phase']['epoch']}"
+                log.warning("run %s resumed from its checkpoint after %s", checkpoint.run_id,
+                            resumed_at)
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                checkpoint.ignore(f"does not fit this run ({type(exc).__name__}: {exc})")
+                trainer = FFTrainer(config, splits, torch_device, on_epoch)
+                trainer.started, trainer.checkpoint = started, checkpoint
     status, diverged_epoch = "ok", None
     try:
         if config.schedule == "sequential":
-            trainer.train_sequential()
+            trainer.train_sequential(resume)
         else:
-            trainer.train_alternating()
+            trainer.train_alternating(resume)
         if not all(bool(torch.isfinite(w).all() and torch.isfinite(b).all())
                    for w, b in trainer.weights()):
             raise Diverged(config.epochs_per_layer)   # the last step produced non-finite weights
@@ -330,5 +379,6 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
         layer_stats=[{"layer": i + 1, "g_pos": gp, "g_neg": gn, "seconds": trainer.seconds[i]}
                      for i, (gp, gn) in enumerate(goodness)],
         curves=trainer.curves_frame(),
-        diverged_epoch=diverged_epoch, duration_s=time.perf_counter() - started,
-        device=str(torch_device), notes=notes)
+        diverged_epoch=diverged_epoch, duration_s=trainer.elapsed(),
+        device=str(torch_device), notes=notes, resumed_at=resumed_at,
+        resumed_elapsed_s=trainer.elapsed_before)

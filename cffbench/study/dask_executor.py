@@ -38,6 +38,7 @@ from typing import Any, Iterable, Iterator, Optional
 from distributed import WorkerPlugin
 
 from cffbench.errors import StudyError
+from cffbench.ff.checkpoint import CheckpointPlan
 from cffbench.study.executors import (EpochCallback, LoadFn, RunOutcome, TrainFn, _one_line,
                                       execute_run)
 from cffbench.study.grid import RunTask
@@ -79,10 +80,14 @@ def _publish_epoch(run_id: str, record: dict) -> None:
 
 def dask_entry(task: RunTask, data_root: Optional[Path], device: str,
                train_fn: Optional[TrainFn], load_fn: Optional[LoadFn],
-               verbose: bool) -> RunOutcome:
-    """What a Dask worker runs for one task: :func:`execute_run`, epochs sent as events."""
+               verbose: bool, checkpoints: Optional[CheckpointPlan] = None) -> RunOutcome:
+    """What a Dask worker runs for one task: :func:`execute_run`, epochs sent as events.
+
+    ``checkpoints`` names the driver's checkpoint folder: the worker reads and writes the run's
+    checkpoint there, so on SLURM it must be on a filesystem every node shares with the driver
+    (a run resubmitted after its job hit the walltime resumes from it on any node)."""
     return execute_run(task, data_root, device, train_fn, load_fn,
-                       _publish_epoch if verbose else None)
+                       _publish_epoch if verbose else None, checkpoints)
 
 
 # ----------------------------------------------------------------------------- cluster setup
@@ -132,6 +137,9 @@ class DaskExecutor:
         Extra attempts for a run whose worker died; then the run is recorded as failed.
     slurm : SlurmSection or None
         Start SLURM jobs instead of a local cluster.
+    checkpoints : CheckpointPlan or None
+        The driver's checkpoint folder and interval, handed to every worker (on SLURM the folder
+        must be on a filesystem the driver and all nodes share).
     """
 
     workers: int = 2
@@ -144,6 +152,7 @@ class DaskExecutor:
     retries: int = 2
     slurm: Any = None
     threads_per_worker: int = 1
+    checkpoints: Optional[CheckpointPlan] = None
     _epochs: queue_module.Queue = field(default_factory=queue_module.Queue, repr=False)
 
     def scheduler_address(self) -> Optional[str]:
@@ -234,6 +243,7 @@ class DaskExecutor:
             def submit(task: RunTask) -> None:
                 future = client.submit(dask_entry, task, self.data_root, self.device,
                                        self.train_fn, self.load_fn, self.on_epoch is not None,
+                                       self.checkpoints,
                                        pure=False, key=f"cffbench-run-{task.run_id}-"
                                                         f"{deaths.get(task.run_id, 0)}")
                 pending[future] = task

@@ -11,6 +11,7 @@ Workers load each dataset themselves and keep it in a per-process cache keyed by
 from __future__ import annotations
 
 import concurrent.futures as cf
+import inspect
 import itertools
 import multiprocessing
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from cffbench.errors import StudyError
+from cffbench.ff.checkpoint import CheckpointPlan
 from cffbench.study.grid import RunTask
 
 TrainFn = Callable[..., Any]          # train_run(config, splits, device=..., on_epoch=...)
@@ -110,12 +112,24 @@ def _cached_splits(task: RunTask, data_root: Optional[Path], load_fn: Optional[L
     return _SPLITS_CACHE[key]
 
 
+def takes_checkpoint(train: TrainFn) -> bool:
+    """Whether a train function accepts ``checkpoint=`` (``train_run`` does; a custom one may not)."""
+    try:
+        return "checkpoint" in inspect.signature(train).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def execute_run(task: RunTask, data_root: Optional[Path], device: str,
                 train_fn: Optional[TrainFn] = None, load_fn: Optional[LoadFn] = None,
-                on_epoch: Optional[EpochCallback] = None) -> RunOutcome:
+                on_epoch: Optional[EpochCallback] = None,
+                checkpoints: Optional[CheckpointPlan] = None) -> RunOutcome:
     """Load the task's data (cached per process), train, and never raise for a run's failure.
 
     An exception inside loading or training becomes ``RunOutcome(result=None, error=...)``.
+    ``checkpoints`` (the folder the driver names): the run resumes from its checkpoint there and
+    writes it as it falls due, when the train function takes ``checkpoint=``; ``duration_s`` then
+    includes the training time of the interrupted attempts.
     """
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -127,8 +141,12 @@ def execute_run(task: RunTask, data_root: Optional[Path], device: str,
         if on_epoch is not None:
             def callback(record: dict, _rid=task.run_id) -> None:
                 on_epoch(_rid, record)
-        result = train(task.config, splits, device=resolved, on_epoch=callback)
-        return RunOutcome(task.run_id, result, "", started, time.perf_counter() - t0,
+        extra = {}
+        if checkpoints is not None and takes_checkpoint(train):
+            extra["checkpoint"] = checkpoints.for_run(task.run_id)
+        result = train(task.config, splits, device=resolved, on_epoch=callback, **extra)
+        earlier = float(getattr(result, "resumed_elapsed_s", 0.0) or 0.0)
+        return RunOutcome(task.run_id, result, "", started, time.perf_counter() - t0 + earlier,
                           str(getattr(result, "device", resolved) or resolved),
                           int(splits.x_train.shape[0]))
     except KeyboardInterrupt:
@@ -152,16 +170,18 @@ def seed_groups(tasks: Iterable[RunTask]) -> list[list[RunTask]]:
 
 def execute_stacked(tasks: list[RunTask], data_root: Optional[Path], device: str,
                     train_fn: Optional[TrainFn] = None, load_fn: Optional[LoadFn] = None,
-                    on_epoch: Optional[EpochCallback] = None) -> list[RunOutcome]:
+                    on_epoch: Optional[EpochCallback] = None,
+                    checkpoints: Optional[CheckpointPlan] = None) -> list[RunOutcome]:
     """Run a seed group as one batched model (:func:`cffbench.ff.stacked.train_stacked`).
 
     One :class:`RunOutcome` per task, as :func:`execute_run` gives; ``duration_s`` is the group's
     wall time / S. A task whose data fails to load fails alone; a training error fails the group.
     A custom ``train_fn`` cannot be stacked, nor splits of different shapes: then every task goes
-    through :func:`execute_run`.
+    through :func:`execute_run` (and is checkpointed there; a stacked group is not).
     """
     if train_fn is not None or len(tasks) < 2:
-        return [execute_run(t, data_root, device, train_fn, load_fn, on_epoch) for t in tasks]
+        return [execute_run(t, data_root, device, train_fn, load_fn, on_epoch, checkpoints)
+                for t in tasks]
     started, t0, resolved = datetime.now(timezone.utc), time.perf_counter(), resolve_device(device)
     outcomes: dict[str, RunOutcome] = {}
     loaded: list[tuple[RunTask, Any]] = []
@@ -177,7 +197,8 @@ def execute_stacked(tasks: list[RunTask], data_root: Optional[Path], device: str
     try:   # e.g. subsets of unequal size: run them one by one rather than fail them
         check_stackable([t.config for t, _ in loaded], [s for _, s in loaded])
     except ValueError:
-        return [outcomes.get(t.run_id) or execute_run(t, data_root, device, None, load_fn, on_epoch)
+        return [outcomes.get(t.run_id) or execute_run(t, data_root, device, None, load_fn, on_epoch,
+                                                       checkpoints)
                 for t in tasks]
     try:
         callbacks = None if on_epoch is None else [
@@ -241,16 +262,17 @@ def _queue_epoch(run_id: str, record: dict) -> None:
 
 def _pool_entry(task: RunTask, data_root: Optional[Path], device: str,
                 train_fn: Optional[TrainFn], load_fn: Optional[LoadFn],
-                verbose: bool) -> RunOutcome:
+                verbose: bool, checkpoints: Optional[CheckpointPlan] = None) -> RunOutcome:
     return execute_run(task, data_root, _WORKER_DEVICE or device, train_fn, load_fn,
-                       _queue_epoch if verbose else None)
+                       _queue_epoch if verbose else None, checkpoints)
 
 
 def _pool_entry_stacked(tasks: list[RunTask], data_root: Optional[Path], device: str,
                         train_fn: Optional[TrainFn], load_fn: Optional[LoadFn],
-                        verbose: bool) -> list[RunOutcome]:
+                        verbose: bool, checkpoints: Optional[CheckpointPlan] = None
+                        ) -> list[RunOutcome]:
     return execute_stacked(tasks, data_root, _WORKER_DEVICE or device, train_fn, load_fn,
-                           _queue_epoch if verbose else None)
+                           _queue_epoch if verbose else None, checkpoints)
 
 
 # ----------------------------------------------------------------------------- executors
@@ -259,7 +281,8 @@ class SerialExecutor:
     """Runs tasks one after another in this process (simplest; best for debugging).
 
     ``stack_seeds``: run each group of tasks that differ only in seed as one batched model
-    (:func:`execute_stacked`); the task list is then read whole before the first run starts.
+    (:func:`execute_stacked`, not checkpointed); the task list is then read whole before the
+    first run starts. ``checkpoints``: where and how often runs checkpoint (None: never).
     """
 
     data_root: Optional[Path] = None
@@ -269,16 +292,17 @@ class SerialExecutor:
     on_epoch: Optional[EpochCallback] = None
     workers: int = 1
     stack_seeds: bool = False
+    checkpoints: Optional[CheckpointPlan] = None
 
     def map_runs(self, tasks: Iterable[RunTask]) -> Iterator[RunOutcome]:
         if self.stack_seeds:
             for group in seed_groups(tasks):
                 yield from execute_stacked(group, self.data_root, self.device, self.train_fn,
-                                           self.load_fn, self.on_epoch)
+                                           self.load_fn, self.on_epoch, self.checkpoints)
             return
         for task in tasks:
             yield execute_run(task, self.data_root, self.device, self.train_fn, self.load_fn,
-                              self.on_epoch)
+                              self.on_epoch, self.checkpoints)
 
 
 @dataclass
@@ -303,6 +327,7 @@ class LocalExecutor:
     threads_per_worker: int = 1
     stack_seeds: bool = False
     worker_devices: Optional[list[str]] = None
+    checkpoints: Optional[CheckpointPlan] = None
 
     def map_runs(self, tasks: Iterable[RunTask]) -> Iterator[RunOutcome]:
         methods = multiprocessing.get_all_start_methods()
@@ -336,7 +361,8 @@ class LocalExecutor:
                     try:
                         future = pool.submit(entry, job if self.stack_seeds else job[0],
                                              self.data_root, self.device, self.train_fn,
-                                             self.load_fn, self.on_epoch is not None)
+                                             self.load_fn, self.on_epoch is not None,
+                                             self.checkpoints)
                     except cf.process.BrokenProcessPool:
                         # A worker died before the pool's futures said so: take this job up again
                         # once the dead pool's futures are collected and a new pool runs.

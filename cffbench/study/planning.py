@@ -5,7 +5,9 @@ remaining runs (variant, hidden, batch size, schedule, negatives, precision), af
 warm-up, one run is timed with 2 and with 6 epochs per layer on the study's first dataset at the study's ``n_train``, on one
 torch thread as a worker uses. Run time is taken as linear in the epochs per layer,
 ``t(E) = t(2) + (E - 2) * (t(6) - t(2)) / 4`` (the fixed part holds data handling and evaluation),
-and the remaining runs' times are summed and divided by the number of workers. When the study's
+and the remaining runs' times are summed and divided by the number of workers; a run that
+resumes from a checkpoint counts with the share of its epochs still to train (its fixed part
+too, a slight underestimate). When the study's
 device resolves to CUDA the calibration runs on the GPU, synchronised before each clock reading.
 
 With ``gpu_tflops`` the plan also gives a GPU estimate that needs no GPU: each remaining run's
@@ -24,6 +26,8 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from cffbench.ff.checkpoint import read_sidecars
+from cffbench.ff.result import NUMERICS_VERSION
 from cffbench.study.executors import LoadFn, TrainFn, default_load_fn, default_train_fn
 from cffbench.study.flops import STEP_OVERHEAD_S
 from cffbench.study.grid import RunTask, expand, resolve_results_dir
@@ -46,6 +50,9 @@ class StudyPlan:
     planned, done, failed, remaining : int
         Runs in the grid; finished (ok / diverged); stored as failed (retried next run);
         still to run (failed ones included).
+    in_flight : dict
+        ``{run_id: fraction of its epochs done}`` of the remaining runs that have a checkpoint
+        (they resume there; the estimate counts only their epochs left).
     workers : int
     estimate_s : float or None
         Wall-clock estimate for the remaining runs (None without calibration).
@@ -86,12 +93,17 @@ class StudyPlan:
     n_gpus: int = 0
     tasks_per_gpu: int = 1
     gpu_note: str = ""
+    in_flight: dict = field(default_factory=dict)
 
     def to_text(self) -> str:
         """What ``cffbench plan`` prints."""
         lines = [f"study {self.study.name}: {self.planned} runs planned, {self.done} done, "
                  f"{self.remaining} remaining ({self.failed} of them failed before) "
                  f"-> {self.results_dir}"]
+        if self.in_flight:
+            share = sum(self.in_flight.values()) / len(self.in_flight)
+            lines.append(f"{len(self.in_flight)} of the remaining runs resume from a checkpoint "
+                         f"({100 * share:.0f} % of their epochs done on average)")
         if self.estimate_s is not None and self.remaining:
             lines.append(f"estimated time for the remaining runs: {format_seconds(self.estimate_s)} "
                          f"with {self.workers} worker(s)")
@@ -206,6 +218,13 @@ def plan_study(study: Study | Path | str, results_dir: Path | str | None = None,
     failed = sum(statuses.get(t.run_id) == "failed" for t in tasks)
     remaining = [t for t in tasks if statuses.get(t.run_id) not in DONE_STATUSES]
     plan = StudyPlan(study, store.root, len(tasks), done, failed, len(remaining), n_workers)
+    remaining_ids = {t.run_id for t in remaining}
+    plan.in_flight = {info["run_id"]: min(max(float(info["epochs_done"]) / info["epochs_total"],
+                                              0.0), 1.0)
+                      for info in read_sidecars(store.checkpoints_dir)
+                      if info["run_id"] in remaining_ids and info.get("epochs_total")
+                      and info.get("numerics_version") == NUMERICS_VERSION
+                      and isinstance(info.get("epochs_done"), (int, float))}
     if gpu_tflops is not None and remaining:
         gpu_estimate(plan, remaining, gpu_tflops, dev)
     if not calibrate or not remaining:
@@ -233,7 +252,9 @@ def plan_study(study: Study | Path | str, results_dir: Path | str | None = None,
                                 resolve_device(dev)) for e in CALIBRATION_EPOCHS)
             slope = max(t3 - t1, 0.0) / (CALIBRATION_EPOCHS[1] - CALIBRATION_EPOCHS[0])
             e1 = CALIBRATION_EPOCHS[0]
-            times = [max(t1 + (m.config.epochs_per_layer - e1) * slope, 0.0) for m in members]
+            # a run resuming from a checkpoint has only the rest of its epochs to train
+            times = [max(t1 + (m.config.epochs_per_layer - e1) * slope, 0.0)
+                     * (1.0 - plan.in_flight.get(m.run_id, 0.0)) for m in members]
             total += sum(times)
             rows.append({**dict(zip(_ARCH_FIELDS, key)), "runs": len(members),
                          f"t{CALIBRATION_EPOCHS[0]}_s": t1, f"t{CALIBRATION_EPOCHS[1]}_s": t3, "per_run_s": sum(times) / len(times)})

@@ -56,9 +56,14 @@ class RichReporter:
             total = task.config.epochs_per_layer * len(task.config.hidden)
             label = f"  {task.dataset} {task.variant} seed {task.seed}"
             self.run_bars[run_id] = self.progress.add_task(label, total=total, extra="")
-        # Curves may record only some epochs: progress = sum of each layer's latest epoch.
+        # Curves may record only some epochs: progress = sum of each layer's latest epoch. A run
+        # resumed from a checkpoint starts reporting mid-way: in the sequential schedule the
+        # layers below the first one reported are finished.
         latest = self.run_epochs.setdefault(run_id, {})
-        latest[record.get("layer")] = int(record.get("epoch") or 0)
+        layer = record.get("layer")
+        if not latest and task.config.schedule == "sequential" and isinstance(layer, int):
+            latest.update({below: task.config.epochs_per_layer for below in range(1, layer)})
+        latest[layer] = int(record.get("epoch") or 0)
         loss = record.get("loss")
         extra = f"layer {record.get('layer')} loss {loss:.4f}" if isinstance(loss, float) else ""
         self.progress.update(self.run_bars[run_id], completed=sum(latest.values()), extra=extra)

@@ -4,7 +4,10 @@
 before it writes anything, so a user mistake leaves the store as it was. It then runs the runs
 that have no finished (ok / diverged) part file, in completion order, and stores each one as it
 arrives; a failing or diverging run is recorded and the study goes on. Ctrl-C stops the workers;
-every finished run is already stored and the store stays readable.
+every finished run is already stored and the store stays readable. Runs checkpoint into
+``<results>/checkpoints/`` (``[execution] checkpoint_every``, :mod:`cffbench.ff.checkpoint`): an
+interrupted run resumes from its last checkpoint on the next call, and a stored run's checkpoint
+is deleted.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, Iterator, Optional
 import pandas as pd
 
 from cffbench.errors import StudyError
+from cffbench.ff.checkpoint import CheckpointPlan, read_sidecars, validate_every
 from cffbench.study.executors import LoadFn, RunOutcome, TrainFn, make_executor
 from cffbench.study.grid import RunTask, expand, resolve_results_dir
 from cffbench.study.spec import Study, load_study, validate_device
@@ -116,7 +120,8 @@ def run_study(study: Study | Path | str, results_dir: Path | str | None = None, 
               executor: Optional[str] = None, workers: Optional[int] = None,
               device: Optional[str] = None, force: bool = False,
               data_root: Optional[Path] = None, train_fn: Optional[TrainFn] = None,
-              load_fn: Optional[LoadFn] = None, reporter: Any = None) -> RunSummary:
+              load_fn: Optional[LoadFn] = None, reporter: Any = None,
+              checkpoint_every: Any = None) -> RunSummary:
     """Run the missing runs of a study and store each result.
 
     Parameters
@@ -131,6 +136,8 @@ def run_study(study: Study | Path | str, results_dir: Path | str | None = None, 
     load_fn : ``load_fn(name, root, n_train=, seed=) -> Splits``; default
         :func:`cffbench.data.load_splits`. When given, the raw files are not verified first.
     reporter : progress hooks (see :class:`SilentReporter`).
+    checkpoint_every : override ``[execution] checkpoint_every``: epochs between checkpoints,
+        ``0`` = off, ``"auto"`` = about every 4 minutes of training. Not part of run ids.
 
     Returns
     -------
@@ -146,6 +153,11 @@ def run_study(study: Study | Path | str, results_dir: Path | str | None = None, 
     study = _as_study(study)
     tasks = expand(study)
     name, n_workers, dev = resolve_execution(study, executor, workers, device)
+    try:
+        every = validate_every(study.execution.checkpoint_every if checkpoint_every is None
+                               else checkpoint_every)
+    except ValueError as exc:
+        raise StudyError(f"--checkpoint-every: {exc}") from None
     reporter = reporter or SilentReporter()
     # Per-epoch records cross process boundaries only when the reporter shows them (-v).
     on_epoch = reporter.epoch if getattr(reporter, "wants_epochs", False) else None
@@ -179,6 +191,15 @@ def run_study(study: Study | Path | str, results_dir: Path | str | None = None, 
     by_id = {t.run_id: t for t in tasks}
     todo = [t for t in tasks if force or statuses.get(t.run_id) not in DONE_STATUSES]
     summary.already_done = len(tasks) - len(todo)
+    # A checkpoint of a run that is stored, no longer planned, or forced to start over is stale.
+    stale = [rid for rid in store.checkpointed_runs()
+             if force or rid not in by_id or statuses.get(rid) in DONE_STATUSES]
+    for rid in stale:
+        store.discard_checkpoint(rid)
+    if stale:
+        summary.notes.append(f"{len(stale)} stale checkpoint(s) removed")
+    engine.checkpoints = (CheckpointPlan(store.checkpoints_dir.resolve(), every)
+                          if every != 0 else None)
 
     def pending() -> Iterator[RunTask]:
         for task in todo:   # another process may have finished it meanwhile
@@ -191,6 +212,8 @@ def run_study(study: Study | Path | str, results_dir: Path | str | None = None, 
             for outcome in outcomes:
                 task = by_id[outcome.run_id]
                 store.record(task, outcome, force=force)
+                if outcome.status in DONE_STATUSES:   # a failed run keeps it for the retry
+                    store.discard_checkpoint(task.run_id)
                 summary.executed += 1
                 status = outcome.status
                 setattr(summary, status, getattr(summary, status) + 1)
@@ -201,6 +224,30 @@ def run_study(study: Study | Path | str, results_dir: Path | str | None = None, 
 
 
 # ----------------------------------------------------------------------------- plan / status
+def in_flight_runs(results_dir: Path | str) -> pd.DataFrame:
+    """Runs of a results folder that have a checkpoint but no finished part file.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``run_id, variant, schedule, layer, epoch, epochs_per_layer, epochs_done,
+        epochs_total, checkpointed_at`` (UTC), one row per run, from the checkpoints' JSON
+        summaries; ``layer`` and ``epoch`` (1-based) are where the last checkpoint stands (in the
+        ``alternating`` schedule an epoch trains every layer, and ``layer`` is the last; ``bp``
+        has schedule ``end-to-end`` and layer 0).
+    """
+    store = RunStore(results_dir)
+    statuses = store.statuses()
+    columns = ["run_id", "variant", "schedule", "layer", "epoch", "epochs_per_layer",
+               "epochs_done", "epochs_total", "checkpointed_at"]
+    rows = [{**{k: info.get(k) for k in columns},
+             "checkpointed_at": pd.Timestamp(info.get("saved_at", 0), unit="s", tz="UTC")}
+            for info in read_sidecars(store.checkpoints_dir)
+            if statuses.get(info["run_id"]) not in DONE_STATUSES
+            and (store.checkpoints_dir / f"{info['run_id']}.pt").is_file()]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def study_status(results_dir: Path | str) -> pd.DataFrame:
     """Planned and stored runs per dataset x variant of a results folder.
 

@@ -158,11 +158,23 @@ class ExecutionSection(BaseModel):
     scheduler: Optional[Annotated[str, Field(pattern=r"^[a-z]+://\S+$")]] = None
     retries: Annotated[int, Field(ge=0)] = 2
     slurm: Optional[SlurmSection] = None
+    # checkpoint each run every N epochs (0 = off) or "auto" (every ~4 minutes of training,
+    # cffbench.ff.checkpoint); an execution setting, not in run ids
+    checkpoint_every: Union[Annotated[int, Field(ge=0, strict=True)], Literal["auto"]] = "auto"
 
     @field_validator("device")
     @classmethod
     def _known_device(cls, device: str) -> str:
         return validate_device(device)
+
+    @field_validator("checkpoint_every", mode="before")
+    @classmethod
+    def _checkpoint_every(cls, value: Any) -> Any:
+        from cffbench.ff.checkpoint import validate_every
+
+        if isinstance(value, str) and value != "auto":   # TOML "5" is a string: say so
+            raise ValueError('must be an integer >= 0 (0 = off) or "auto"')
+        return validate_every(value)
 
     @field_validator("tasks_per_gpu", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ Layout of a results directory::
     results/<study>/study.toml                  verbatim copy of the study file
     results/<study>/runs/<run_id>.parquet       one row per run (RUN_SCHEMA)
     results/<study>/curves/<run_id>.parquet     per-epoch records of that run (CURVE_SCHEMA)
+    results/<study>/checkpoints/<run_id>.pt     an unfinished run's checkpoint (+ .json summary)
 
 ``pandas.read_parquet("results/<study>/runs")`` gives one row per run: every part file has the
 same schema. Writes are atomic: a temp file whose name starts with ``.`` (which Parquet dataset
@@ -37,6 +38,8 @@ from cffbench.study.spec import Study, parse_study
 STUDY_FILE = "study.toml"
 RUNS_DIR = "runs"
 CURVES_DIR = "curves"
+#: In-flight runs' checkpoints (cffbench.ff.checkpoint); git-ignored, deleted once stored.
+CHECKPOINTS_DIR = "checkpoints"
 
 RUN_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("study", pa.string()), ("dataset", pa.string()),
@@ -52,9 +55,12 @@ RUN_SCHEMA = pa.schema([
     ("gamma_final_layers", pa.string()), ("alpha_final", pa.string()),
     ("diverged_epoch", pa.int64()), ("duration_s", pa.float64()), ("device", pa.string()),
     ("started_at", pa.timestamp("us", tz="UTC")), ("cffbench_version", pa.string()),
-    ("torch_version", pa.string()), ("git_commit", pa.string()), ("hostname", pa.string()),
-    ("error", pa.string()), ("notes", pa.string()),
+    ("torch_version", pa.string()), ("numerics_version", pa.int64()), ("git_commit", pa.string()),
+    ("hostname", pa.string()), ("error", pa.string()), ("notes", pa.string()),
 ])
+#: The run schema before ``numerics_version`` (runs stored by cffbench <= d6f27be, all of them
+#: numerics version 1): still a finished run, read with ``numerics_version`` missing.
+LEGACY_RUN_SCHEMAS = (pa.schema([f for f in RUN_SCHEMA if f.name != "numerics_version"]),)
 
 CURVE_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("layer", pa.int64()), ("epoch", pa.int64()),
@@ -117,6 +123,8 @@ def run_row(task: RunTask, outcome) -> dict[str, Any]:
         "device": outcome.device,
         "started_at": outcome.started_at,
         **provenance(),
+        # the engine that produced the result says which numerics it ran (a failed run: none)
+        "numerics_version": getattr(result, "numerics_version", None),
         "error": outcome.error,
         "notes": json.dumps([str(n) for n in (getattr(result, "notes", None) or [])]),
     })
@@ -216,6 +224,7 @@ class RunStore:
         self.runs_dir = self.root / RUNS_DIR
         self.curves_dir = self.root / CURVES_DIR
         self.study_file = self.root / STUDY_FILE
+        self.checkpoints_dir = self.root / CHECKPOINTS_DIR
 
     # -- ownership ------------------------------------------------------------------------
     def check_owner(self, study: Study) -> Optional[Study]:
@@ -229,7 +238,8 @@ class RunStore:
         # Anything but our own entries (or hidden temp files of a process that is just
         # creating the store) means the folder is someone else's.
         foreign = self.root.exists() and (not self.root.is_dir() or any(
-            not p.name.startswith(".") and p.name not in (RUNS_DIR, CURVES_DIR, STUDY_FILE)
+            not p.name.startswith(".")
+            and p.name not in (RUNS_DIR, CURVES_DIR, STUDY_FILE, CHECKPOINTS_DIR)
             for p in self.root.iterdir()))
         if foreign:
             raise StudyError(f"{self.root} exists and is not a cffbench results directory "
@@ -277,7 +287,7 @@ class RunStore:
     def remove_stale_temps(self) -> int:
         """Delete temp files left by processes that no longer run; returns how many."""
         removed = 0
-        for folder in (self.root, self.runs_dir, self.curves_dir):
+        for folder in (self.root, self.runs_dir, self.curves_dir, self.checkpoints_dir):
             if not folder.is_dir():
                 continue
             for tmp in folder.glob(".*.tmp"):
@@ -301,7 +311,8 @@ class RunStore:
         if not path.exists():
             return None
         try:
-            if not pq.read_schema(path).remove_metadata().equals(RUN_SCHEMA):
+            schema = pq.read_schema(path).remove_metadata()
+            if not any(schema.equals(known) for known in (RUN_SCHEMA, *LEGACY_RUN_SCHEMAS)):
                 return "corrupt"   # another version's columns or types: redo it in this schema
             table = pq.read_table(path, columns=["run_id", "status"])
             if table.num_rows != 1 or table["run_id"][0].as_py() != run_id:
@@ -322,6 +333,18 @@ class RunStore:
 
     def is_done(self, run_id: str) -> bool:
         return self.run_status(run_id) in DONE_STATUSES
+
+    def discard_checkpoint(self, run_id: str) -> None:
+        """Delete a run's checkpoint and its summary (the run is stored, or must start over)."""
+        for suffix in (".pt", ".json"):
+            (self.checkpoints_dir / f"{run_id}{suffix}").unlink(missing_ok=True)
+
+    def checkpointed_runs(self) -> list[str]:
+        """Run ids that have a checkpoint file."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.checkpoints_dir.glob("*.pt")
+                      if not p.name.startswith("."))
 
     def discard(self, run_id: str) -> None:
         """Remove a run's files (a corrupt part file, before redoing the run)."""
@@ -351,6 +374,16 @@ class RunStore:
             return False
         return write_atomic(path, write)
 
+def _current_run_table(table: pa.Table) -> pa.Table:
+    """A run table of a legacy schema in :data:`RUN_SCHEMA` (its new columns null)."""
+    if table.schema.remove_metadata().equals(RUN_SCHEMA) or not any(
+            table.schema.remove_metadata().equals(s) for s in LEGACY_RUN_SCHEMAS):
+        return table
+    columns = [table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in RUN_SCHEMA]
+    return pa.Table.from_arrays(columns, schema=RUN_SCHEMA)
+
+
 def _read_dir(folder: Path, what: str, results_dir: Path) -> pd.DataFrame:
     files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))) \
         if folder.is_dir() else []
@@ -359,10 +392,11 @@ def _read_dir(folder: Path, what: str, results_dir: Path) -> pd.DataFrame:
     tables = []
     for path in files:
         try:
-            tables.append(pq.read_table(path))
+            table = pq.read_table(path)
         except Exception:
             raise StudyError(f"{path} is unreadable; rerun the study (`cffbench run`) "
                              f"to redo that run") from None
+        tables.append(_current_run_table(table) if what == "runs" else table)
     return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 

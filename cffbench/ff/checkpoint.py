@@ -1,0 +1,278 @@
+"""Checkpoints inside one run: what a killed run needs to continue exactly where it stood.
+
+A checkpoint is one ``torch.save`` file (``<folder>/<run_id>.pt``) holding every piece of state
+that the rest of the run reads: the layers' weights and biases, every optimiser's state (each
+layer's Adam, the γ / α optimisers), all four per-purpose generators' states, the current
+negative labels, the curves so far, the phase (layer and epoch finished) and the elapsed time.
+Everything else the trainer holds (buffers, the first layer's overlay input, the inputs of the
+layer being trained) is a deterministic function of these, so on CPU a resumed run equals an
+uninterrupted one bit for bit (``tests/test_checkpoint.py``). A JSON sidecar
+(``<run_id>.json``: phase and time only) lets ``cffbench status`` show in-flight runs without
+loading torch.
+
+Writes are atomic (temp file in the same folder, fsync, ``os.replace``), so a kill at any
+moment leaves the previous checkpoint or the new one, never half a file. A checkpoint is trusted
+only if it is readable and carries this run's id, this :data:`NUMERICS_VERSION`, the same full
+configuration, torch version, device type and data shape; otherwise it is ignored with a
+one-line warning (the run starts from epoch 0) and overwritten by the next checkpoint.
+
+When: ``every = N`` writes after every N-th epoch (an epoch of one layer in the ``sequential``
+schedule, of all layers in ``alternating``); ``0`` never; ``"auto"`` (the default) after the
+first epoch that ends :data:`AUTO_SECONDS` or more after the run (or its last checkpoint)
+started, so an interruption loses at most ``AUTO_SECONDS`` plus one epoch: under 5 minutes
+whenever an epoch is under a minute (issue 12 measured 1.37 s for one epoch of each of the two
+layers of a paper-scale run, 50k × 784-500-500, on a 2-core CPU). Runs shorter than
+``AUTO_SECONDS`` never write one. No checkpoint follows the run's last epoch; the driver deletes
+the file once the run is stored. The backprop reference (``bp``) checkpoints the same way (its
+parameters, Adam state, generators, curves and epoch; :mod:`cffbench.ff.backprop`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import torch
+
+from cffbench.ff.result import NUMERICS_VERSION
+
+log = logging.getLogger(__name__)
+
+#: Layout version of the checkpoint file itself (bumped when its keys change).
+CHECKPOINT_FORMAT = 1
+#: ``every = "auto"``: seconds of training between checkpoints.
+AUTO_SECONDS = 240.0
+
+Every = Union[int, Literal["auto"]]
+
+
+def checkpoint_path(folder: Path | str, run_id: str) -> Path:
+    return Path(folder) / f"{run_id}.pt"
+
+
+def sidecar_path(folder: Path | str, run_id: str) -> Path:
+    return Path(folder) / f"{run_id}.json"
+
+
+def _write_atomic(target: Path, write) -> None:
+    """Temp file in ``target``'s folder (hidden, named after this process), fsync, replace."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def validate_every(value: Any) -> Every:
+    """``"auto"`` or an integer ≥ 0 (0 = off); raises ValueError otherwise."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f'checkpoint_every must be an integer >= 0 (0 = off) or "auto", got {value!r}')
+
+
+@dataclass(frozen=True)
+class CheckpointPlan:
+    """What the driver hands every worker: the folder (absolute; on SLURM a filesystem that the
+    driver and every node share) and when to write. Small and picklable."""
+
+    folder: Path
+    every: Every = "auto"
+
+    def for_run(self, run_id: str) -> "RunCheckpoint":
+        return RunCheckpoint(checkpoint_path(self.folder, run_id), run_id, self.every)
+
+
+@dataclass
+class RunCheckpoint:
+    """The checkpoint of one run: where it lives, when to write it, and how to trust it."""
+
+    path: Path
+    run_id: str
+    every: Every = "auto"
+    seconds: float = AUTO_SECONDS
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.every = validate_every(self.every)
+        self._last = time.monotonic()
+
+    @property
+    def enabled(self) -> bool:
+        return self.every != 0
+
+    def due(self, epochs_done: int) -> bool:
+        """Whether to write after ``epochs_done`` epochs (see the module docstring)."""
+        if self.every == "auto":
+            return time.monotonic() - self._last >= self.seconds
+        return self.every > 0 and epochs_done % self.every == 0
+
+    def save(self, state: dict, summary: dict) -> None:
+        """Atomically write ``state`` (the .pt) and then its ``summary`` (the JSON sidecar).
+
+        A folder that cannot be written (full disk, a path that does not exist on this node)
+        costs the checkpoints, not the run: one warning, and the run trains on without them.
+        """
+        payload = {"format": CHECKPOINT_FORMAT, "numerics_version": NUMERICS_VERSION,
+                   "run_id": self.run_id, **state}
+        side = {"run_id": self.run_id, "numerics_version": NUMERICS_VERSION,
+                "saved_at": time.time(), **summary}
+        try:
+            _write_atomic(self.path, lambda fh: torch.save(payload, fh))
+            _write_atomic(sidecar_path(self.path.parent, self.run_id),
+                          lambda fh: fh.write(json.dumps(side).encode("utf-8")))
+        except OSError as exc:
+            log.warning("cannot write checkpoint %s (%s); run %s goes on without checkpoints",
+                        self.path, exc.strerror or exc, self.run_id)
+            self.every = 0
+        self._last = time.monotonic()
+
+    def load(self, identity: dict, device: torch.device) -> dict | None:
+        """The stored state if it exists and matches ``identity`` exactly, else None.
+
+        ``identity`` holds what must be equal (config, torch version, device type, data shape).
+        A file that is unreadable, of another format / numerics version / run, or of another
+        identity is never trusted: one warning line names it and why.
+        """
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location=device, weights_only=True)
+        except Exception as exc:   # truncated, garbage, foreign pickle: never trusted
+            return self.ignore(f"unreadable ({type(exc).__name__})")
+        if not isinstance(state, dict):
+            return self.ignore("not a cffbench checkpoint")
+        expected = {"format": CHECKPOINT_FORMAT, "numerics_version": NUMERICS_VERSION,
+                    "run_id": self.run_id, **identity}
+        for key, value in expected.items():
+            if state.get(key) != value:
+                return self.ignore(f"{key} {state.get(key)!r} is not this run's {value!r}")
+        return state
+
+    def ignore(self, why: str) -> None:
+        """Say in one warning line that this checkpoint is not trusted, and why."""
+        log.warning("checkpoint %s ignored: %s; the run starts from epoch 0", self.path,
+                    " ".join(why.split())[:300])
+        return None
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+        sidecar_path(self.path.parent, self.run_id).unlink(missing_ok=True)
+
+
+def read_sidecars(folder: Path | str) -> list[dict]:
+    """The JSON sidecars of a checkpoint folder (unreadable ones skipped), sorted by run id."""
+    folder = Path(folder)
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if path.name.startswith("."):
+            continue
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("run_id") == path.stem:
+            out.append(info)
+    return out
+
+
+# ----------------------------------------------------------------------------- trainer state
+# What a checkpoint holds, read from and written into a cffbench.ff.train.FFTrainer.
+
+def run_identity(config, device: torch.device, n_train: int, n_features: int) -> dict:
+    """What a checkpoint must match to be resumed: the full configuration (seed included), the
+    torch version, the device type and the training data's shape."""
+    return {"config": json.dumps(config.model_dump(mode="json"), sort_keys=True),
+            "torch_version": str(torch.__version__), "device_type": device.type,
+            "data_shape": [int(n_train), int(n_features)]}
+
+
+def trainer_identity(trainer) -> dict:
+    """:func:`run_identity` of an ``FFTrainer``."""
+    return run_identity(trainer.config, trainer.device, trainer.overlay.n,
+                        trainer.layers[0].weight.shape[1])
+
+
+def trainer_state(trainer, index: int, epoch: int) -> dict:
+    """Everything the rest of the run reads, after ``epoch`` of layer ``index`` (0-based)."""
+    collab = trainer.collab
+    return {
+        **trainer_identity(trainer),
+        "phase": {"layer": index, "epoch": epoch},
+        "elapsed_s": trainer.elapsed(), "seconds": list(trainer.seconds),
+        "curves": [dict(row) for row in trainer.curves],
+        "layers": [{"weight": layer.weight.detach(), "bias": layer.bias.detach(),
+                    "optimizer": layer.optimizer.state_dict()} for layer in trainer.layers],
+        "gammas": [g.detach() for g in collab.gammas] if collab else [],
+        "alpha_logits": [a.detach() for a in collab.alpha_logits if a is not None]
+        if collab else [],
+        "collab_optimizers": [o.state_dict() if o is not None else None
+                              for o in collab.optimizers] if collab else [],
+        "generators": {name: g.get_state() for name, g in trainer.generators.items()},
+        "y_neg": trainer.y_neg,
+    }
+
+
+def restore_trainer(trainer, state: dict) -> tuple[int, int]:
+    """Restore a :func:`trainer_state` into ``trainer``; returns where training resumes,
+    ``(layer index, epochs of it done)``.
+
+    Raises (KeyError, ValueError, RuntimeError) on a state that does not fit this trainer;
+    the trainer is then half-restored and must be discarded.
+    """
+    def put(target: torch.Tensor, value: torch.Tensor) -> None:
+        if tuple(value.shape) != tuple(target.shape) or value.dtype != target.dtype:
+            raise ValueError(f"checkpoint tensor {tuple(value.shape)} {value.dtype} does not "
+                             f"fit {tuple(target.shape)} {target.dtype}")
+        target.copy_(value)
+
+    collab = trainer.collab
+    if len(state["layers"]) != len(trainer.layers):
+        raise ValueError("checkpoint has another number of layers")
+    with torch.no_grad():
+        for layer, saved in zip(trainer.layers, state["layers"]):
+            put(layer.weight, saved["weight"])
+            put(layer.bias, saved["bias"])
+            layer.optimizer.load_state_dict(saved["optimizer"])
+        if collab is not None:
+            learned = [a for a in collab.alpha_logits if a is not None]
+            if len(state["gammas"]) != len(collab.gammas) or len(
+                    state["alpha_logits"]) != len(learned):
+                raise ValueError("checkpoint has another collaboration state")
+            for target, value in zip([*collab.gammas, *learned],
+                                     [*state["gammas"], *state["alpha_logits"]]):
+                put(target, value)
+            for optimizer, saved in zip(collab.optimizers, state["collab_optimizers"],
+                                        strict=True):
+                if (optimizer is None) != (saved is None):
+                    raise ValueError("checkpoint has other collaboration optimisers")
+                if optimizer is not None:
+                    optimizer.load_state_dict(saved)
+    for name, generator in trainer.generators.items():
+        generator.set_state(state["generators"][name])
+    y_neg = state["y_neg"].to(trainer.device)
+    if not torch.equal(y_neg, trainer.y_neg):   # redrawn negatives of the last epoch
+        trainer.y_neg = y_neg
+        trainer.overlay = trainer.overlay.with_negatives(y_neg)
+    trainer.curves = [dict(row) for row in state["curves"]]
+    trainer.seconds = [float(s) for s in state["seconds"]]
+    trainer.elapsed_before = float(state["elapsed_s"])
+    trainer.started = time.perf_counter()
+    index, epoch = int(state["phase"]["layer"]), int(state["phase"]["epoch"])
+    if trainer.config.schedule == "sequential":
+        return (index + 1, 0) if epoch >= trainer.config.epochs_per_layer else (index, epoch)
+    return (0, epoch)

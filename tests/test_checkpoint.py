@@ -1,0 +1,202 @@
+"""Checkpoint and resume inside a run (cffbench/ff/checkpoint.py): a run interrupted after a
+checkpoint and resumed from it equals the uninterrupted run bit for bit, and a checkpoint that is
+corrupt, of another numerics version, of another run or of another configuration is ignored with
+one warning line and never trusted."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from cffbench.ff import NUMERICS_VERSION, TrainConfig, train_run
+from cffbench.ff.checkpoint import (AUTO_SECONDS, CheckpointPlan, RunCheckpoint, read_sidecars,
+                                    sidecar_path, validate_every)
+from conftest import make_synthetic_splits
+
+SMALL = dict(hidden=(24, 20, 16), epochs_per_layer=6)
+
+
+class Interrupt(Exception):
+    """Stands in for the process dying after a given number of recorded epochs."""
+
+
+def stop_after(n_rows: int):
+    seen = []
+
+    def on_epoch(row: dict) -> None:
+        seen.append(row)
+        if len(seen) == n_rows:
+            raise Interrupt
+    return on_epoch
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return make_synthetic_splits(n_train=120, n_eval=60, n_features=32)
+
+
+def assert_same_result(a, b) -> None:
+    """Every stored value of a result, exactly (times, devices and resume markers excluded)."""
+    assert (a.status, a.diverged_epoch, a.notes) == (b.status, b.diverged_epoch, b.notes)
+    for name in ("test_acc", "val_acc", "train_acc"):
+        assert getattr(a, name).hex() == getattr(b, name).hex(), name
+    assert [g.hex() for g in a.gamma_final] == [g.hex() for g in b.gamma_final]
+    assert a.alpha_final == b.alpha_final
+    assert [(s["layer"], s["g_pos"].hex(), s["g_neg"].hex()) for s in a.layer_stats] == \
+        [(s["layer"], s["g_pos"].hex(), s["g_neg"].hex()) for s in b.layer_stats]   # nan for bp
+    assert a.curves.equals(b.curves)
+    assert a.numerics_version == b.numerics_version == NUMERICS_VERSION
+
+
+CASES = {
+    "ff": dict(variant="ff"),
+    "fcff_single_distance": dict(variant="f-cff", theta_placement="single", alpha="distance"),
+    "acff_learned_alpha_adam_minibatch_redraw": dict(
+        variant="a-cff", alpha="learned", gamma_optimizer="adam", batch_size=50,
+        negatives="redraw"),
+    "acff_alternating_permutation": dict(variant="a-cff", schedule="alternating",
+                                         negatives="permutation"),
+    "ff_alternating_redraw_minibatch": dict(variant="ff", schedule="alternating",
+                                            negatives="redraw", batch_size=40),
+    "bp_minibatch": dict(variant="bp", batch_size=40),
+}
+
+
+@pytest.mark.parametrize("stop_rows", [7, 10, 14])   # after an end-of-layer or a mid-layer checkpoint
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_interrupted_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(
+        splits, tmp_path, name, stop_rows):
+    config = TrainConfig(**SMALL, **CASES[name])
+    reference = train_run(config, splits)
+    checkpoint = RunCheckpoint(tmp_path / "run.pt", "run", every=2)
+    with pytest.raises(Interrupt):
+        train_run(config, splits, on_epoch=stop_after(stop_rows), checkpoint=checkpoint)
+    assert checkpoint.path.is_file()
+    resumed = train_run(config, splits, checkpoint=RunCheckpoint(checkpoint.path, "run", every=2))
+    assert resumed.resumed_at != ""
+    assert_same_result(resumed, reference)
+
+
+def test_resumed_run_continues_from_the_last_checkpoint_and_counts_earlier_time(splits, tmp_path):
+    config = TrainConfig(**SMALL, variant="a-cff")
+    checkpoint = RunCheckpoint(tmp_path / "run.pt", "run", every=4)
+    with pytest.raises(Interrupt):
+        train_run(config, splits, on_epoch=stop_after(11), checkpoint=checkpoint)
+    (info,) = read_sidecars(tmp_path)
+    # sequential: 6 epochs per layer, checkpoints after epochs 4 and 8 of the run (layer 2, epoch 2)
+    assert (info["layer"], info["epoch"], info["epochs_done"], info["epochs_total"]) == (2, 2, 8, 18)
+    assert info["numerics_version"] == NUMERICS_VERSION and info["run_id"] == "run"
+    state = torch.load(checkpoint.path, weights_only=True)
+    state["elapsed_s"] = 1000.0          # as if the earlier process had trained for 1000 s
+    torch.save(state, checkpoint.path)
+    rows = []
+    resumed = train_run(config, splits, on_epoch=rows.append,
+                        checkpoint=RunCheckpoint(checkpoint.path, "run", every=4))
+    assert resumed.resumed_at == "layer 2, epoch 2"
+    assert [(r["layer"], r["epoch"]) for r in rows][0] == (2, 3)   # only the epochs after it
+    assert len(resumed.curves) == 18
+    assert resumed.duration_s >= 1000.0 and resumed.resumed_elapsed_s == 1000.0
+
+
+def test_no_checkpoint_after_the_last_epoch_and_none_when_off(splits, tmp_path):
+    config = TrainConfig(**SMALL)
+    train_run(config, splits, checkpoint=RunCheckpoint(tmp_path / "a.pt", "a", every=6))
+    state = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert state["phase"] == {"layer": 1, "epoch": 6}            # after layer 2, not layer 3
+    train_run(config, splits, checkpoint=RunCheckpoint(tmp_path / "b.pt", "b", every=0))
+    assert not (tmp_path / "b.pt").exists()
+    # auto: a run shorter than AUTO_SECONDS writes none
+    train_run(config, splits, checkpoint=RunCheckpoint(tmp_path / "c.pt", "c", every="auto"))
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_auto_writes_once_the_interval_has_passed(splits, tmp_path):
+    checkpoint = RunCheckpoint(tmp_path / "a.pt", "a", every="auto", seconds=0.0)
+    train_run(TrainConfig(**SMALL), splits, checkpoint=checkpoint)
+    assert torch.load(checkpoint.path, weights_only=True)["phase"] == {"layer": 2, "epoch": 5}
+    assert RunCheckpoint(tmp_path / "x.pt", "x").seconds == AUTO_SECONDS <= 300
+
+
+def _interrupted(splits, tmp_path, config) -> RunCheckpoint:
+    checkpoint = RunCheckpoint(tmp_path / "run.pt", "run", every=3)
+    with pytest.raises(Interrupt):
+        train_run(config, splits, on_epoch=stop_after(8), checkpoint=checkpoint)
+    return checkpoint
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "numerics_version", "run_id",
+                                    "config", "format", "torch_version", "not_a_dict",
+                                    "wrong_shape"])
+def test_bad_checkpoint_is_ignored_with_one_warning_line_and_the_run_starts_over(
+        splits, tmp_path, caplog, damage):
+    config = TrainConfig(**SMALL, variant="a-cff")
+    reference = train_run(config, splits)
+    checkpoint = _interrupted(splits, tmp_path, config)
+    path = checkpoint.path
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+    elif damage == "not_a_dict":
+        torch.save([1, 2, 3], path)
+    else:
+        state = torch.load(path, weights_only=True)
+        if damage == "numerics_version":
+            state["numerics_version"] = NUMERICS_VERSION + 1
+        elif damage == "run_id":
+            state["run_id"] = "another-run"
+        elif damage == "config":
+            state["config"] = TrainConfig(**SMALL, variant="a-cff", lr=0.05).model_dump_json()
+        elif damage == "format":
+            state["format"] = 99
+        elif damage == "torch_version":
+            state["torch_version"] = "0.0.1"
+        elif damage == "wrong_shape":
+            state["layers"][1]["weight"] = torch.zeros(3, 3)
+        torch.save(state, path)
+    with caplog.at_level(logging.WARNING, logger="cffbench"):
+        result = train_run(config, splits, checkpoint=RunCheckpoint(path, "run", every=3))
+    ignored = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(ignored) == 1 and "\n" not in ignored[0] and str(path) in ignored[0]
+    assert result.resumed_at == "" and result.resumed_elapsed_s == 0.0
+    assert_same_result(result, reference)
+
+
+def test_checkpoint_every_accepts_auto_and_non_negative_integers():
+    assert validate_every("auto") == "auto" and validate_every(0) == 0
+    assert validate_every("12") == 12
+    for bad in (-1, "often", 1.5, True):
+        with pytest.raises(ValueError):
+            validate_every(bad)
+    plan = CheckpointPlan(tmp := __import__("pathlib").Path("/tmp/x"), 5)
+    assert plan.for_run("abc").path == tmp / "abc.pt"
+    assert sidecar_path(tmp, "abc") == tmp / "abc.json"
+
+
+def test_unwritable_checkpoint_folder_costs_the_checkpoints_not_the_run(splits, tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the folder should be")
+    config = TrainConfig(**SMALL)
+    with caplog.at_level(logging.WARNING, logger="cffbench"):
+        result = train_run(config, splits, checkpoint=RunCheckpoint(blocker / "sub" / "r.pt", "r", 1))
+    assert sum("cannot write checkpoint" in r.getMessage() for r in caplog.records) == 1
+    assert_same_result(result, train_run(config, splits))
+
+
+def test_bp_checkpoint_that_does_not_fit_is_ignored_and_the_run_starts_over(splits, tmp_path,
+                                                                            caplog):
+    config = TrainConfig(**SMALL, variant="bp")
+    checkpoint = RunCheckpoint(tmp_path / "bp.pt", "bp", every=3)
+    with pytest.raises(Interrupt):
+        train_run(config, splits, on_epoch=stop_after(8), checkpoint=checkpoint)
+    state = torch.load(checkpoint.path, weights_only=True)
+    assert state["phase"] == {"layer": 0, "epoch": 6}
+    state["params"][0] = torch.zeros(2, 2)
+    torch.save(state, checkpoint.path)
+    with caplog.at_level(logging.WARNING, logger="cffbench"):
+        result = train_run(config, splits, checkpoint=RunCheckpoint(checkpoint.path, "bp", 3))
+    assert sum("ignored" in r.getMessage() for r in caplog.records) == 1
+    assert result.resumed_at == ""
+    assert_same_result(result, train_run(config, splits))

@@ -1,0 +1,195 @@
+"""Golden results: the exact outcome of a handful of tiny CPU runs, bit for bit.
+
+Every value in ``tests/data/golden_runs.json`` was produced by the engine as it stood when the
+file was written (one torch thread, this machine's torch build); floats are stored as
+``float.hex`` so the comparison is exact, not "close". Any change to the engine's numerics (the
+order of the per-purpose RNG streams, an operation reordered in the hot loop, a different
+reduction) fails here. Such a change must be deliberate: bump
+:data:`cffbench.ff.NUMERICS_VERSION` and regenerate the file in the same commit::
+
+    PYTHONPATH=. python tests/test_ff_golden.py --write
+
+A refactor that keeps the numerics must pass unchanged. The file records the torch version and
+CPU kernel level (``torch.backends.cpu.get_cpu_capability()``) it was written with: bit-exactness
+is only promised for the same torch build, kernel level and thread count, so on another platform
+the bit-for-bit tests skip and say why (regenerate the file there to pin that platform).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+GOLDEN = HERE / "data" / "golden_runs.json"
+
+from cffbench.ff import TrainConfig, train_run, train_stacked  # noqa: E402
+from conftest import make_synthetic_splits  # noqa: E402
+
+SMALL = dict(hidden=(24, 20, 16), epochs_per_layer=15)
+
+#: name -> TrainConfig fields; synthetic data (``make_synthetic_splits(120, 60, 32)``).
+CASES: dict[str, dict] = {
+    "ff": dict(variant="ff", **SMALL),
+    "ff_alternating_permutation": dict(variant="ff", schedule="alternating",
+                                       negatives="permutation", **SMALL),
+    "fcff_per_term": dict(variant="f-cff", theta_placement="per_term", seed=1, **SMALL),
+    "fcff_single_distance": dict(variant="f-cff", theta_placement="single", alpha="distance",
+                                 gamma=0.7, **SMALL),
+    "acff_per_term_learned_alpha_adam": dict(variant="a-cff", theta_placement="per_term",
+                                             alpha="learned", gamma_optimizer="adam",
+                                             gamma_lr=0.05, seed=2, **SMALL),
+    "acff_single_minibatch_redraw_alternating": dict(variant="a-cff", theta_placement="single",
+                                                     batch_size=50, negatives="redraw",
+                                                     schedule="alternating", gamma_lr=0.1,
+                                                     **SMALL),
+    "bp": dict(variant="bp", batch_size=40, **SMALL),
+}
+#: Seed-stacked engine: these seeds of one A-CFF configuration as one batched model.
+STACKED = dict(variant="a-cff", alpha="ones", **SMALL)
+STACKED_SEEDS = (0, 3)
+
+
+def _hex(value: float) -> str:
+    return float(value).hex()
+
+
+def curves_digest(curves) -> str:
+    """sha256 over every curve cell (floats as ``float.hex``, text as is), row by row."""
+    h = hashlib.sha256()
+    for row in curves.itertuples(index=False):
+        h.update(("|".join(_hex(v) if isinstance(v, float) else str(v) for v in row) + "\n")
+                 .encode())
+    return h.hexdigest()
+
+
+def summary(result) -> dict:
+    """What the golden file pins of one :class:`RunResult` (times and devices excluded)."""
+    curves = result.curves
+    picks = sorted({0, len(curves) // 2, len(curves) - 1}) if len(curves) else []
+    return {
+        "status": result.status,
+        "diverged_epoch": result.diverged_epoch,
+        "test_acc": _hex(result.test_acc), "val_acc": _hex(result.val_acc),
+        "train_acc": _hex(result.train_acc),
+        "gamma_final": [_hex(g) for g in result.gamma_final],
+        "alpha_final": [[_hex(a) for a in row] for row in result.alpha_final],
+        "layer_goodness": [[_hex(s["g_pos"]), _hex(s["g_neg"])] for s in result.layer_stats],
+        "curve_points": [{"layer": int(curves["layer"].iloc[i]), "epoch": int(curves["epoch"].iloc[i]),
+                          "loss": _hex(curves["loss"].iloc[i]), "g_pos": _hex(curves["g_pos"].iloc[i]),
+                          "g_neg": _hex(curves["g_neg"].iloc[i]), "gamma": _hex(curves["gamma"].iloc[i])}
+                         for i in picks],
+        "curve_rows": len(curves),
+        "curves_sha256": curves_digest(curves),
+        "notes": list(result.notes),
+    }
+
+
+def mnist_case(data_root: Path):
+    from cffbench.data import load_splits
+
+    splits = load_splits("mnist", data_root, n_train=200, seed=0)
+    return TrainConfig(variant="a-cff", hidden=(32, 16), epochs_per_layer=10,
+                       train_eval_size=100), splits
+
+
+def compute(data_root: Path | None) -> dict:
+    """Every golden case, computed now (one torch thread)."""
+    splits = make_synthetic_splits(n_train=120, n_eval=60, n_features=32)
+    out = {name: summary(train_run(TrainConfig(**fields), splits)) for name, fields in CASES.items()}
+    stacked = train_stacked([TrainConfig(seed=s, **STACKED) for s in STACKED_SEEDS],
+                            [splits] * len(STACKED_SEEDS))
+    for seed, result in zip(STACKED_SEEDS, stacked):
+        out[f"stacked_acff_seed{seed}"] = summary(result)
+    if data_root is not None:
+        config, mnist = mnist_case(data_root)
+        out["mnist_acff"] = summary(train_run(config, mnist))
+    return out
+
+
+def _golden() -> dict:
+    return json.loads(GOLDEN.read_text(encoding="utf-8"))
+
+
+def platform() -> dict:
+    return {"torch_version": str(torch.__version__),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict:
+    data = _golden()
+    written = {k: data.get(k) for k in platform()}
+    if written != platform():
+        pytest.skip(f"golden results were written on {written}, this is {platform()}: "
+                    f"bit-exact results are not comparable across torch builds / CPU kernels")
+    return data
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return make_synthetic_splits(n_train=120, n_eval=60, n_features=32)
+
+
+def _compare(name: str, got: dict, want: dict) -> None:
+    for key in want:
+        assert got[key] == want[key], f"{name}: {key} changed (numerics changed: see module doc)"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_tiny_run_reproduces_its_golden_result_bit_for_bit(golden, synthetic, name):
+    got = summary(train_run(TrainConfig(**CASES[name]), synthetic))
+    _compare(name, got, golden["runs"][name])
+
+
+def test_stacked_runs_reproduce_their_golden_results_bit_for_bit(golden, synthetic):
+    results = train_stacked([TrainConfig(seed=s, **STACKED) for s in STACKED_SEEDS],
+                            [synthetic] * len(STACKED_SEEDS))
+    for seed, result in zip(STACKED_SEEDS, results):
+        name = f"stacked_acff_seed{seed}"
+        _compare(name, summary(result), golden["runs"][name])
+
+
+def test_mnist_subset_run_reproduces_its_golden_result_bit_for_bit(golden, data_root):
+    config, splits = mnist_case(data_root)
+    _compare("mnist_acff", summary(train_run(config, splits)), golden["runs"]["mnist_acff"])
+
+
+def test_golden_file_was_written_by_this_numerics_version():
+    from cffbench.ff import NUMERICS_VERSION
+
+    assert _golden()["numerics_version"] == NUMERICS_VERSION, (
+        "NUMERICS_VERSION changed: regenerate tests/data/golden_runs.json in the same commit")
+
+
+def test_golden_values_are_real_results():
+    # guards the file itself: finished runs, accuracies that tell runs apart, γ moved for a-cff
+    runs = _golden()["runs"]
+    assert all(r["status"] == "ok" for r in runs.values())
+    assert all(0.0 <= float.fromhex(r["test_acc"]) <= 1.0 for r in runs.values())
+    assert len({r["test_acc"] for r in runs.values()}) > 3   # the accuracies tell runs apart
+    assert math.isfinite(float.fromhex(runs["acff_per_term_learned_alpha_adam"]["gamma_final"][0]))
+    assert float.fromhex(runs["acff_per_term_learned_alpha_adam"]["gamma_final"][0]) != 1.0
+
+
+if __name__ == "__main__":   # regenerate: python tests/test_ff_golden.py --write
+    if "--write" not in sys.argv:
+        sys.exit("usage: python tests/test_ff_golden.py --write  (after bumping NUMERICS_VERSION)")
+    torch.set_num_threads(1)
+    from cffbench.data import default_data_root
+    from cffbench.ff import NUMERICS_VERSION
+
+    root = Path(os.environ.get("CFFBENCH_DATA", default_data_root()))
+    payload = {"numerics_version": NUMERICS_VERSION, **platform(), "threads": 1,
+               "runs": compute(root)}
+    GOLDEN.parent.mkdir(exist_ok=True)
+    GOLDEN.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {GOLDEN}")
