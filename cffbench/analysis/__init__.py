@@ -1,0 +1,14 @@
+"""The pre-registered analysis of one run store: computed once, saved, rendered everywhere.
+
+:func:`resolve_plan` fills the study's ``[analysis]`` plan with its documented defaults and
+hashes it; :func:`analyze_store` forms every contrast the plan names and decides it with the
+plan's one test (:mod:`cffbench.stats.paired`); :func:`save` / :func:`load` keep the result
+beside the runs (``analysis/plan.json``, ``contrasts.parquet``, ``sensitivity.parquet``), and the
+report and the findings render that saved object only.
+"""
+
+from cffbench.analysis.contrasts import PlanResult, analyze_runs, analyze_store, load, load_or_analyze, save
+from cffbench.analysis.plan import Plan, plan_hash, resolve_plan
+
+__all__ = ["Plan", "PlanResult", "analyze_runs", "analyze_store", "load", "load_or_analyze",
+           "plan_hash", "resolve_plan", "save"]
