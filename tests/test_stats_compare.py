@@ -57,12 +57,16 @@ def test_low_epsilon_triggers_greenhouse_geisser_with_corrected_df():
     assert result.apa[0] == "food: F(1.60, 11.19) = 3.79, p = .063, Greenhouse–Geisser ε = .53, ηp² = .35"
 
 
-def test_high_epsilon_keeps_uncorrected_f():
+def test_high_epsilon_takes_huynh_feldt_as_girden_recommends():
     result = compare(runs(noise=0.001, seed=2), "test_acc", "variant")
-    eps = result.tables["rm_anova"]["eps"].iloc[0]
-    assert eps >= 0.75
-    assert steps(result)["sphericity: variant"] == "uncorrected"
-    assert result.apa[0].startswith("variant: F(2, 10) = ")
+    row = result.tables["rm_anova"].iloc[0]
+    assert row["eps"] >= 0.75
+    assert steps(result)["sphericity: variant"] == "Huynh–Feldt correction"
+    # R stats:::sphericity: HF = ((n + 1) d GG - 2) / (d (n - d GG)), n = residual df, capped at 1
+    n, d = 5, 2
+    hf = min(1.0, ((n + 1) * d * row["eps"] - 2) / (d * (n - d * row["eps"])))
+    assert row["eps_hf"] == pytest.approx(hf)
+    assert "Huynh–Feldt ε = " in result.apa[0] or hf == 1.0
 
 
 def test_non_normal_paired_data_with_seven_seeds_take_friedman_and_wilcoxon():
@@ -218,7 +222,7 @@ def test_renderings_carry_decisions_sentences_and_tables():
     assert soup.find("li").get_text().startswith("pairing")
     latex = result.to_latex()
     assert latex.count("\\begin{tabular}") == len(result.tables)
-    assert "p\\_unc" in latex and "$\\eta_p^2$" in latex and "ηp²" not in latex
+    assert "p\\_unc" in latex and "$\\eta$p$^2$" in latex and "ηp²" not in latex
     frame = result.decisions_frame()
     assert list(frame.columns) == ["step", "choice", "reason"] and len(frame) == len(result.decisions)
 

@@ -130,7 +130,7 @@ def test_holm_family_size_enters_the_attainable_wilcoxon_floor(pairs, family):
 
 # 6. Mauchly's test affects the decision
 
-def test_mauchly_rejection_applies_greenhouse_geisser_even_when_epsilon_is_high():
+def test_high_epsilon_applies_huynh_feldt_even_when_mauchly_rejects():
     n = 30
     rng = np.random.default_rng(0)
     contrasts = null_space(np.ones((1, 3)))  # (3, 2) orthonormal
@@ -147,22 +147,25 @@ def test_mauchly_rejection_applies_greenhouse_geisser_even_when_epsilon_is_high(
     assert row["W_mauchly"] == pytest.approx(4 * ratio / (1 + ratio) ** 2)
     assert row["eps"] == pytest.approx((1 + ratio) ** 2 / (2 * (1 + ratio**2)))
     assert row["eps"] >= 0.75 and row["p_mauchly"] < 0.05
+    # Girden (1992) as cited: GG epsilon >= .75 takes Huynh-Feldt; Mauchly is a diagnostic only
     decision = next(d for d in result.decisions if d.step == "sphericity: variant")
-    assert decision.choice == "Greenhouse–Geisser correction" and "sphericity rejected" in decision.reason
-    p_gg = sps.f.sf(row["F"], row["eps"] * 2, row["eps"] * 2 * (n - 1))
-    assert result.apa[0].startswith("variant: F(1.62, 47.08)") and "Greenhouse–Geisser ε = .81" in result.apa[0]
-    assert f"p = {p_gg:.3f}".replace("0.", ".") in result.apa[0]
+    assert decision.choice == "Huynh–Feldt correction" and "a diagnostic" in decision.reason
+    df_res = n - 1   # R stats:::sphericity's n
+    hf = min(1.0, ((df_res + 1) * 2 * row["eps"] - 2) / (2 * (df_res - 2 * row["eps"])))
+    p_hf = sps.f.sf(row["F"], hf * 2, hf * 2 * (n - 1))
+    assert row["p_hf"] == pytest.approx(p_hf, rel=1e-10)
+    assert f"Huynh–Feldt ε = {hf:.2f}".replace("0.", ".") in result.apa[0]
 
 
 # 7. Holm families of the conditions and crossing analyses
 
-def test_conditions_analysis_holms_over_the_comparisons_with_ff_only(tmp_path):
+def test_analyze_holms_over_the_primary_contrasts_of_one_dataset_only(tmp_path):
     analysis = analyze_results(write_store(tmp_path / "results", toy_rows()))
-    result = analysis.comparisons["mnist/conditions"]
-    posthoc = result.tables["posthoc"]
-    assert len(posthoc) == 4 and (posthoc["A"] == "ff").all()
-    assert np.allclose(posthoc["p_adj"], multipletests(posthoc["p_unc"], method="holm")[1])
-    assert steps(result)["post-hoc family"].startswith("the 4 comparison(s) with ff (Holm over 4)")
+    assert "posthoc" not in analysis.comparisons["mnist/conditions"].tables
+    primary = analysis.plan.primary
+    assert len(primary) == 4 and (primary["minus"] == "ff").all()
+    # oracle: statsmodels multipletests(method="holm") over the same four p values
+    assert np.allclose(primary["p_adj"], multipletests(primary["p"], method="holm")[1], rtol=1e-12)
 
 
 def test_simple_effects_of_both_factors_form_one_holm_family_per_factor():

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from cffbench.analysis import load_or_analyze
+from cffbench.errors import CffbenchError
 from cffbench.report import figures as figs
-from cffbench.report import formatting as fmt
+from cffbench.report.plan_section import plan_section
+from cffbench import fmt
 from cffbench.report.statistics import DatasetStatistics, ablation_omnibus, analyze_variants
 from cffbench.report.store import ReportInputs, json_list
 from cffbench.report.tables import (ABLATION_AXES, VARIANT_LABEL, Table, ablation_table,
@@ -97,15 +100,43 @@ def reader_warnings(inputs: ReportInputs, ok_main: pd.DataFrame,
             out.append(f"{dataset}: a variant has a single seed, so std, CI and every test are "
                        "undefined; run more seeds.")
         elif seeds < MIN_SEEDS_NONPARAMETRIC:
-            out.append(f"{dataset}: {seeds} seeds are too few for the non-parametric path: the "
-                       f"exact Wilcoxon signed-rank p cannot go below 2/2^{seeds} = "
-                       f"{fmt.apa_decimal(2 / 2 ** seeds)}.")
+            out.append(f"{dataset}: with {seeds} seeds the exact Wilcoxon signed-rank and sign-flip "
+                       f"p cannot go below 2/2^{seeds} = {fmt.apa_decimal(2 / 2 ** seeds)}, so those "
+                       "tests (the sensitivity table, or the plan's test if it is one of them) "
+                       "cannot reject at .05.")
+    out.extend(did_not_learn(runs))
     for section in stats:
         out.extend(f"{section.dataset}: {w}" for w in section.warnings)
     if "notes" in runs.columns:
         notes = {n for cell in runs["notes"] for n in json_list(cell) if isinstance(n, str)}
         out.extend(f"Run note: {n}" for n in sorted(notes))
     return list(dict.fromkeys(out))
+
+
+#: A condition whose mean test accuracy is below chance (1 / classes) plus this did not learn.
+CHANCE_MARGIN = 0.05
+
+
+def did_not_learn(runs: pd.DataFrame) -> list[str]:
+    """"<dataset>, <condition>: did not learn (mean test accuracy 10.3 %, chance 10.0 %)" for every
+    condition (variant and the varying axes) of finished runs whose mean sits at chance."""
+    from cffbench.data import DATASETS
+
+    ok = runs[(runs["status"] == "ok") & runs["test_acc"].notna()]
+    axes = [a for a in varying_axes(ok) if a in ABLATION_AXES]
+    out = []
+    frame = ok.assign(**{a: ok[a].astype(object).where(ok[a].notna(), "") for a in axes})
+    for key, group in frame.groupby(["dataset", "variant", *axes], sort=False):
+        dataset, variant, *levels = key
+        info = DATASETS.get(dataset)
+        chance = 1.0 / getattr(info, "n_classes", 10)
+        mean = float(group["test_acc"].mean())
+        if mean < chance + CHANCE_MARGIN:
+            where = ", ".join(f"{ABLATION_AXES[a]} {v}" for a, v in zip(axes, levels) if v != "")
+            label = VARIANT_LABEL.get(variant, variant) + (f" ({where})" if where else "")
+            out.append(f"{dataset}, {label}: did not learn (mean test accuracy {fmt.pct(mean)} %, "
+                       f"chance {fmt.pct(chance)} %); its comparisons describe a failure, not a method.")
+    return out
 
 
 def protocol_differences(ok_main: pd.DataFrame, paper_values: pd.DataFrame,
@@ -192,6 +223,29 @@ def level_selections(ok_runs: pd.DataFrame, axis: str, levels: list, main: dict)
             yield level, at_level
 
 
+def _plan_result(inputs: ReportInputs):
+    """(the store's saved analysis, or the same analysis computed now; problem text)."""
+    try:
+        return load_or_analyze(inputs.results_dir), ""
+    except CffbenchError as exc:
+        return None, f"no analysis plan result: {' '.join(str(exc).split())}"
+
+
+def _main_pairs(plan_result, main: dict) -> pd.DataFrame | None:
+    """The plan's contrasts at the main configuration as ``dataset, a, b, diff, p_adj`` (for the
+    paper table's bold-best rule)."""
+    if plan_result is None or plan_result.contrasts.empty:
+        return None
+    wanted = {f"{k} = {v}" for k, v in main.items()}
+    rows = []
+    for r in plan_result.contrasts.to_dict("records"):
+        parts = [p for p in r["scope"].split(", ") if p]
+        if all(p in wanted for p in parts):
+            rows.append({"dataset": r["dataset"], "a": r["minus"], "b": r["variant"],
+                         "diff": r["estimate"], "p_adj": r["p_adj"]})
+    return pd.DataFrame(rows) if rows else None
+
+
 def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
     """Every table, figure and sentence of the report.
 
@@ -206,8 +260,8 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
     main = main_configuration(ok)
     ok_main = select(ok, main)
     stats = analyze_variants(ok_main)
-    frames = [s.pairwise_raw for s in stats if s.pairwise_raw is not None]
-    pairwise = pd.concat(frames, ignore_index=True) if frames else None
+    plan_result, plan_problem = _plan_result(inputs)
+    pairwise = _main_pairs(plan_result, main)
     paper_values, source = load_paper_values()
     desc = describe_groups(ok_main, ["dataset", "variant"])  # keeps the runs' display order
     comparison = paper_comparison(desc, paper_values, pairwise)
@@ -216,14 +270,20 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
 
     figures = [f for f in [figs.accuracy_distribution(ok_main, fig_dir)] if f is not None]
     figures += figs.training_curves(inputs.curves, ok_main, fig_dir)
+    forest = (figs.forest_plot(plan_result.contrasts, plan_result.plan.sesoi, plan_result.plan.margin,
+                               fig_dir) if plan_result is not None else [])
     for maker in (lambda: figs.gamma_trajectories(inputs.curves, ok, fig_dir),
-                  lambda: figs.alpha_heatmaps(ok, fig_dir),
-                  lambda: figs.pairwise_p_heatmap(pairwise, fig_dir)):
+                  lambda: figs.alpha_heatmaps(ok, fig_dir)):
         figure = maker()
         if figure is not None:
             figures.append(figure)
 
-    tables: list[Table] = [t for t in [paper] if t is not None]
+    plan = plan_section(plan_result) if plan_result is not None else None
+    tables: list[Table] = []
+    if plan is not None:
+        for d in plan["datasets"]:
+            tables += [d["contrasts"], d["effects"], d["sensitivity"]]
+    tables += [t for t in [paper] if t is not None]
     for section in stats:
         tables += [t for t in (section.omnibus, section.pairwise) if t is not None]
     for section in ablation_sections:
@@ -234,8 +294,8 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
     return {
         "header": header(inputs),
         "warnings": protocol_differences(ok_main, paper_values, source.get("protocol", {}))
-        + reader_warnings(inputs, ok_main, stats),
-        "main_config": main, "paper": paper, "paper_source": source, "statistics": stats,
+        + reader_warnings(inputs, ok_main, stats) + ([plan_problem] if plan_problem else []),
+        "plan": plan, "forest": forest, "main_config": main, "paper": paper, "paper_source": source, "statistics": stats,
         "ablations": ablation_sections, "figures": figures, "failed": failed_runs(runs),
         "tables": tables,
     }

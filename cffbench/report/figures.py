@@ -262,28 +262,42 @@ def interaction_plot(desc: pd.DataFrame, axis: str, axis_label: str, out_dir: Pa
                      f"Interaction of {axis_label} and variant (mean, 95 % CI).", out_dir)
 
 
-def pairwise_p_heatmap(pairwise: pd.DataFrame, out_dir: Path) -> Figure | None:
-    """Adjusted pairwise p-values between variants, one panel per dataset (darker = smaller)."""
-    if pairwise is None or pairwise.empty:
-        return None
-    datasets = list(dict.fromkeys(pairwise["dataset"]))
-    with plt.rc_context(_theme()):
-        fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets) + 0.8, 3.0),
-                                 squeeze=False)
-        for ax, dataset in zip(axes[0], datasets):
-            pw = pairwise[pairwise["dataset"] == dataset]
-            variants = ordered_variants(set(pw["a"]) | set(pw["b"]))
-            mat = pd.DataFrame(np.nan, index=variants, columns=variants)
-            for r in pw.itertuples(index=False):
-                mat.loc[r.a, r.b] = mat.loc[r.b, r.a] = r.p_adj
-            labels = [VARIANT_LABEL.get(v, v) for v in variants]
-            annot = mat.map(lambda p: "" if pd.isna(p) else ("<.001" if p < .001
-                                                               else f"{p:.3f}".lstrip("0")))
-            sns.heatmap(mat.astype(float), ax=ax, annot=annot, fmt="", vmin=0, vmax=0.1,
-                        cmap="mako", square=True, xticklabels=labels, yticklabels=labels,
-                        cbar=ax is axes[0][-1], cbar_kws={"label": "adjusted p"},
-                        annot_kws={"fontsize": 8})
-            ax.set(title=dataset, xlabel="", ylabel="")
-        fig.tight_layout()
-        return _save(fig, "pairwise_p", "Adjusted pairwise p-values between variants "
-                     "(colour saturates at p = .10).", out_dir)
+def forest_plot(contrasts: pd.DataFrame, sesoi: float, margin: float, out_dir: Path) -> list[Figure]:
+    """Per dataset, every contrast of the analysis plan: its difference [pp] with the unadjusted
+    95 % CI (thick) and the simultaneous CI (thin), the zero line, the claimed gain (SESOI,
+    dashed) and the equivalence band ±margin (shaded). ``contrasts``: ``PlanResult.contrasts``."""
+    figures = []
+    if contrasts is None or contrasts.empty:
+        return figures
+    for dataset in dict.fromkeys(contrasts["dataset"]):
+        rows = contrasts[contrasts["dataset"] == dataset].reset_index(drop=True)
+        labels = [f"{r.label}" + (f" ({r.scope})" if r.scope else "") +
+                  ("" if r.role == "primary" else " [secondary]") for r in rows.itertuples()]
+        y = np.arange(len(rows))[::-1]
+        with plt.rc_context(_theme()):
+            fig, ax = plt.subplots(figsize=(7.0, 0.42 * len(rows) + 1.2))
+            ax.axvspan(-100 * margin, 100 * margin, color=_PALETTE[2], alpha=0.15, lw=0,
+                       label=f"equivalence band ±{100 * margin:.1f} pp")
+            ax.axvline(0.0, color="black", lw=0.8)
+            ax.axvline(100 * sesoi, color=_PALETTE[3], ls="--", lw=1.0,
+                       label=f"claimed gain +{100 * sesoi:.1f} pp")
+            for yi, r in zip(y, rows.itertuples()):
+                colour = _PALETTE[0] if r.role == "primary" else _PALETTE[7]
+                if np.isfinite(r.ci_adj_low) and np.isfinite(r.ci_adj_high):
+                    ax.plot([100 * r.ci_adj_low, 100 * r.ci_adj_high], [yi, yi], color=colour, lw=1)
+                if np.isfinite(r.ci_low) and np.isfinite(r.ci_high):
+                    ax.plot([100 * r.ci_low, 100 * r.ci_high], [yi, yi], color=colour, lw=3.5)
+                if np.isfinite(r.estimate):
+                    ax.plot([100 * r.estimate], [yi], "o", color="white", mec=colour, ms=5, mew=1.5)
+            ax.set_yticks(y, labels)
+            ax.set(xlabel="difference in test accuracy [pp]", ylabel="",
+                   title=f"{dataset}: estimation plot")
+            ax.grid(axis="y", visible=False)
+            _legend_right(ax)
+            fig.tight_layout()
+            key = "forest_" + re.sub(r"[^A-Za-z0-9]", "_", dataset)
+            figures.append(_save(fig, key, f"{dataset}: every contrast's difference with its 95 % "
+                                 "CI (thick, unadjusted) and simultaneous CI (thin, Bonferroni over "
+                                 "its family); zero line, the claimed gain (dashed) and the "
+                                 "equivalence band (shaded).", out_dir))
+    return figures

@@ -1,7 +1,6 @@
-"""The statistics section: run :func:`cffbench.stats.compare` per dataset and format its result.
-
-The engine picks the tests and records why (``Comparison.decisions``); this module only turns
-its tables, sentences, warnings and power line into what the report shows.
+"""The omnibus tests and diagnostics of the report: :func:`cffbench.stats.compare` per dataset on
+the parametric path fixed in advance, without pairs (the pairs are the analysis plan's,
+:mod:`cffbench.report.plan_section`); this module formats its tables, sentences and warnings.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cffbench.errors import CffbenchError
-from cffbench.report import formatting as fmt
+from cffbench import fmt
 from cffbench.report.tables import VARIANT_LABEL, VARIANT_ORDER, Table, frame_table
 from cffbench.stats import compare
 
@@ -26,6 +25,7 @@ POWER_DELTA = 0.012
 #: Readable headers for the engine's omnibus columns.
 COLUMN_LABEL = {"source": "effect", "ddof1": "df1", "ddof2": "df2", "ddof": "df", "DF": "df",
                 "p_unc": "p", "np2": "ηp²", "omega2": "ω²", "eps": "ε (GG)", "p_gg": "p (GG)",
+                "eps_hf": "ε (HF)", "p_hf": "p (HF)",
                 "W_mauchly": "Mauchly W", "p_mauchly": "p (Mauchly)", "SS_error": "SS error",
                 "kendall_w": "Kendall W", "note": "note"}
 POWER_TARGET = 0.8
@@ -85,7 +85,7 @@ def _cell(column: str, value) -> str:
         return fmt.p_cell(value)
     if name in ("ddof", "ddof1", "ddof2", "df", "dof", "n"):
         return str(int(round(value))) if abs(value - round(value)) < 1e-9 else f"{value:.2f}"
-    if name in ("np2", "omega2", "eps", "kendall_w", "w_mauchly"):
+    if name in ("np2", "omega2", "eps", "eps_hf", "kendall_w", "w_mauchly"):
         return fmt.apa_decimal(value)
     if name.startswith("ss") or name == "ms":
         return f"{value:.3g}"
@@ -191,7 +191,7 @@ def analyze_dataset(dataset: str, runs: pd.DataFrame, scope: str = "",
     try:
         result = compare(ordered, "test_acc", factors="variant", subject="seed",
                          delta=POWER_DELTA, power=POWER_TARGET,
-                         reference="ff" if "ff" in present else None)
+                         reference="ff" if "ff" in present else None, pretest=False, pairs=False)
     except CffbenchError as exc:
         section.problem = f"no statistics: {' '.join(str(exc).split())}"
         section.warnings.append(section.problem)
@@ -243,7 +243,7 @@ def ablation_omnibus(runs: pd.DataFrame, axis: str, axis_label: str) -> list[Tab
     for dataset, group in runs.groupby("dataset", sort=False):
         try:
             result = compare(group, "test_acc", factors=["variant", axis], subject="seed",
-                             delta=POWER_DELTA, power=POWER_TARGET)
+                             delta=POWER_DELTA, power=POWER_TARGET, pretest=False, pairs=False)
         except (CffbenchError, ArithmeticError, ValueError, np.linalg.LinAlgError):
             continue
         omnibus = result.tables.get(result.path)

@@ -1,6 +1,6 @@
 """Statistics engine: long-format DataFrames in, tidy DataFrames (and a decision trail) out.
 
-Public API (issue 4): :func:`describe`, :func:`rm_anova`, :func:`anova`, :func:`welch_anova`,
+Public API: :func:`describe`, :func:`rm_anova`, :func:`anova`, :func:`welch_anova`,
 :func:`friedman`, :func:`pairwise`, :func:`tukey`, :func:`seeds_needed`, :func:`compare` (returns a
 :class:`Comparison`) and :func:`analyze_results` (the ``cffbench analyze`` command).
 """

@@ -10,9 +10,10 @@ Plan per dataset (recorded as the first decision of each comparison):
   factor over every observed condition (this is where ff is compared), and ``crossing``, the
   two-way design on the runs where every factor is set (the CFF runs), when exactly two vary there.
 
-Post-hoc families: ``conditions`` tests only "condition − ff" (Holm over those k − 1 pairs);
-a two-factor analysis (``crossing`` or a two-factor ``main``) with a significant interaction tests
-the simple effects of both factors, one Holm family per factor.
+These are the omnibus tests and diagnostics (normality, sphericity) only, always on the
+parametric path fixed in advance. Every pair (variant − FF, BP − FF, A-CFF − F-CFF) is decided
+once, by the study's analysis plan (:mod:`cffbench.analysis`), and written beside them as
+``plan.json``, ``contrasts`` and ``sensitivity``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ class Analysis:
     dv : the dependent variable.
     n_runs, n_used : runs in the store, and ``ok`` runs with a finite ``dv`` that were analysed.
     excluded : reason -> number of runs left out (e.g. ``{"status diverged": 2}``).
-    comparisons : ``"<dataset>/<analysis>"`` -> :class:`Comparison`.
+    comparisons : ``"<dataset>/<analysis>"`` -> :class:`Comparison` (omnibus tests and
+        diagnostics; no pairs).
+    plan : the analysis plan's contrasts (:class:`cffbench.analysis.PlanResult`): every pair,
+        decided once; written as ``plan.json``, ``contrasts`` and ``sensitivity``.
     files : every file written.
     """
 
@@ -55,6 +59,7 @@ class Analysis:
     excluded: dict[str, int] = field(default_factory=dict)
     comparisons: dict[str, Comparison] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    plan: "PlanResult | None" = None
 
     def excluded_text(self) -> str:
         """"Analysed 18 of 20 runs; left out 2 (status diverged: 2)."."""
@@ -67,6 +72,10 @@ class Analysis:
     def to_text(self) -> str:
         """The console summary: exclusions, then each comparison's :meth:`Comparison.to_text`."""
         parts = [self.excluded_text()]
+        if self.plan is not None:
+            from cffbench.analysis.render import plan_text
+
+            parts += ["", plan_text(self.plan)]
         for key, result in self.comparisons.items():
             parts += ["", f"=== {key} ===", result.to_text()]
         parts.append(f"Written to {self.out_dir}")
@@ -125,8 +134,9 @@ def analyze_results(results_dir: Path | str, dv: str = "test_acc", out: Path | s
 
     Writes, under ``out``: ``<dataset>/<analysis>/<table>.csv`` and ``.parquet`` for every table,
     ``decisions``, ``summary.txt``, ``comparison.html``; at the top ``decisions.csv/.parquet``,
-    ``power.csv/.parquet`` and ``apa.json`` (long, with ``dataset`` and ``analysis``), ``apa.txt``,
-    ``warnings.txt`` and ``summary.txt``.
+    ``apa.json`` (long, with ``dataset`` and ``analysis``), ``apa.txt``,
+    ``warnings.txt`` and ``summary.txt``; and the analysis plan's result (every pair, decided
+    once): ``plan.json`` (plan, hash, verdict table), ``contrasts`` and ``sensitivity``.
 
     Raises
     ------
@@ -166,9 +176,13 @@ def analyze_results(results_dir: Path | str, dv: str = "test_acc", out: Path | s
             result = compare(rows, dv, factors or ["dataset"], subject="seed", alpha=alpha, delta=delta,
                              power=power, reference="ff",
                              posthoc_pairs="reference" if name == "conditions" else "all",
-                             simple_effects="both" if len(factors) == 2 else "first")
+                             simple_effects="both" if len(factors) == 2 else "first",
+                             pretest=False, pairs=False)
             result.decisions.insert(0, Decision("analysis plan", choice, reason))
             analysis.comparisons[f"{dataset}/{name}"] = result
+    from cffbench.analysis.contrasts import _plan_of, analyze_runs
+
+    analysis.plan = analyze_runs(ok, _plan_of(results_dir), dv)
     write_analysis(analysis)
     return analysis
 
@@ -208,9 +222,10 @@ def write_analysis(analysis: Analysis) -> None:
                            "seeds_needed": p.seeds_needed, "n_seeds": p.n_seeds, "basis": p.basis, "text": p.text})
     _write_frame(pd.DataFrame(decisions, columns=["dataset", "analysis", "step", "choice", "reason"]),
                  out / "decisions", analysis.files)
-    _write_frame(pd.DataFrame(powers, columns=["dataset", "analysis", "delta", "power", "alpha", "diff_sd",
-                                               "seeds_needed", "n_seeds", "basis", "text"]),
-                 out / "power", analysis.files)
+    if powers:  # compare(pairs=False) has no power line: seeds needed are per contrast (contrasts.csv)
+        _write_frame(pd.DataFrame(powers, columns=["dataset", "analysis", "delta", "power", "alpha",
+                                                   "diff_sd", "seeds_needed", "n_seeds", "basis", "text"]),
+                     out / "power", analysis.files)
     texts = {"apa.json": json.dumps(sentences, indent=1, ensure_ascii=False),
              "apa.txt": "".join(f"[{s['dataset']}/{s['analysis']}] {s['sentence']}\n" for s in sentences),
              "warnings.txt": "".join(f"{w}\n" for w in warnings),
@@ -218,3 +233,7 @@ def write_analysis(analysis: Analysis) -> None:
     for filename, text in texts.items():
         (out / filename).write_text(text, encoding="utf-8")
         analysis.files.append(out / filename)
+    if analysis.plan is not None:
+        from cffbench.analysis.contrasts import save as save_plan_result
+
+        analysis.files += save_plan_result(analysis.plan, out)

@@ -20,9 +20,8 @@ from cffbench.stats.assumptions import shapiro_check
 from cffbench.stats.descriptives import describe
 from cffbench.stats.inputs import as_factor_list, check_frame, level_labels, ordered_levels, subject_matrix
 
-# Greenhouse-Geisser correction below this epsilon (Girden 1992) or when Mauchly's test rejects
-# sphericity; otherwise the uncorrected F is kept (Huynh-Feldt is not offered: GG alone keeps the
-# trail simple and conservative).
+# Girden (1992): Greenhouse-Geisser when its epsilon is below .75, Huynh-Feldt otherwise; Mauchly's
+# test is reported as a diagnostic and does not choose (a corrected F is always used for p > 1 df).
 GG_THRESHOLD = 0.75
 # Fewer complete seeds than this after dropping incomplete ones: the pairing is abandoned.
 MIN_BLOCKS = 3
@@ -129,7 +128,8 @@ def _is_accuracy(dv: str, values: pd.Series) -> bool:
 def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: str | None = "seed",
             alpha: float = 0.05, *, delta: float = 0.012, power: float = 0.8,
             reference: str | None = None, as_percent: bool | None = None, seed: int = 0,
-            posthoc_pairs: str = "all", simple_effects: str = "first") -> Comparison:
+            posthoc_pairs: str = "all", simple_effects: str = "first", pretest: bool = True,
+            pairs: bool = True) -> Comparison:
     """Choose and run the analysis that fits the design, recording each choice and its reason.
 
     Parameters
@@ -152,6 +152,13 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
     simple_effects : after a significant two-way interaction, ``"first"`` (pairs of the first
         factor within each level of the second) or ``"both"`` (also the second factor within each
         level of the first; one Holm family per factor).
+    pretest : True: the normality check picks parametric or rank tests (step 3). False: the check
+        is a diagnostic only and the parametric path is always taken (what ``cffbench analyze``
+        and the report use: a test chosen by a pre-test of the same data has no nominal error
+        rate; Rochon et al. 2012).
+    pairs : False: no post-hoc pairs, no pair sentences and no power line; the pairs are the
+        analysis plan's (:mod:`cffbench.analysis`), decided once, and this result keeps the
+        omnibus tests and the diagnostics.
 
     The path (see the decision trail of the result):
 
@@ -224,14 +231,17 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
     n_cells = frame["cell"].nunique()
     paired_frame = _pairing(frame, dv, subject if use_subject else None, n_cells, result)
     options = {"reference": reference if posthoc_pairs == "reference" else None,
-               "both_simple_effects": simple_effects == "both"}
+               "both_simple_effects": simple_effects == "both", "pretest": pretest}
     if paired_frame is not None:
         within_path(paired_frame, dv, active, subject, result, **options)
     else:
         between_path(frame, dv, active, result, **options)
-    result.power = power_line(frame if paired_frame is None else paired_frame, dv,
-                              subject if paired_frame is not None else None, delta, power, alpha,
-                              reference, result)
+    if pairs:
+        result.power = power_line(frame if paired_frame is None else paired_frame, dv,
+                                  subject if paired_frame is not None else None, delta, power, alpha,
+                                  reference, result)
+    else:
+        _drop_pairs(result)
     for name, table in result.tables.items():
         if "note" not in table or name == "assumptions":  # assumption checks are reported as decisions
             continue
@@ -239,6 +249,16 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
             label = row.get("source", None) or f"{row.get('B', '')} − {row.get('A', '')}"
             result.warnings.append(f"undefined test: {name} {label}: {row['note'].removeprefix('undefined: ')}")
     return result
+
+
+def _drop_pairs(result: Comparison) -> None:
+    """Remove the post-hoc pairs (tables, sentences, trail) from a result: the plan decides them."""
+    for name in ("posthoc", "tukey"):
+        result.tables.pop(name, None)
+    result.apa = [s for s in result.apa if " − " not in s]
+    result.decisions = [d for d in result.decisions if not d.step.startswith("post-hoc")]
+    result.decide("pairs", "none here", "every pair is decided once, by the study's analysis plan "
+                  "(contrasts.csv), with its one pre-specified test and family")
 
 
 def is_reference(level: str, reference: str) -> bool:
