@@ -16,7 +16,7 @@ from cffbench.analysis import analyze_store, load
 from cffbench.analysis.render import contrast_cells, verdict_lines
 from cffbench.report import build_report
 from cffbench.report.findings import findings_block
-from cffbench.stats import analyze_results
+from cffbench.analysis import analyze_results
 from test_report_store import write_synthetic_store
 
 

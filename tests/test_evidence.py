@@ -14,7 +14,7 @@ import pytest
 from cffbench.report import build_report
 from cffbench.report.findings import embedded_blocks, findings_block
 from cffbench.report.store import load_inputs, runs_end_epoch
-from cffbench.stats import analyze_results
+from cffbench.analysis import analyze_results
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = ("replication_cpu", "alpha_ablation")

@@ -11,7 +11,7 @@ import pytest
 
 from cffbench.cli import main
 from cffbench.errors import StatsError
-from cffbench.stats import analyze_results
+from cffbench.analysis import analyze_results
 
 STUDY_TOML = 'name = "toy"\nseeds = [0, 1, 2, 3, 4]\n\n[data]\ndatasets = ["mnist"]\n'
 

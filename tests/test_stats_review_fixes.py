@@ -16,7 +16,8 @@ from scipy import stats as sps
 from scipy.linalg import null_space
 from statsmodels.stats.multitest import multipletests
 
-from cffbench.stats import analyze_results, anova, compare, seeds_needed
+from cffbench.analysis import analyze_results
+from cffbench.stats import anova, compare, seeds_needed
 from cffbench.stats.assumptions import shapiro_check
 from test_stats_analyze import toy_rows, write_store
 from test_stats_compare import runs, steps

@@ -1,124 +1,30 @@
-"""The decision tree: pick the tests a design allows, run them, and record why.
+"""The omnibus decision tree: pick the tests a design allows, run them, and record why.
 
 ``compare`` looks at the data (paired by seed or not, one or two factors, complete crossing or
 not, assumptions met or not), runs the tables that apply and returns a :class:`Comparison` that
-the report renders. Every choice is logged as a :class:`Decision` (step, choice, reason).
+the report renders. Every choice is logged as a :class:`Decision` (step, choice, reason). The
+result types live in :mod:`cffbench.stats.comparison`, the two branches in
+:mod:`cffbench.stats.design_paths`; this module validates and orchestrates.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from cffbench.errors import StatsError
-from cffbench.stats.assumptions import shapiro_check
+from cffbench.stats.comparison import Comparison, Decision, PowerLine, is_reference
+from cffbench.stats.design_paths import between_path, power_line, within_path
 from cffbench.stats.descriptives import describe
 from cffbench.stats.inputs import as_factor_list, check_frame, level_labels, ordered_levels, subject_matrix
 
-# Girden (1992): Greenhouse-Geisser when its epsilon is below .75, Huynh-Feldt otherwise; Mauchly's
-# test is reported as a diagnostic and does not choose (a corrected F is always used for p > 1 df).
-GG_THRESHOLD = 0.75
+__all__ = ["Comparison", "Decision", "PowerLine", "compare", "is_reference"]
+
 # Fewer complete seeds than this after dropping incomplete ones: the pairing is abandoned.
 MIN_BLOCKS = 3
-
-
-class Decision(NamedTuple):
-    """One step of the decision trail: what was decided, the choice made, and why."""
-
-    step: str
-    choice: str
-    reason: str
-
-
-@dataclass
-class PowerLine:
-    """Seeds needed to detect ``delta`` with ``power`` (two-sided t-test at ``alpha``: paired when
-    the design is within-subjects, two-sample with equal n per condition when it is between).
-
-    ``diff_sd`` is the observed SD of paired differences (root mean square over ``basis`` pairs;
-    for unpaired designs sqrt(s_A^2 + s_B^2)); ``seeds_needed`` is NaN when undefined;
-    ``n_seeds`` is the number of seeds (complete blocks) this study has; ``text`` is a sentence.
-    """
-
-    delta: float
-    power: float
-    alpha: float
-    diff_sd: float
-    seeds_needed: float
-    n_seeds: int
-    basis: str
-    text: str
-
-
-@dataclass
-class Comparison:
-    """Everything ``compare`` found, ready to render.
-
-    Attributes
-    ----------
-    dv : the dependent variable analysed.
-    factors : the design factors actually analysed (after dropping constant ones or combining
-        an incomplete crossing into one ``condition`` factor).
-    subject : the blocking column (``seed``) or None.
-    design : ``"within"`` (paired by subject), ``"between"`` or ``"none"`` (one condition).
-    path : the omnibus route taken: ``rm_anova``, ``friedman``, ``welch_anova``, ``anova``,
-        ``kruskal`` or ``describe``.
-    n_blocks : complete blocks used (within) or the smallest group size (between).
-    decisions : ordered (step, choice, reason) records.
-    tables : name -> DataFrame; names among ``descriptives``, ``assumptions``, ``rm_anova``,
-        ``friedman``, ``anova``, ``welch_anova``, ``kruskal``, ``posthoc``, ``tukey``, ``power``.
-    apa : APA-style sentences (omnibus first, then post-hoc pairs).
-    warnings : things the reader must know (undefined tests, too few seeds, dropped data).
-    power : the :class:`PowerLine`, or None when no difference can be formed.
-    alpha : significance level used for every decision.
-    scale, unit : how ``dv`` differences are rendered (accuracy: 100 and " pp").
-    """
-
-    dv: str
-    factors: list[str]
-    subject: str | None
-    design: str
-    path: str
-    n_blocks: int
-    decisions: list[Decision] = field(default_factory=list)
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    apa: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    power: PowerLine | None = None
-    alpha: float = 0.05
-    scale: float = 1.0
-    unit: str = ""
-
-    def decide(self, step: str, choice: str, reason: str) -> None:
-        """Append one record to the decision trail."""
-        self.decisions.append(Decision(step, choice, reason))
-
-    def decisions_frame(self) -> pd.DataFrame:
-        """The decision trail as a DataFrame ``step, choice, reason``."""
-        return pd.DataFrame(self.decisions, columns=list(Decision._fields))
-
-    def to_text(self) -> str:
-        """Plain-text rendering (decision trail, sentences, warnings, power, tables)."""
-        from cffbench.stats.render import comparison_text
-
-        return comparison_text(self)
-
-    def to_html(self) -> str:
-        """An HTML fragment (``<section>``) with the same content as :meth:`to_text`."""
-        from cffbench.stats.render import comparison_html
-
-        return comparison_html(self)
-
-    def to_latex(self) -> str:
-        """LaTeX source (itemised decisions and sentences, ``tabular`` tables)."""
-        from cffbench.stats.render import comparison_latex
-
-        return comparison_latex(self)
 
 
 def _is_accuracy(dv: str, values: pd.Series) -> bool:
@@ -177,8 +83,6 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
     5. power line from the SD of paired differences (paired t), or of independent runs
        (two-sample t, seeds per condition) in a between design.
     """
-    from cffbench.stats.design_paths import between_path, power_line, within_path
-
     names = as_factor_list(factors, "factors")
     if not names:
         raise StatsError("compare needs at least one factor column (e.g. factors=['variant'])")
@@ -261,11 +165,6 @@ def _drop_pairs(result: Comparison) -> None:
                   "(contrasts.csv), with its one pre-specified test and family")
 
 
-def is_reference(level: str, reference: str) -> bool:
-    """``level`` is the reference condition (``"ff"``, or a combined label starting ``"ff /"``)."""
-    return level == reference or level.startswith(f"{reference} /")
-
-
 def _reference_first(frame: pd.DataFrame, factor: str, reference: str, result: Comparison) -> None:
     """Order the levels reference first, so every pair reads "condition − reference"."""
     levels = ordered_levels(frame[factor])
@@ -329,17 +228,3 @@ def _pairing(frame: pd.DataFrame, dv: str, subject: str | None, n_cells: int,
                   f"(< {MIN_BLOCKS}); analysing all runs as independent, which is conservative")
     result.warnings.append(f"too few complete {subject} blocks ({len(complete)}) for a paired analysis")
     return None
-
-
-def residual_normality(wide: np.ndarray) -> dict:
-    """Shapiro-Wilk on paired differences (2 cells) or on subject + cell model residuals.
-
-    ``wide`` has shape (n_subjects, n_cells); residual_ij = y_ij - ybar_i. - ybar_.j + ybar_..
-    Constancy is judged against the raw data's scale max |y_ij|, so identical gains in every seed
-    (residuals = float noise) count as "not checkable", not as a normality violation.
-    """
-    scale = float(np.max(np.abs(wide))) if wide.size else None
-    if wide.shape[1] == 2:
-        return shapiro_check(wide[:, 1] - wide[:, 0], "paired differences", scale=scale)
-    resid = wide - wide.mean(axis=1, keepdims=True) - wide.mean(axis=0, keepdims=True) + wide.mean()
-    return shapiro_check(resid.ravel(), "residuals of the subject + condition model", scale=scale)

@@ -15,7 +15,12 @@ from cffbench.stats.assumptions import is_constant, levene_check, shapiro_check
 from cffbench.stats.nonparametric import friedman, kruskal
 from cffbench.stats.inputs import ordered_levels
 from cffbench.stats.pairwise import adjust_pvalues, pairwise, tukey
+from cffbench.stats.comparison import PowerLine, is_reference
 from cffbench.stats.power import seeds_needed
+
+# Girden (1992): Greenhouse-Geisser when its epsilon is below .75, Huynh-Feldt otherwise; Mauchly's
+# test is reported as a diagnostic and does not choose (a corrected F is always used for p > 1 df).
+GG_THRESHOLD = 0.75
 
 
 def _normality_verdict(check: dict, alpha: float, result, pretest: bool = True) -> bool:
@@ -127,8 +132,6 @@ def smallest_adjusted_wilcoxon_p(n: int, n_pairs: int) -> float:
 
 def _family_size(cells: list[str], reference: str | None) -> int:
     """Pairs in the post-hoc Holm family: k - 1 with a reference level among ``cells``, else k(k-1)/2."""
-    from cffbench.stats.compare import is_reference
-
     k = len(cells)
     n_ref = sum(is_reference(c, reference) for c in cells) if reference is not None else 0
     return n_ref * (k - n_ref) if n_ref else k * (k - 1) // 2
@@ -136,8 +139,6 @@ def _family_size(cells: list[str], reference: str | None) -> int:
 
 def reference_family(posthoc: pd.DataFrame, reference: str | None, result) -> pd.DataFrame:
     """Keep the pairs "condition − reference" and Holm-adjust over those k − 1 pairs only."""
-    from cffbench.stats.compare import is_reference
-
     if reference is None:
         return posthoc
     keep = (posthoc["A"].astype(str).map(lambda a: is_reference(a, reference))
@@ -161,8 +162,6 @@ def within_path(frame: pd.DataFrame, dv: str, factors: list[str], subject: str, 
     ``reference``: with one factor, post-hoc pairs are only "condition − reference" (Holm over
     k − 1); None: all pairs. ``both_simple_effects``: see :func:`_simple_effects`.
     """
-    from cffbench.stats.compare import GG_THRESHOLD, residual_normality
-
     wide = frame.pivot(index=subject, columns="cell", values=dv)
     n, k = wide.shape
     result.design, result.n_blocks = "within", n
@@ -301,8 +300,6 @@ def between_path(frame: pd.DataFrame, dv: str, factors: list[str], result, *,
 def power_line(frame: pd.DataFrame, dv: str, subject: str | None, delta: float, power: float,
                alpha: float, reference: str | None, result):
     """Seeds needed to detect ``delta`` from the observed SD of paired differences."""
-    from cffbench.stats.compare import PowerLine, is_reference
-
     if subject is not None:
         wide = frame.pivot(index=subject, columns="cell", values=dv)
         columns = {c: wide[c].to_numpy(dtype=float) for c in wide.columns}
@@ -345,3 +342,17 @@ def power_line(frame: pd.DataFrame, dv: str, subject: str | None, delta: float, 
                 f"pair(s){' with ' + reference if ref_cells else ''}); this study has {n_seeds}.")
     return PowerLine(delta=delta, power=power, alpha=alpha, diff_sd=diff_sd, seeds_needed=needed,
                      n_seeds=n_seeds, basis=basis, text=text)
+
+
+def residual_normality(wide: np.ndarray) -> dict:
+    """Shapiro-Wilk on paired differences (2 cells) or on subject + cell model residuals.
+
+    ``wide`` has shape (n_subjects, n_cells); residual_ij = y_ij - ybar_i. - ybar_.j + ybar_..
+    Constancy is judged against the raw data's scale max |y_ij|, so identical gains in every seed
+    (residuals = float noise) count as "not checkable", not as a normality violation.
+    """
+    scale = float(np.max(np.abs(wide))) if wide.size else None
+    if wide.shape[1] == 2:
+        return shapiro_check(wide[:, 1] - wide[:, 0], "paired differences", scale=scale)
+    resid = wide - wide.mean(axis=1, keepdims=True) - wide.mean(axis=0, keepdims=True) + wide.mean()
+    return shapiro_check(resid.ravel(), "residuals of the subject + condition model", scale=scale)

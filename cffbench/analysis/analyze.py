@@ -1,4 +1,5 @@
-"""``cffbench analyze``: run :func:`compare` over a results directory and write the tables.
+"""``cffbench analyze``: the plan's contrasts of a results directory (:mod:`cffbench.analysis.contrasts`)
+and :func:`~cffbench.stats.compare` over it for the omnibus tests, written as tables.
 
 Plan per dataset (recorded as the first decision of each comparison):
 
@@ -25,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cffbench.analysis.contrasts import PlanResult, _plan_of, analyze_runs
+from cffbench.analysis.contrasts import save as save_plan_result
+from cffbench.analysis.render import plan_text
 from cffbench.errors import StatsError, StudyError
 from cffbench.stats.compare import Comparison, Decision, compare
 from cffbench.stats.inputs import level_labels
@@ -59,7 +63,7 @@ class Analysis:
     excluded: dict[str, int] = field(default_factory=dict)
     comparisons: dict[str, Comparison] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
-    plan: "PlanResult | None" = None
+    plan: PlanResult | None = None
 
     def excluded_text(self) -> str:
         """"Analysed 18 of 20 runs; left out 2 (status diverged: 2)."."""
@@ -73,8 +77,6 @@ class Analysis:
         """The console summary: exclusions, then each comparison's :meth:`Comparison.to_text`."""
         parts = [self.excluded_text()]
         if self.plan is not None:
-            from cffbench.analysis.render import plan_text
-
             parts += ["", plan_text(self.plan)]
         for key, result in self.comparisons.items():
             parts += ["", f"=== {key} ===", result.to_text()]
@@ -180,8 +182,6 @@ def analyze_results(results_dir: Path | str, dv: str = "test_acc", out: Path | s
                              pretest=False, pairs=False)
             result.decisions.insert(0, Decision("analysis plan", choice, reason))
             analysis.comparisons[f"{dataset}/{name}"] = result
-    from cffbench.analysis.contrasts import _plan_of, analyze_runs
-
     analysis.plan = analyze_runs(ok, _plan_of(results_dir), dv)
     write_analysis(analysis)
     return analysis
@@ -234,6 +234,4 @@ def write_analysis(analysis: Analysis) -> None:
         (out / filename).write_text(text, encoding="utf-8")
         analysis.files.append(out / filename)
     if analysis.plan is not None:
-        from cffbench.analysis.contrasts import save as save_plan_result
-
         analysis.files += save_plan_result(analysis.plan, out)
