@@ -16,7 +16,7 @@ from cffbench import fmt
 from cffbench.stats.paired import TEST_LABEL, VERDICT_TABLE
 
 #: Column headers of the contrast table (report and findings): the decision of each contrast.
-CONTRAST_COLUMNS = ["comparison", "at", "n", "verdict", "difference [pp] (95 % CI, unadjusted)",
+CONTRAST_COLUMNS = ["comparison", "at", "n", "verdict", "difference [pp] (95 % CI)",
                     "simultaneous CI [pp]", "p", "p_adj", "decision", "p (Δ ≥ SESOI)", "p (TOST)"]
 #: Column headers of the effect-size and power table (same rows, same order).
 EFFECT_COLUMNS = ["comparison", "at", "n", "P(improvement) [95 % Wilson]", "d_z (corrected)",

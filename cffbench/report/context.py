@@ -285,11 +285,11 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
             tables += [d["contrasts"], d["effects"], d["sensitivity"]]
     tables += [t for t in [paper] if t is not None]
     for section in stats:
-        tables += [t for t in (section.omnibus, section.pairwise) if t is not None]
+        tables += [t for t in (section.omnibus,) if t is not None]
     for section in ablation_sections:
         tables += [section["table"], *section["tests"]]
         for level_section in section["level_statistics"]:
-            tables += [t for t in (level_section.omnibus, level_section.pairwise) if t is not None]
+            tables += [t for t in (level_section.omnibus,) if t is not None]
     unique_keys(tables)
     return {
         "header": header(inputs),

@@ -271,11 +271,15 @@ def forest_plot(contrasts: pd.DataFrame, sesoi: float, margin: float, out_dir: P
         return figures
     for dataset in dict.fromkeys(contrasts["dataset"]):
         rows = contrasts[contrasts["dataset"] == dataset].reset_index(drop=True)
-        labels = [f"{r.label}" + (f" ({r.scope})" if r.scope else "") +
-                  ("" if r.role == "primary" else " [secondary]") for r in rows.itertuples()]
+        short = {"theta_placement = ": "θ ", "alpha = ": "α ", "schedule = ": "", "hidden = ": "hidden "}
+        scopes = [r.scope for r in rows.itertuples()]
+        for long, brief in short.items():
+            scopes = [sc.replace(long, brief) for sc in scopes]
+        labels = [f"{r.label}" + (f" ({sc})" if sc else "") + ("" if r.role == "primary" else " [secondary]")
+                  for r, sc in zip(rows.itertuples(), scopes)]
         y = np.arange(len(rows))[::-1]
         with plt.rc_context(_theme()):
-            fig, ax = plt.subplots(figsize=(7.0, 0.42 * len(rows) + 1.2))
+            fig, ax = plt.subplots(figsize=(8.0, 0.38 * len(rows) + 1.6))
             ax.axvspan(-100 * margin, 100 * margin, color=_PALETTE[2], alpha=0.15, lw=0,
                        label=f"equivalence band ±{100 * margin:.1f} pp")
             ax.axvline(0.0, color="black", lw=0.8)
@@ -293,8 +297,8 @@ def forest_plot(contrasts: pd.DataFrame, sesoi: float, margin: float, out_dir: P
             ax.set(xlabel="difference in test accuracy [pp]", ylabel="",
                    title=f"{dataset}: estimation plot")
             ax.grid(axis="y", visible=False)
-            _legend_right(ax)
-            fig.tight_layout()
+            fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False)
+            fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
             key = "forest_" + re.sub(r"[^A-Za-z0-9]", "_", dataset)
             figures.append(_save(fig, key, f"{dataset}: every contrast's difference with its 95 % "
                                  "CI (thick, unadjusted) and simultaneous CI (thin, Bonferroni over "

@@ -25,7 +25,7 @@ def _rows(result: PlanResult, dataset: str) -> list[dict]:
 def contrast_table(result: PlanResult, dataset: str) -> Table:
     rows = [plan_render.contrast_cells(r) for r in _rows(result, dataset)]
     note = (f"Plan {result.plan.hash}. Difference = first minus second variant, with the primary "
-            "test's own unadjusted 95 % CI; simultaneous CI: 1 − α/m over the family (Bonferroni); "
+            "test's own 95 % CI, unadjusted; simultaneous CI: 1 − α/m over the family (Bonferroni); "
             "p_adj: adjusted over the family (the primary contrasts of this dataset, or its "
             "secondary pairs); p (Δ ≥ SESOI): minimum-effect test; p (TOST): equivalence within "
             "±margin (both unadjusted here; the verdict uses their adjusted values).")

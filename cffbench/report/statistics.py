@@ -13,14 +13,14 @@ import pandas as pd
 
 from cffbench.errors import CffbenchError
 from cffbench import fmt
-from cffbench.report.tables import VARIANT_LABEL, VARIANT_ORDER, Table, frame_table
+from cffbench.report.tables import VARIANT_ORDER, Table, frame_table
 from cffbench.stats import compare
 
 #: Omnibus tables ``compare`` may produce (``Comparison.path`` names the one it chose).
 OMNIBUS_TABLES = ("rm_anova", "friedman", "anova", "welch_anova", "kruskal")
 OMNIBUS_LABEL = {"rm_anova": "repeated-measures ANOVA", "friedman": "Friedman test",
                  "anova": "ANOVA", "welch_anova": "Welch ANOVA", "kruskal": "Kruskal-Wallis test"}
-#: The difference the power line is about (the paper's A-CFF − FF gap, 93.8 − 92.6 %).
+#: compare() needs a delta and power; with pairs=False it computes no power line from them.
 POWER_DELTA = 0.012
 #: Readable headers for the engine's omnibus columns.
 COLUMN_LABEL = {"source": "effect", "ddof1": "df1", "ddof2": "df2", "ddof": "df", "DF": "df",
@@ -40,15 +40,9 @@ class DatasetStatistics:
     dataset : str
     trail : list of str
         The engine's decision trail in plain words (which test, and why).
-    omnibus, pairwise : Table or None
-    pairwise_raw : DataFrame or None
-        Columns ``dataset, a, b, diff, p_adj, effect, prob_improvement`` with ``a`` before ``b``
-        in :data:`VARIANT_ORDER` and ``diff = mean_b − mean_a``; feeds the bold-best rule and the
-        p heatmap.
+    omnibus : Table or None
     sentences : list of str
-        The engine's APA-style result sentences.
-    power : str
-        "To detect 1.2 pp with power .8 you need N seeds; this study has n."
+        The engine's APA-style omnibus sentences (no pairs: those are the analysis plan's).
     warnings : list of str
         The engine's warnings (shown once, at the top of the report).
     problem : str
@@ -56,22 +50,15 @@ class DatasetStatistics:
     scope : str
         Empty for the main configuration; else the ablation level compared at, e.g.
         ``"θ placement = single"``.
-    power_raw : DataFrame or None
-        The engine's per-pair power table (``A, B, n, diff_sd, seeds_needed``; paired SD of the
-        differences, or the SD of independent runs' difference in an unpaired design).
     """
 
     dataset: str
     trail: list[str] = field(default_factory=list)
     omnibus: Table | None = None
-    pairwise: Table | None = None
-    pairwise_raw: pd.DataFrame | None = None
     sentences: list[str] = field(default_factory=list)
-    power: str = ""
     warnings: list[str] = field(default_factory=list)
     problem: str = ""
     scope: str = ""
-    power_raw: pd.DataFrame | None = None
 
 
 def _cell(column: str, value) -> str:
@@ -99,79 +86,6 @@ def omnibus_table(dataset: str, name: str, frame: pd.DataFrame) -> Table:
     shown = pd.DataFrame({COLUMN_LABEL.get(c, c): [_cell(c, v) for v in frame[c]]
                           for c in frame.columns})
     return frame_table(f"omnibus_{dataset}", f"{dataset}: {OMNIBUS_LABEL.get(name, name)}", shown)
-
-
-def _oriented(posthoc: pd.DataFrame) -> pd.DataFrame:
-    """Engine post-hoc rows re-oriented so ``a`` is the earlier variant of :data:`VARIANT_ORDER`
-    (the baseline) and every signed quantity reads "b minus a"."""
-    es_col = "cohen_dz" if "cohen_dz" in posthoc.columns else "hedges_g"
-    rank = {v: i for i, v in enumerate(VARIANT_ORDER)}
-    rows = []
-    for r in posthoc.to_dict("records"):
-        flip = rank.get(r["A"], 99) > rank.get(r["B"], 99)
-        sign = -1.0 if flip else 1.0
-        low, high = (r.get("ci_low", np.nan), r.get("ci_high", np.nan))
-        es_low, es_high = (r.get("es_ci_low", np.nan), r.get("es_ci_high", np.nan))
-        prob = r.get("prob_improvement", np.nan)
-        rows.append({
-            "a": r["B"] if flip else r["A"], "b": r["A"] if flip else r["B"],
-            "test": r.get("test", ""), "n": r.get("n_A", np.nan),
-            "diff": sign * r.get("diff", np.nan),
-            "diff_low": -high if flip else low, "diff_high": -low if flip else high,
-            "p_adj": r.get("p_adj", np.nan), "effect_name": "d_z" if es_col == "cohen_dz" else "g",
-            "effect": sign * r.get(es_col, np.nan),
-            "effect_low": -es_high if flip else es_low, "effect_high": -es_low if flip else es_high,
-            "prob_improvement": 1.0 - prob if flip else prob, "note": r.get("note", ""),
-        })
-    out = pd.DataFrame(rows)
-    order = out["a"].map(rank).fillna(99) * 100 + out["b"].map(rank).fillna(99)
-    return out.assign(order=order).sort_values("order").drop(columns="order").reset_index(drop=True)
-
-
-def effect_text(r) -> str:
-    """"d_z = 0.41 [−0.24, 1.05]" for a :func:`_oriented` row; "undefined" without an effect."""
-    if not np.isfinite(r.effect):
-        return "undefined"
-    return f"{r.effect_name} = {fmt.num(r.effect)} [{fmt.num(r.effect_low)}, {fmt.num(r.effect_high)}]"
-
-
-def difference_text(r) -> str:
-    """"+1.27 [−0.93, +3.47]" (pp) for a :func:`_oriented` row; the CI only when it exists."""
-    ci = f" [{fmt.pp(r.diff_low)}, {fmt.pp(r.diff_high)}]" if np.isfinite(r.diff_low) else ""
-    return f"{fmt.pp(r.diff)}{ci}"
-
-
-def pairwise_table(dataset: str, raw: pd.DataFrame) -> Table:
-    """Adjusted p, difference and effect size (with 95 % CIs) and P(improvement) per pair."""
-    columns = ["Comparison", "Test", "n", "Difference [pp] (95 % CI)", "Adjusted p",
-               "Effect size (95 % CI)", "P(improvement)"]
-    rows, reasons = [], {}
-    for r in raw.itertuples(index=False):
-        effect = effect_text(r)
-        p_text = fmt.p_cell(r.p_adj) or "undefined"
-        if not fmt.p_cell(r.p_adj) and r.note:
-            reasons.setdefault(r.note.removeprefix("undefined: "), []).append(
-                f"{VARIANT_LABEL.get(r.b, r.b)} − {VARIANT_LABEL.get(r.a, r.a)}")
-        rows.append([f"{VARIANT_LABEL.get(r.b, r.b)} − {VARIANT_LABEL.get(r.a, r.a)}", r.test,
-                     "" if pd.isna(r.n) else str(int(r.n)), difference_text(r), p_text,
-                     effect, fmt.apa_decimal(r.prob_improvement, 2)])
-    note = ("Difference = first minus second variant. P(improvement): share of seeds on which "
-            "the first variant beats the second.")
-    for reason, pairs in reasons.items():
-        note += f" Undefined ({', '.join(pairs)}): {reason}."
-    return Table(f"pairwise_{dataset}", f"{dataset}: pairwise comparisons of the variants",
-                 columns, rows, note=note)
-
-
-def power_sentence(power) -> str:
-    """"To detect 1.2 pp with power .8 you need N seeds; this study has n." from a PowerLine."""
-    if power is None:
-        return ""
-    head = f"To detect {100 * power.delta:.1f} pp with power {fmt.apa_decimal(power.power, 1)}"
-    if power.seeds_needed is None or not np.isfinite(power.seeds_needed):
-        return (f"{head} the number of seeds needed is undefined (the spread of the paired "
-                f"differences is zero or not estimable); this study has {power.n_seeds}.")
-    return f"{head} you need {int(power.seeds_needed)} seeds; this study has {power.n_seeds}."
 
 
 def analyze_dataset(dataset: str, runs: pd.DataFrame, scope: str = "",
@@ -209,14 +123,7 @@ def analyze_dataset(dataset: str, runs: pd.DataFrame, scope: str = "",
     key = f"{dataset}_{scope_key}" if scope_key else dataset
     if result.path in OMNIBUS_TABLES and omnibus is not None and not omnibus.empty:
         section.omnibus = _scoped(omnibus_table(key, result.path, omnibus), key, dataset, scope)
-    posthoc = result.tables.get("posthoc")
-    if posthoc is not None and not posthoc.empty and {"A", "B", "p_adj"} <= set(posthoc.columns):
-        raw = _oriented(posthoc)
-        section.pairwise = _scoped(pairwise_table(key, raw), key, dataset, scope)
-        section.pairwise_raw = raw.assign(dataset=dataset)
-    section.power_raw = result.tables.get("power")
     section.sentences = list(result.apa)
-    section.power = power_sentence(result.power)
     section.warnings = list(result.warnings)
     return section
 

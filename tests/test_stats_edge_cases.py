@@ -1,6 +1,5 @@
-"""Behaviours pinned after the independent review of the statistics engine (/tmp/review).
-
-Each test failed before its fix. Independent truth: exact arithmetic (an additive model has zero
+"""Edge cases of the statistics engine: degenerate designs, the sphericity rule, Holm families,
+unpaired power. Independent truth: exact arithmetic (an additive model has zero
 residuals), the exact Wilcoxon floor 2 / 2^n, Mauchly's W of a covariance built by hand,
 statsmodels' Holm and TTestIndPower, and Cohen's (1988) power table.
 """
@@ -90,7 +89,7 @@ def test_anova_with_one_run_per_condition_is_undefined_not_an_exception():
 
 
 def test_analyze_results_survives_one_ok_run_per_condition_on_different_seeds(tmp_path):
-    # as /tmp/review/crash_store.py: most runs diverged, each condition has one ok run
+    # most runs diverged, each condition has one ok run
     ok_seed = {("ff", None): 0, ("f-cff", "uniform"): 1, ("f-cff", "distance"): 2,
                ("a-cff", "uniform"): 0, ("a-cff", "distance"): 1}
     rows = [{"variant": v, "alpha": a, "seed": s, "status": "ok" if s == ok else "diverged",
