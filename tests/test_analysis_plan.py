@@ -159,3 +159,50 @@ def test_inconclusive_verdict_names_the_seeds_that_would_decide_it():
     for r in inconclusive.itertuples():
         assert f"about {int(r.seeds_needed)} seeds would decide it" in r.verdict_text
         assert r.seeds_low <= r.seeds_needed <= r.seeds_high and r.small_pilot
+
+
+def test_a_wilcoxon_plan_reports_hodges_lehmann_and_flags_what_the_t_test_would_change():
+    from cffbench.analysis.plan import resolve_plan as resolve
+    from cffbench.stats import paired as P
+
+    plan = resolve(parse_study(BASE + '[analysis]\ntest = "wilcoxon"\n').analysis)
+    runs = _runs(seeds=range(8))
+    result = analyze_runs(runs, plan)
+    assert (result.contrasts["test"] == "wilcoxon").all()
+    ff = runs[runs["variant"] == "ff"].set_index("seed")["test_acc"]
+    for r in result.primary.itertuples():
+        theta = r.scope.split(" = ")[1]
+        cff = runs[(runs["variant"] == r.variant) & (runs["theta_placement"] == theta)].set_index("seed")["test_acc"]
+        d = (cff - ff).sort_index().to_numpy()
+        est, low, high, _ = P.hodges_lehmann(d)
+        assert (r.estimate, r.ci_low, r.ci_high) == pytest.approx((est, low, high), rel=1e-12)
+        # oracle for the p: scipy's exact signed-rank test
+        assert r.p == pytest.approx(sps.wilcoxon(d, method="exact").pvalue, rel=1e-12)
+        assert r.test_method == "exact"
+    sens = result.sensitivity
+    assert set(sens.loc[sens["primary_test"], "test"]) == {"wilcoxon"}
+    assert plan.hash != resolve_plan(parse_study(BASE).analysis).hash
+
+
+def test_cli_analyze_uses_the_stored_plan_and_writes_its_hash(tmp_path):
+    import json
+
+    from cffbench.cli import main
+
+    root = tmp_path / "results"
+    (root / "runs").mkdir(parents=True)
+    runs = _runs(seeds=range(16))
+    for i, row in enumerate(runs.to_dict("records")):
+        frame = pd.DataFrame([{**row, "run_id": f"r{i:03d}", "study": "p"}])
+        frame["theta_placement"] = frame["theta_placement"].astype("object")
+        frame.to_parquet(root / "runs" / f"r{i:03d}.parquet", index=False)
+    (root / "study.toml").write_text(BASE + '[analysis]\ntest = "permutation"\npermutation_resamples = 2000\n',
+                                     encoding="utf-8")
+    main(["analyze", str(root)])
+    meta = json.loads((root / "analysis" / "plan.json").read_text(encoding="utf-8"))
+    assert meta["plan"]["test"] == "permutation" and len(meta["plan_hash"]) == 12
+    contrasts = pd.read_parquet(root / "analysis" / "contrasts.parquet")
+    # 16 seeds > 15: Monte Carlo with the plan's seed, and the method says so
+    assert contrasts["test_method"].str.startswith("Monte Carlo (2000 sign flips, seed 0)").all()
+    summary = (root / "analysis" / "summary.txt").read_text(encoding="utf-8")
+    assert meta["plan_hash"] in summary and "sign-flip permutation" in summary
