@@ -55,6 +55,10 @@ class PlanResult:
     sensitivity : one row per (contrast, test) for every test: ``estimate, ci_low, ci_high,
         confidence, method, p, p_adj, decision, changes_decision``.
     notes : things a reader must know (missing cells, too few seeds).
+    ranks, rank_pairs, cliques : the exploratory critical-difference summary of every condition
+        (:mod:`cffbench.stats.ranks`): ``condition, avg_rank, n_blocks`` over the complete
+        dataset × seed blocks, every pair's Wilcoxon p with Holm, and the maximal groups with no
+        significant pair; empty with fewer than 4 conditions or 2 blocks.
     """
 
     plan: Plan
@@ -62,6 +66,9 @@ class PlanResult:
     sensitivity: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     runs_hash: str = ""
+    ranks: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rank_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cliques: list[list[str]] = field(default_factory=list)
 
     @property
     def primary(self) -> pd.DataFrame:
@@ -271,7 +278,39 @@ def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_a
         for family_rows in families.values():
             _family(family_rows, plan)
             rows += family_rows
-    return _frames(rows, plan, notes, runs_fingerprint(ok, dv))
+    result = _frames(rows, plan, notes, runs_fingerprint(ok, dv))
+    result.ranks, result.rank_pairs, result.cliques = rank_summary(ok, plan, dv)
+    return result
+
+
+#: The critical-difference summary needs at least this many conditions.
+MIN_RANKED = 4
+
+
+def _condition(row: dict, axes: list[str]) -> str:
+    levels = ", ".join(f"{a} {row[a]}" for a in axes if pd.notna(row.get(a)))
+    return row["variant"].upper() + (f" ({levels})" if levels else "")
+
+
+def rank_summary(ok: pd.DataFrame, plan: Plan, dv: str) -> tuple[pd.DataFrame, pd.DataFrame, list[list[str]]]:
+    """Average ranks of every condition over the complete (dataset, seed) blocks, Wilcoxon-Holm
+    pairs and cliques (:mod:`cffbench.stats.ranks`); empty when there is too little to rank."""
+    from cffbench.stats import ranks as R
+
+    empty = (pd.DataFrame(columns=["condition", "avg_rank", "n_blocks"]),
+             pd.DataFrame(columns=["a", "b", "p", "p_adj", "exact"]), [])
+    if ok.empty:
+        return empty
+    axes = _axes(ok)
+    frame = ok.assign(condition=[_condition(r, axes) for r in ok.to_dict("records")])
+    wide = frame.pivot_table(index=["dataset", "seed"], columns="condition", values=dv, aggfunc="first")
+    wide = wide.dropna()
+    if wide.shape[1] < MIN_RANKED or wide.shape[0] < 2:
+        return empty
+    avg = R.average_ranks(wide)
+    pairs = R.wilcoxon_holm(wide[list(avg.index)])
+    ranks = pd.DataFrame({"condition": avg.index, "avg_rank": avg.to_numpy(), "n_blocks": wide.shape[0]})
+    return ranks, pairs, R.cliques(list(avg.index), pairs, plan.alpha)
 
 
 def _dataset_order(names: pd.Series) -> list[str]:
@@ -360,10 +399,11 @@ def save(result: PlanResult, out_dir: Path | str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     meta = {"plan": result.plan.as_dict(), "plan_hash": result.plan.hash,
             "runs_hash": result.runs_hash, "verdict_table": [list(v) for v in P.VERDICT_TABLE],
-            "notes": result.notes}
+            "notes": result.notes, "cd_cliques": result.cliques}
     files = [out / "plan.json"]
     (out / "plan.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    for name, frame in (("contrasts", result.contrasts), ("sensitivity", result.sensitivity)):
+    for name, frame in (("contrasts", result.contrasts), ("sensitivity", result.sensitivity),
+                        ("ranks", result.ranks), ("rank_pairs", result.rank_pairs)):
         frame.to_parquet(out / f"{name}.parquet", index=False)
         frame.to_csv(out / f"{name}.csv", index=False, float_format="%.12g")
         files += [out / f"{name}.parquet", out / f"{name}.csv"]
@@ -377,9 +417,11 @@ def load(out_dir: Path | str) -> PlanResult:
     plan = Plan(**{**meta["plan"], "primary": tuple(meta["plan"]["primary"])})
     if plan.hash != meta["plan_hash"]:
         raise StatsError(f"{out / 'plan.json'}: the plan does not match its hash; rerun cffbench analyze")
+    extra = {name: pd.read_parquet(out / f"{name}.parquet") for name in ("ranks", "rank_pairs")
+             if (out / f"{name}.parquet").is_file()}
     return PlanResult(plan, pd.read_parquet(out / "contrasts.parquet"),
                       pd.read_parquet(out / "sensitivity.parquet"), list(meta["notes"]),
-                      meta.get("runs_hash", ""))
+                      meta.get("runs_hash", ""), **extra, cliques=meta.get("cd_cliques", []))
 
 
 def load_or_analyze(results_dir: Path | str) -> PlanResult:

@@ -273,7 +273,10 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
     forest = (figs.forest_plot(plan_result.contrasts, plan_result.plan.sesoi, plan_result.plan.margin,
                                fig_dir) if plan_result is not None else [])
     for maker in (lambda: figs.gamma_trajectories(inputs.curves, ok, fig_dir),
-                  lambda: figs.alpha_heatmaps(ok, fig_dir)):
+                  lambda: figs.alpha_heatmaps(ok, fig_dir),
+                  lambda: figs.cd_diagram(plan_result.ranks, plan_result.cliques,
+                                          len(plan_result.rank_pairs), fig_dir)
+                  if plan_result is not None else None):
         figure = maker()
         if figure is not None:
             figures.append(figure)

@@ -262,6 +262,16 @@ def interaction_plot(desc: pd.DataFrame, axis: str, axis_label: str, out_dir: Pa
                      f"Interaction of {axis_label} and variant (mean, 95 % CI).", out_dir)
 
 
+_SHORT_AXES = {"theta_placement": "θ", "alpha": "α"}
+
+
+def short_levels(text: str) -> str:
+    """"theta_placement = single" / "theta_placement single" -> "θ single" (figure labels only)."""
+    for axis, symbol in _SHORT_AXES.items():
+        text = text.replace(f"{axis} = ", f"{symbol} ").replace(f"{axis} ", f"{symbol} ")
+    return text
+
+
 def forest_plot(contrasts: pd.DataFrame, sesoi: float, margin: float, out_dir: Path) -> list[Figure]:
     """Per dataset, every contrast of the analysis plan: its difference [pp] with the unadjusted
     95 % CI (thick) and the simultaneous CI (thin), the zero line, the claimed gain (SESOI,
@@ -271,10 +281,7 @@ def forest_plot(contrasts: pd.DataFrame, sesoi: float, margin: float, out_dir: P
         return figures
     for dataset in dict.fromkeys(contrasts["dataset"]):
         rows = contrasts[contrasts["dataset"] == dataset].reset_index(drop=True)
-        short = {"theta_placement = ": "θ ", "alpha = ": "α ", "schedule = ": "", "hidden = ": "hidden "}
-        scopes = [r.scope for r in rows.itertuples()]
-        for long, brief in short.items():
-            scopes = [sc.replace(long, brief) for sc in scopes]
+        scopes = [short_levels(r.scope) for r in rows.itertuples()]
         labels = [f"{r.label}" + (f" ({sc})" if sc else "") + ("" if r.role == "primary" else " [secondary]")
                   for r, sc in zip(rows.itertuples(), scopes)]
         y = np.arange(len(rows))[::-1]
@@ -305,3 +312,46 @@ def forest_plot(contrasts: pd.DataFrame, sesoi: float, margin: float, out_dir: P
                                  "its family); zero line, the claimed gain (dashed) and the "
                                  "equivalence band (shaded).", out_dir))
     return figures
+
+
+def cd_diagram(ranks: pd.DataFrame, cliques: list[list[str]], n_pairs: int, out_dir: Path) -> Figure | None:
+    """Critical-difference diagram (Demšar 2006 layout): each condition at its average rank over the
+    dataset × seed blocks (1 = best, axis on top), the better half labelled on the left, the rest on
+    the right; a thick bar joins each group with no significant Wilcoxon–Holm pair. ``ranks``:
+    ``PlanResult.ranks``; ``cliques``: ``PlanResult.cliques``."""
+    if ranks is None or ranks.empty:
+        return None
+    k = len(ranks)
+    conditions, values = list(ranks["condition"]), ranks["avg_rank"].to_numpy(dtype=float)
+    names = [short_levels(c) for c in conditions]
+    half = (k + 1) // 2
+    with plt.rc_context(_theme()):
+        height = 1.2 + 0.3 * max(half, k - half) + 0.15 * len(cliques)
+        fig, ax = plt.subplots(figsize=(8.0, height))
+        ax.set_xlim(0.5, k + 0.5)
+        ax.set_ylim(-(max(half, k - half) + 1.2) * 0.3 - 0.15 * len(cliques), 0.35)
+        ax.axis("off")
+        ax.plot([1, k], [0, 0], color="black", lw=1)
+        for tick in range(1, k + 1):
+            ax.plot([tick, tick], [0, 0.06], color="black", lw=1)
+            ax.text(tick, 0.1, str(tick), ha="center", va="bottom", fontsize=8)
+        for i, (name, value) in enumerate(zip(names, values)):
+            left = i < half
+            row = i if left else k - 1 - i
+            y = -(row + 1) * 0.3 - 0.15 * len(cliques)
+            x_text = 0.55 if left else k + 0.45
+            ax.plot([value, value, x_text], [0, y, y], color="0.35", lw=0.8)
+            ax.text(x_text + (-0.02 if left else 0.02), y,
+                    f"{name} ({value:.2f})" if left else f"({value:.2f}) {name}",
+                    ha="right" if left else "left", va="center", fontsize=8)
+        for j, group in enumerate(cliques):
+            xs = [values[conditions.index(g)] for g in group]
+            y = -0.1 - 0.15 * j
+            ax.plot([min(xs) - 0.03, max(xs) + 0.03], [y, y], color=_PALETTE[0], lw=3.5,
+                    solid_capstyle="round")
+        ax.set_title("average rank over the dataset × seed blocks (1 = best)", fontsize=9)
+        fig.tight_layout()
+        return _save(fig, "cd_diagram", "Critical-difference diagram (exploratory, beside the plan): "
+                     "each condition at its average rank over the dataset × seed blocks; a bar joins "
+                     f"conditions with no significant difference (Wilcoxon signed-rank, Holm over "
+                     f"all {n_pairs} pairs, α = .05). Demšar (2006) layout.", out_dir)
