@@ -206,3 +206,21 @@ def test_cli_analyze_uses_the_stored_plan_and_writes_its_hash(tmp_path):
     assert contrasts["test_method"].str.startswith("Monte Carlo (2000 sign flips, seed 0)").all()
     summary = (root / "analysis" / "summary.txt").read_text(encoding="utf-8")
     assert meta["plan_hash"] in summary and "sign-flip permutation" in summary
+
+
+def test_a_confirmed_gain_smaller_than_the_claim_says_so():
+    from cffbench.analysis.contrasts import verdict_text
+
+    assert verdict_text("confirmed", 10, 5, 20, 10, smaller_than_claimed=True).startswith(
+        "confirmed, but smaller than the claimed size")
+    assert verdict_text("confirmed", 10, 5, 20, 10) == "confirmed"
+    # a tiny, very consistent gain: better than FF and significantly below the 1.2 pp claim
+    rows = []
+    for seed in range(10):
+        rows.append({"dataset": "mnist", "variant": "ff", "seed": seed, "status": "ok", "test_acc": 0.9 + 0.001 * seed})
+        rows.append({"dataset": "mnist", "variant": "a-cff", "seed": seed, "status": "ok",
+                     "test_acc": 0.9 + 0.001 * seed + 0.002 + 0.0002 * (-1) ** seed})
+    primary = analyze_runs(pd.DataFrame(rows)).primary.set_index("variant")
+    assert "no f-cff runs" in primary.loc["f-cff", "verdict_text"]   # a missing variant: undefined
+    row = primary.loc["a-cff"]
+    assert row["verdict"] == "confirmed" and "smaller than the claimed size" in row["verdict_text"]

@@ -171,11 +171,14 @@ def _count(value: float) -> str:
 
 
 def verdict_text(verdict: str, seeds: float, seeds_low: float, seeds_high: float, n: int,
-                 note: str = "") -> str:
+                 note: str = "", smaller_than_claimed: bool = False) -> str:
     """The verdict with its clause: "inconclusive — about 54 seeds would decide it (95 %: 27–174;
-    this study has 10)"; "undefined: <why>"."""
+    this study has 10)"; "undefined: <why>"; a confirmed gain whose minimum-effect test also
+    rejects says so ("confirmed, but smaller than the claimed size")."""
     if verdict == "undefined":
         return f"undefined: {note}" if note else "undefined"
+    if verdict == "confirmed" and smaller_than_claimed:
+        return "confirmed, but smaller than the claimed size (minimum-effect test rejects)"
     if verdict != "inconclusive":
         return verdict
     if not np.isfinite(seeds):
@@ -214,8 +217,9 @@ def _family(rows: list[dict], plan: Plan) -> None:
         if r["role"] == "primary":
             r["verdict"] = "undefined" if r["note"] else P.verdict(
                 r["p_adj"], r["estimate"], r["p_tost_adj"], r["p_me_adj"], plan.alpha)
-            r["verdict_text"] = verdict_text(r["verdict"], r["seeds_needed"], r["seeds_low"],
-                                             r["seeds_high"], r["n"], r["note"])
+            r["verdict_text"] = verdict_text(
+                r["verdict"], r["seeds_needed"], r["seeds_low"], r["seeds_high"], r["n"], r["note"],
+                smaller_than_claimed=bool(np.isfinite(r["p_me_adj"]) and r["p_me_adj"] < plan.alpha))
         else:
             r["verdict"] = r["verdict_text"] = ""
 
