@@ -52,7 +52,7 @@ def test_shapiro_on_float_noise_residuals_is_not_checkable_relative_to_the_data_
 
 @pytest.mark.parametrize("round_to", [None, 4])
 def test_identical_gain_in_every_seed_reports_undefined_rm_anova_not_friedman(round_to):
-    result = compare(identical_gain_runs(5, round_to), "test_acc", "variant", reference="ff")
+    result = compare(identical_gain_runs(5, round_to), "test_acc", "variant", reference="ff", pretest=True)
     assert steps(result)["normality"] == "assumed (not checkable)"
     assert result.path == "rm_anova" and "friedman" not in result.tables
     row = result.tables["rm_anova"].iloc[0]
@@ -65,7 +65,7 @@ def test_identical_gain_in_every_seed_reports_undefined_rm_anova_not_friedman(ro
 
 def test_nonparametric_pairs_with_ff_read_condition_minus_ff():
     data = outlier_runs(7)  # 7 seeds: 3 pairs x 2/2^7 = .047 < .05, so the Wilcoxon path is taken
-    result = compare(data, "test_acc", "variant", reference="ff")
+    result = compare(data, "test_acc", "variant", reference="ff", pretest=True)
     assert result.path == "friedman"
     posthoc = result.tables["posthoc"]
     with_ff = posthoc[(posthoc["A"] == "ff") | (posthoc["B"] == "ff")]
@@ -108,7 +108,7 @@ def test_analyze_results_survives_one_ok_run_per_condition_on_different_seeds(tm
 # 4 + 5. unattainable non-parametric significance keeps the parametric path
 
 def test_five_seeds_keep_the_parametric_path_when_wilcoxon_cannot_reach_significance():
-    result = compare(outlier_runs(5), "test_acc", "variant")
+    result = compare(outlier_runs(5), "test_acc", "variant", pretest=True)
     assert steps(result)["normality"] == "violated"
     assert result.tables["assumptions"].iloc[0]["p"] < 0.05  # the Shapiro result is recorded
     assert steps(result)["non-parametric fallback"] == "not taken: parametric path kept"
@@ -122,7 +122,7 @@ def test_five_seeds_keep_the_parametric_path_when_wilcoxon_cannot_reach_signific
 @pytest.mark.parametrize("pairs, family", [("all", 3), ("reference", 2)])
 def test_holm_family_size_enters_the_attainable_wilcoxon_floor(pairs, family):
     # n = 6: one test can reach 2/64 = .031 < .05, but not after Holm over 2 or 3 pairs
-    result = compare(outlier_runs(6), "test_acc", "variant", reference="ff", posthoc_pairs=pairs)
+    result = compare(outlier_runs(6), "test_acc", "variant", reference="ff", posthoc_pairs=pairs, pretest=True)
     assert result.path == "rm_anova"
     floor = family * 2 / 2**6
     assert any(f"over {family} pair(s)" in w and f"{floor:.4f}" in w for w in result.warnings)

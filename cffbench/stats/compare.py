@@ -34,7 +34,7 @@ def _is_accuracy(dv: str, values: pd.Series) -> bool:
 def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: str | None = "seed",
             alpha: float = 0.05, *, delta: float = 0.012, power: float = 0.8,
             reference: str | None = None, as_percent: bool | None = None, seed: int = 0,
-            posthoc_pairs: str = "all", simple_effects: str = "first", pretest: bool = True,
+            posthoc_pairs: str = "all", simple_effects: str = "first", pretest: bool = False,
             pairs: bool = True) -> Comparison:
     """Choose and run the analysis that fits the design, recording each choice and its reason.
 
@@ -58,10 +58,10 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
     simple_effects : after a significant two-way interaction, ``"first"`` (pairs of the first
         factor within each level of the second) or ``"both"`` (also the second factor within each
         level of the first; one Holm family per factor).
-    pretest : True: the normality check picks parametric or rank tests (step 3). False: the check
-        is a diagnostic only and the parametric path is always taken (what ``cffbench analyze``
-        and the report use: a test chosen by a pre-test of the same data has no nominal error
-        rate; Rochon et al. 2012).
+    pretest : False (default): the normality check is a diagnostic only and the parametric path
+        is always taken (what ``cffbench analyze`` and the report use: a test chosen by a pre-test
+        of the same data has no nominal error rate; Rochon et al. 2012). True (opt-in, kept for
+        comparison): the check picks parametric or rank tests as in step 3.
     pairs : False: no post-hoc pairs, no pair sentences and no power line; the pairs are the
         analysis plan's (:mod:`cffbench.analysis`), decided once, and this result keeps the
         omnibus tests and the diagnostics.
@@ -72,13 +72,14 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
     2. paired when the subject occurs in several cells; seeds missing a cell are dropped if at
        least 3 complete blocks remain, otherwise the pairing is abandoned (between-subjects);
     3. within: Shapiro-Wilk on the paired differences (2 cells) or on the residuals of the
-       subject + cell model (constancy judged against the raw data's scale); normal (or not
-       checkable) -> RM-ANOVA with GG correction when Mauchly rejects or eps < .75 and paired t
-       post-hoc tests (Holm); not normal -> Friedman (+ Wilcoxon, Holm), unless the smallest
-       Holm-adjusted Wilcoxon p, m * 2 / 2^n, is >= alpha: then the parametric path is kept with
-       a warning;
+       subject + cell model (constancy judged against the raw data's scale), a diagnostic unless
+       ``pretest``; RM-ANOVA, Greenhouse-Geisser when its epsilon is below .75 and Huynh-Feldt
+       otherwise (Girden 1992; Mauchly reported), and paired t post-hoc tests (Holm). With
+       ``pretest`` and normality rejected: Friedman (+ Wilcoxon, Holm) instead, unless the
+       smallest Holm-adjusted Wilcoxon p, m * 2 / 2^n, is >= alpha (then the parametric path is
+       kept with a warning);
     4. between: Levene + Shapiro on residuals; one factor -> Welch ANOVA (+ Tukey when variances
-       are equal) or Kruskal-Wallis when not normal, Welch / Mann-Whitney post-hoc (Holm);
+       are equal), or with ``pretest`` Kruskal-Wallis when not normal, Welch / Mann-Whitney post-hoc (Holm);
        two factors -> two-way ANOVA with interaction, then simple effects if it is significant;
     5. power line from the SD of paired differences (paired t), or of independent runs
        (two-sample t, seeds per condition) in a between design.
