@@ -79,3 +79,11 @@ def test_each_primary_contrast_reads_the_same_in_every_output(outputs):
         assert f"- {line}" in block
     assert saved.plan.hash in soup.get_text() and saved.plan.hash in block
     assert saved.plan.hash in (root / "analysis" / "summary.txt").read_text(encoding="utf-8")
+
+
+def test_the_plan_hash_is_in_every_saved_table(outputs):
+    root, _, _ = outputs
+    saved = load(root / "analysis")
+    for name in ("contrasts", "sensitivity"):
+        frame = pd.read_csv(root / "analysis" / f"{name}.csv")
+        assert set(frame["plan_hash"]) == {saved.plan.hash}

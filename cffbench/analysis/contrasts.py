@@ -365,11 +365,15 @@ def _frames(rows: list[dict], plan: Plan, notes: list[str], runs_hash: str) -> P
                "sd_diff", "dz_corrected", "prob_improvement", "pi_low", "pi_high", "power_alpha",
                "seeds_needed", "seeds_low", "seeds_high", "small_pilot", "sensitivity", "note"]
     contrasts = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+    contrasts.insert(0, "plan_hash", plan.hash)   # every output names the plan it was decided by
+    sensitivity = pd.DataFrame(sensitivity)
+    if not sensitivity.empty:
+        sensitivity.insert(0, "plan_hash", plan.hash)
     if not contrasts.empty:
         order = contrasts["role"].map({"primary": 0, "secondary": 1})
         contrasts = contrasts.assign(_o=order).sort_values(["_o"], kind="stable").drop(columns="_o")
         contrasts = contrasts.reset_index(drop=True)
-    return PlanResult(plan, contrasts, pd.DataFrame(sensitivity), list(dict.fromkeys(notes)), runs_hash)
+    return PlanResult(plan, contrasts, sensitivity, list(dict.fromkeys(notes)), runs_hash)
 
 
 def _plan_of(results_dir: Path) -> Plan:
