@@ -224,3 +224,13 @@ def test_a_confirmed_gain_smaller_than_the_claim_says_so():
     assert "no f-cff runs" in primary.loc["f-cff", "verdict_text"]   # a missing variant: undefined
     row = primary.loc["a-cff"]
     assert row["verdict"] == "confirmed" and "smaller than the claimed size" in row["verdict_text"]
+
+
+def test_the_default_plan_hash_is_the_one_the_committed_evidence_was_decided_by():
+    import json
+
+    # a change to any default changes this hash, and then the committed evidence must be rebuilt
+    assert resolve_plan().hash == "2fdfc7d11135"
+    for study in ("replication_cpu", "alpha_ablation"):
+        meta = json.loads((REPO / "results" / study / "analysis" / "plan.json").read_text(encoding="utf-8"))
+        assert meta["plan_hash"] == resolve_plan().hash

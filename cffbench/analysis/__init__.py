@@ -10,7 +10,8 @@ This package reads the run store; :mod:`cffbench.stats` below it takes frames an
 """
 
 from cffbench.analysis.analyze import Analysis, analyze_results
-from cffbench.analysis.contrasts import PlanResult, analyze_runs, analyze_store, load, load_or_analyze, save
+from cffbench.analysis.contrasts import PlanResult, analyze_runs, analyze_store
+from cffbench.analysis.saved import load, load_or_analyze, save
 from cffbench.analysis.plan import Plan, plan_hash, resolve_plan
 
 __all__ = ["Analysis", "Plan", "PlanResult", "analyze_results", "analyze_runs", "analyze_store", "load",

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cffbench.analysis.contrasts import PlanResult, _plan_of, analyze_runs
-from cffbench.analysis.contrasts import save as save_plan_result
+from cffbench.analysis.contrasts import PlanResult, analyze_runs, store_plan
+from cffbench.analysis.saved import save as save_plan_result
 from cffbench.analysis.render import plan_text
 from cffbench.errors import StatsError, StudyError
 from cffbench.stats.compare import Comparison, Decision, compare
@@ -182,7 +182,7 @@ def analyze_results(results_dir: Path | str, dv: str = "test_acc", out: Path | s
                              pretest=False, pairs=False)
             result.decisions.insert(0, Decision("analysis plan", choice, reason))
             analysis.comparisons[f"{dataset}/{name}"] = result
-    analysis.plan = analyze_runs(ok, _plan_of(results_dir), dv)
+    analysis.plan = analyze_runs(ok, store_plan(results_dir), dv)
     write_analysis(analysis)
     return analysis
 

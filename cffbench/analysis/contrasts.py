@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,6 @@ AXIS_COLUMNS = ("alpha", "theta_placement", "schedule", "hidden", "epochs_per_la
                 "gamma_optimizer", "alpha_decay", "precision", "train_eval_size")
 #: Seeds below this count make "seeds needed" an order-of-magnitude figure (a small pilot).
 SMALL_PILOT = 10
-SAVED_FILES = ("plan.json", "contrasts.parquet", "sensitivity.parquet")
 
 
 @dataclass
@@ -231,7 +229,7 @@ def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_a
     missing = [c for c in ("dataset", "variant", "seed", dv) if c not in runs.columns]
     if missing:
         raise StatsError(f"runs lack the column(s) {', '.join(missing)}")
-    ok = _usable(runs, dv)
+    ok = usable_runs(runs, dv)
     settings = P.PermutationSettings(plan.permutation_exact_max_n, plan.permutation_resamples,
                                      plan.permutation_seed)
     rows, notes = [], []
@@ -325,7 +323,7 @@ def _dataset_order(names: pd.Series) -> list[str]:
     return sorted(dict.fromkeys(names), key=lambda n: (rank.get(n, len(rank)), n))
 
 
-def _usable(runs: pd.DataFrame, dv: str) -> pd.DataFrame:
+def usable_runs(runs: pd.DataFrame, dv: str) -> pd.DataFrame:
     """``status == "ok"`` runs with a finite ``dv``."""
     ok = runs
     if "status" in runs.columns:
@@ -376,7 +374,8 @@ def _frames(rows: list[dict], plan: Plan, notes: list[str], runs_hash: str) -> P
     return PlanResult(plan, contrasts, sensitivity, list(dict.fromkeys(notes)), runs_hash)
 
 
-def _plan_of(results_dir: Path) -> Plan:
+def store_plan(results_dir: Path) -> Plan:
+    """The resolved plan of a store's ``study.toml`` (all defaults when the store has none)."""
     from cffbench.study import read_study
 
     try:
@@ -397,52 +396,4 @@ def analyze_store(results_dir: Path | str, dv: str = "test_acc") -> PlanResult:
         runs = read_runs(results_dir)
     except StudyError as exc:
         raise StatsError(f"nothing to analyse: {' '.join(str(exc).split())}") from None
-    return analyze_runs(runs, _plan_of(results_dir), dv)
-
-
-def save(result: PlanResult, out_dir: Path | str) -> list[Path]:
-    """Write ``plan.json`` (plan, hash, verdict table, notes) and the two tables (Parquet, the
-    object the report reads, and CSV with 12 significant digits for people)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"plan": result.plan.as_dict(), "plan_hash": result.plan.hash,
-            "runs_hash": result.runs_hash, "verdict_table": [list(v) for v in P.VERDICT_TABLE],
-            "notes": result.notes, "cd_cliques": result.cliques}
-    files = [out / "plan.json"]
-    (out / "plan.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    for name, frame in (("contrasts", result.contrasts), ("sensitivity", result.sensitivity),
-                        ("ranks", result.ranks), ("rank_pairs", result.rank_pairs)):
-        frame.to_parquet(out / f"{name}.parquet", index=False)
-        frame.to_csv(out / f"{name}.csv", index=False, float_format="%.12g")
-        files += [out / f"{name}.parquet", out / f"{name}.csv"]
-    return files
-
-
-def load(out_dir: Path | str) -> PlanResult:
-    """Read what :func:`save` wrote."""
-    out = Path(out_dir)
-    meta = json.loads((out / "plan.json").read_text(encoding="utf-8"))
-    plan = Plan(**{**meta["plan"], "primary": tuple(meta["plan"]["primary"])})
-    if plan.hash != meta["plan_hash"]:
-        raise StatsError(f"{out / 'plan.json'}: the plan does not match its hash; rerun cffbench analyze")
-    extra = {name: pd.read_parquet(out / f"{name}.parquet") for name in ("ranks", "rank_pairs")
-             if (out / f"{name}.parquet").is_file()}
-    return PlanResult(plan, pd.read_parquet(out / "contrasts.parquet"),
-                      pd.read_parquet(out / "sensitivity.parquet"), list(meta["notes"]),
-                      meta.get("runs_hash", ""), **extra, cliques=meta.get("cd_cliques", []))
-
-
-def load_or_analyze(results_dir: Path | str) -> PlanResult:
-    """The saved analysis of ``results_dir`` (``analysis/``) when it exists and was made under the
-    store's current plan; otherwise the same analysis computed now (not written)."""
-    from cffbench.study import read_runs
-
-    results_dir = Path(results_dir)
-    saved = results_dir / "analysis"
-    if all((saved / f).is_file() for f in SAVED_FILES):
-        result = load(saved)
-        plan = _plan_of(results_dir)
-        if result.plan.hash == plan.hash and result.runs_hash == runs_fingerprint(
-                _usable(read_runs(results_dir), "test_acc"), "test_acc"):
-            return result
-    return analyze_store(results_dir)
+    return analyze_runs(runs, store_plan(results_dir), dv)
