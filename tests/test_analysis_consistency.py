@@ -87,3 +87,23 @@ def test_the_plan_hash_is_in_every_saved_table(outputs):
     for name in ("contrasts", "sensitivity"):
         frame = pd.read_csv(root / "analysis" / f"{name}.csv")
         assert set(frame["plan_hash"]) == {saved.plan.hash}
+
+
+def test_a_stale_saved_analysis_is_never_rendered(outputs, tmp_path):
+    import shutil
+
+    from cffbench.analysis import load_or_analyze
+
+    root, _, _ = outputs
+    copy = tmp_path / "synthetic-study"
+    shutil.copytree(root, copy)
+    saved_hash = load(copy / "analysis").plan.hash
+    assert load_or_analyze(copy).plan.hash == saved_hash            # fresh: the saved object
+    study = copy / "study.toml"
+    study.write_text(study.read_text(encoding="utf-8") + '\n[analysis]\nmargin_pp = 0.5\n', encoding="utf-8")
+    changed = load_or_analyze(copy)                                   # another plan: recomputed
+    assert changed.plan.hash != saved_hash and changed.plan.margin == pytest.approx(0.005)
+    study.write_text(study.read_text(encoding="utf-8").replace("margin_pp = 0.5", ""), encoding="utf-8")
+    first = sorted((copy / "runs").glob("*.parquet"))[0]
+    first.unlink()                                                    # other runs: recomputed
+    assert load_or_analyze(copy).runs_hash != load(copy / "analysis").runs_hash
