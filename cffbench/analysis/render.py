@@ -92,8 +92,8 @@ def sensitivity_cells(r) -> list[str]:
 def plan_sentence(plan) -> str:
     """The plan in one paragraph, with its hash."""
     adjust = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "no adjustment"}[plan.adjust]
-    return (f"Analysis plan {plan.hash} (fixed before the data; in the study file's [analysis], "
-            f"defaults where absent). Primary contrasts: each of {', '.join(v.upper() for v in plan.primary)} "
+    return (f"Analysis plan {plan.hash} (the study file's [analysis]; documented "
+            f"defaults where a key is absent). Primary contrasts: each of {', '.join(v.upper() for v in plan.primary)} "
             f"minus {plan.reference.upper()}, per dataset and per level of every other grid axis; "
             f"{adjust} over the primary contrasts of one dataset; every other pair is secondary, in "
             f"a family of its own. Test: {TEST_LABEL[plan.test]}, two-sided, α = "
