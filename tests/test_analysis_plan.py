@@ -234,3 +234,15 @@ def test_the_default_plan_hash_is_the_one_the_committed_evidence_was_decided_by(
     for study in ("replication_cpu", "alpha_ablation"):
         meta = json.loads((REPO / "results" / study / "analysis" / "plan.json").read_text(encoding="utf-8"))
         assert meta["plan_hash"] == resolve_plan().hash
+
+
+def test_the_shipped_paper_study_declares_its_plan_and_keeps_its_run_ids():
+    from cffbench.study import load_study
+
+    study = load_study(REPO / "studies" / "paper_table1.toml")
+    without = parse_study(study.text.split("\n[analysis]")[0].rsplit("\n# The analysis plan", 1)[0] + "\n",
+                          "paper_table1.toml")
+    assert [t.run_id for t in expand(study)] == [t.run_id for t in expand(without)]
+    plan = resolve_plan(study.analysis)
+    assert plan.sesoi == pytest.approx(0.012) and plan.test == "t" and plan.adjust == "holm"
+    assert plan.sesoi_source == "the study's [analysis] sesoi_pp"
