@@ -11,8 +11,8 @@ This package reads the run store; :mod:`cffbench.stats` below it takes frames an
 
 from cffbench.analysis.analyze import Analysis, analyze_results
 from cffbench.analysis.contrasts import PlanResult, analyze_runs, analyze_store
-from cffbench.analysis.saved import load, load_or_analyze, save
+from cffbench.analysis.saved import SavedOmnibus, is_fresh, load, load_omnibus, load_or_analyze, load_or_analyze_all, save
 from cffbench.analysis.plan import Plan, plan_hash, resolve_plan
 
-__all__ = ["Analysis", "Plan", "PlanResult", "analyze_results", "analyze_runs", "analyze_store", "load",
+__all__ = ["Analysis", "Plan", "PlanResult", "SavedOmnibus", "analyze_results", "analyze_runs", "analyze_store", "is_fresh", "load", "load_omnibus", "load_or_analyze_all",
            "load_or_analyze", "plan_hash", "resolve_plan", "save"]

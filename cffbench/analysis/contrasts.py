@@ -233,7 +233,7 @@ def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_a
     settings = P.PermutationSettings(plan.permutation_exact_max_n, plan.permutation_resamples,
                                      plan.permutation_seed)
     rows, notes = [], []
-    for dataset in _dataset_order(ok["dataset"].astype(str)):
+    for dataset in dataset_order(ok["dataset"].astype(str)):
         part = ok[ok["dataset"].astype(str) == dataset]
         axes = _axes(part)
         if plan.reference not in set(part["variant"]):
@@ -315,7 +315,7 @@ def rank_summary(ok: pd.DataFrame, plan: Plan, dv: str) -> tuple[pd.DataFrame, p
     return ranks, pairs, R.cliques(list(avg.index), pairs, plan.alpha)
 
 
-def _dataset_order(names: pd.Series) -> list[str]:
+def dataset_order(names: pd.Series) -> list[str]:
     """Datasets in registry order (mnist first), unknown names after, alphabetically."""
     from cffbench.data.registry import DATASETS
 

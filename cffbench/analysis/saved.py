@@ -5,6 +5,7 @@ way the report and the findings obtain it (:func:`load_or_analyze`)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -49,17 +50,93 @@ def load(out_dir: Path | str) -> PlanResult:
                       meta.get("runs_hash", ""), **extra, cliques=meta.get("cd_cliques", []))
 
 
-def load_or_analyze(results_dir: Path | str) -> PlanResult:
-    """The saved analysis of ``results_dir`` (``analysis/``) when it exists and was made under the
-    store's current plan; otherwise the same analysis computed now (not written)."""
+def is_fresh(results_dir: Path | str) -> bool:
+    """``results_dir/analysis`` holds a saved analysis made under the store's current plan (same
+    hash) on the store's current runs (same fingerprint)."""
     from cffbench.study import read_runs
 
     results_dir = Path(results_dir)
     saved = results_dir / "analysis"
-    if all((saved / f).is_file() for f in SAVED_FILES):
-        result = load(saved)
-        plan = store_plan(results_dir)
-        if result.plan.hash == plan.hash and result.runs_hash == runs_fingerprint(
-                usable_runs(read_runs(results_dir), "test_acc"), "test_acc"):
-            return result
+    if not all((saved / f).is_file() for f in SAVED_FILES):
+        return False
+    meta = json.loads((saved / "plan.json").read_text(encoding="utf-8"))
+    return (meta.get("plan_hash") == store_plan(results_dir).hash and meta.get("runs_hash") ==
+            runs_fingerprint(usable_runs(read_runs(results_dir), "test_acc"), "test_acc"))
+
+
+def load_or_analyze(results_dir: Path | str) -> PlanResult:
+    """The saved analysis of ``results_dir`` (``analysis/``) when it is fresh (:func:`is_fresh`);
+    otherwise the same analysis computed now (not written)."""
+    results_dir = Path(results_dir)
+    if is_fresh(results_dir):
+        return load(results_dir / "analysis")
     return analyze_store(results_dir)
+
+
+#: The omnibus tables cffbench analyze may write (the one that exists is the path it took).
+OMNIBUS_TABLES = ("rm_anova", "friedman", "anova", "welch_anova", "kruskal")
+
+
+@dataclass
+class SavedOmnibus:
+    """One saved omnibus analysis of ``cffbench analyze`` (``analysis/<dataset>/<name>/``).
+
+    ``name`` is ``main``, ``conditions`` or ``crossing``; ``factors`` the design factors of the
+    omnibus table (its main effects); ``table_name`` which test (``rm_anova``, ...) and ``table``
+    its rows, or None (descriptives only); ``decisions`` (step, choice, reason); ``sentences``
+    (APA, omnibus only: the pairs are the plan's); ``warnings``.
+    """
+
+    dataset: str
+    name: str
+    factors: list[str]
+    table_name: str | None
+    table: pd.DataFrame | None
+    decisions: list[tuple[str, str, str]] = field(default_factory=list)
+    sentences: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_omnibus(out_dir: Path | str) -> list[SavedOmnibus]:
+    """Every saved omnibus analysis under ``out_dir`` (datasets in registry order)."""
+    from cffbench.analysis.contrasts import dataset_order
+
+    out = Path(out_dir)
+    decisions = pd.read_parquet(out / "decisions.parquet")
+    sentences = json.loads((out / "apa.json").read_text(encoding="utf-8"))
+    warnings = (out / "warnings.txt").read_text(encoding="utf-8").splitlines()
+    found = []
+    for dataset in dataset_order(decisions["dataset"].astype(str)):
+        part = decisions[decisions["dataset"] == dataset]
+        for name in dict.fromkeys(part["analysis"]):
+            folder = out / dataset / name
+            table_name = next((t for t in OMNIBUS_TABLES if (folder / f"{t}.parquet").is_file()), None)
+            table = pd.read_parquet(folder / f"{table_name}.parquet") if table_name else None
+            factors = ([s for s in table["source"].astype(str) if ":" not in s]
+                       if table is not None and "source" in table else [])
+            rows = part[part["analysis"] == name]
+            tag = f"{dataset}/{name}: "
+            found.append(SavedOmnibus(
+                dataset, name, factors, table_name, table,
+                [(r.step, r.choice, r.reason) for r in rows.itertuples(index=False)],
+                [s["sentence"] for s in sentences if s["dataset"] == dataset and s["analysis"] == name],
+                [w.removeprefix(tag) for w in warnings if w.startswith(tag)]))
+    return found
+
+
+def load_or_analyze_all(results_dir: Path | str) -> tuple[PlanResult, list[SavedOmnibus]]:
+    """The saved plan result and omnibus analyses of ``results_dir`` when they are fresh (same plan
+    hash and runs fingerprint as the store); otherwise the same ``cffbench analyze`` run now, into
+    a temporary folder (nothing is written beside the runs)."""
+    import tempfile
+
+    from cffbench.analysis.analyze import analyze_results
+
+    results_dir = Path(results_dir)
+    saved = results_dir / "analysis"
+    needed = [*SAVED_FILES, "decisions.parquet", "apa.json", "warnings.txt"]
+    if all((saved / f).is_file() for f in needed) and is_fresh(results_dir):
+        return load(saved), load_omnibus(saved)
+    with tempfile.TemporaryDirectory() as tmp:
+        analysis = analyze_results(results_dir, out=tmp)
+        return analysis.plan, load_omnibus(tmp)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from cffbench.analysis import load_or_analyze
+from cffbench.analysis import load_or_analyze_all
 from cffbench.errors import CffbenchError
 from cffbench.report import figures as figs
 from cffbench.report.plan_section import plan_section
 from cffbench import fmt
-from cffbench.report.statistics import DatasetStatistics, ablation_omnibus, analyze_variants
+from cffbench.report.statistics import DatasetStatistics, saved_section
 from cffbench.report.store import ReportInputs, json_list
 from cffbench.report.tables import (ABLATION_AXES, VARIANT_LABEL, Table, ablation_table,
                                     describe_groups, load_paper_values, main_configuration,
@@ -162,8 +162,10 @@ def protocol_differences(ok_main: pd.DataFrame, paper_values: pd.DataFrame,
             "): the paper's values are a reference point, not a like-for-like comparison."]
 
 
-def ablations(ok_runs: pd.DataFrame, main: dict, fig_dir: Path) -> list[dict]:
-    """One section per varying ablation axis: table, and for α an interaction plot."""
+def ablations(ok_runs: pd.DataFrame, main: dict, fig_dir: Path,
+              crossings: list[DatasetStatistics]) -> list[dict]:
+    """One section per varying ablation axis: table, the saved ``variant × axis`` omnibus tests of
+    ``cffbench analyze`` (``crossings``), and for α an interaction plot."""
     sections = []
     for axis, levels in varying_axes(ok_runs).items():
         if axis not in ABLATION_AXES:
@@ -175,25 +177,12 @@ def ablations(ok_runs: pd.DataFrame, main: dict, fig_dir: Path) -> list[dict]:
         if axis == "alpha":
             desc = describe_groups(subset, ["dataset", "variant", axis])
             figure = figs.interaction_plot(desc, axis, ABLATION_AXES[axis], fig_dir)
+        tests = [c for c in crossings if c.omnibus is not None and c.omnibus.key.endswith(f"_{axis}")]
+        for test in tests:
+            test.omnibus.note = " ".join(test.trail)
         sections.append({"axis": axis, "label": ABLATION_AXES[axis], "levels": levels,
-                         "table": table, "figure": figure,
-                         "tests": ablation_omnibus(subset, axis, ABLATION_AXES[axis]),
-                         "level_statistics": level_statistics(ok_runs, axis, levels, main)})
+                         "table": table, "figure": figure, "tests": [t.omnibus for t in tests]})
     return sections
-
-
-def level_statistics(ok_runs: pd.DataFrame, axis: str, levels: list,
-                     main: dict) -> list[DatasetStatistics]:
-    """The variant comparison of section 2 repeated at every other level of ``axis``.
-
-    Variants that ignore the axis (ff, bp: null cells) take part at every level, so e.g. F-CFF
-    with a single θ is tested against the same FF runs as F-CFF with per-term θ.
-    """
-    out = []
-    for level, at_level in level_selections(ok_runs, axis, levels, main):
-        slug = "".join(c if c.isalnum() else "_" for c in f"{axis}_{level}")
-        out += analyze_variants(at_level, scope=level_scope(axis, level), scope_key=slug)
-    return out
 
 
 def unique_keys(tables: list[Table]) -> None:
@@ -207,28 +196,14 @@ def unique_keys(tables: list[Table]) -> None:
             table.key = f"{table.key}_{count}"
 
 
-def level_scope(axis: str, level) -> str:
-    """How a comparison away from the main configuration is named: "θ placement = single"."""
-    return f"{ABLATION_AXES[axis]} = {level}"
-
-
-def level_selections(ok_runs: pd.DataFrame, axis: str, levels: list, main: dict):
-    """Yield ``(level, runs)`` for every level of ``axis`` but the main one, the other axes at
-    the main configuration, where at least two variants can be compared."""
-    for level in levels:
-        if level == main.get(axis):
-            continue
-        at_level = select(ok_runs, {**main, axis: level})
-        if at_level["variant"].nunique() >= 2:
-            yield level, at_level
-
-
-def _plan_result(inputs: ReportInputs):
-    """(the store's saved analysis, or the same analysis computed now; problem text)."""
+def _saved_analysis(inputs: ReportInputs):
+    """(plan result, omnibus analyses, problem text) from ``cffbench analyze``'s saved analysis
+    (or the same analysis run now, when the saved one is missing or stale)."""
     try:
-        return load_or_analyze(inputs.results_dir), ""
+        plan_result, omnibus = load_or_analyze_all(inputs.results_dir)
     except CffbenchError as exc:
-        return None, f"no analysis plan result: {' '.join(str(exc).split())}"
+        return None, [], f"no analysis: {' '.join(str(exc).split())}"
+    return plan_result, omnibus, ""
 
 
 def _main_pairs(plan_result, main: dict) -> pd.DataFrame | None:
@@ -259,14 +234,18 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
     ok = runs[(runs["status"] == "ok") & runs["test_acc"].notna()]
     main = main_configuration(ok)
     ok_main = select(ok, main)
-    stats = analyze_variants(ok_main)
-    plan_result, plan_problem = _plan_result(inputs)
+    plan_result, omnibus, plan_problem = _saved_analysis(inputs)
+    sections = [saved_section(o, ABLATION_AXES) for o in omnibus]
+    stats = [s for s in sections if not s.scope]              # one factor per dataset
+    crossings = [s for s in sections if s.scope]              # variant × another factor
     pairwise = _main_pairs(plan_result, main)
     paper_values, source = load_paper_values()
     desc = describe_groups(ok_main, ["dataset", "variant"])  # keeps the runs' display order
     comparison = paper_comparison(desc, paper_values, pairwise)
     paper = paper_table(comparison, source.get("citation", "")) if not desc.empty else None
-    ablation_sections = ablations(ok, main, fig_dir)
+    ablation_sections = ablations(ok, main, fig_dir, crossings)
+    shown = {id(t) for a in ablation_sections for t in a["tests"]}
+    stats += [c for c in crossings if c.omnibus is None or id(c.omnibus) not in shown]
 
     figures = [f for f in [figs.accuracy_distribution(ok_main, fig_dir)] if f is not None]
     figures += figs.training_curves(inputs.curves, ok_main, fig_dir)
@@ -291,8 +270,6 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
         tables += [t for t in (section.omnibus,) if t is not None]
     for section in ablation_sections:
         tables += [section["table"], *section["tests"]]
-        for level_section in section["level_statistics"]:
-            tables += [t for t in (level_section.omnibus,) if t is not None]
     unique_keys(tables)
     return {
         "header": header(inputs),

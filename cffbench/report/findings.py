@@ -20,12 +20,11 @@ import pandas as pd
 
 from cffbench.errors import CffbenchError
 from cffbench import fmt
-from cffbench.analysis import analyze_runs, load_or_analyze
+from cffbench.analysis import analyze_runs, load_or_analyze_all
 from cffbench.analysis import render as plan_render
-from cffbench.report.statistics import ablation_omnibus
+from cffbench.report.statistics import saved_section
 from cffbench.report.store import json_list, load_inputs
-from cffbench.report.tables import (ABLATION_AXES, VARIANT_LABEL, VARIANT_ORDER, describe_groups,
-                                    main_configuration, select, varying_axes)
+from cffbench.report.tables import ABLATION_AXES, VARIANT_LABEL, VARIANT_ORDER, describe_groups, varying_axes
 
 #: Marker lines around a generated block in a Markdown page.
 BEGIN, END = "<!-- findings:{study}:begin -->", "<!-- findings:{study}:end -->"
@@ -124,8 +123,7 @@ def findings_block(results_dir: Path | str, pilot_seeds: int = 0) -> str:
     if notes:
         lines += ["", "Notes the engine attached to some runs of a condition:", ""]
         lines += _table(["note", "dataset", "condition", "runs", "seeds"], notes)
-    main = main_configuration(ok)
-    result = load_or_analyze(results_dir)
+    result, omnibus = load_or_analyze_all(results_dir)
     lines += ["", plan_render.plan_sentence(result.plan), "", "Verdicts (primary contrasts):", ""]
     lines += [f"- {v}" for v in plan_render.verdict_lines(result)]
     for dataset in dict.fromkeys(result.contrasts["dataset"]):
@@ -147,9 +145,10 @@ def findings_block(results_dir: Path | str, pilot_seeds: int = 0) -> str:
                                [[r["dataset"], *plan_render.sensitivity_cells(r)]
                                 for r in flagged.to_dict("records")])
     for axis in (a for a in varying_axes(ok) if a in ABLATION_AXES):
-        subset = select(ok, {k: v for k, v in main.items() if k != axis})
-        for table in ablation_omnibus(subset[subset[axis].notna()], axis, ABLATION_AXES[axis]):
-            lines += ["", f"{table.caption}:", ""] + _table(table.columns, table.rows)
+        for saved in (o for o in omnibus if o.factors[1:] == [axis]):
+            table = saved_section(saved, ABLATION_AXES).omnibus
+            if table is not None:
+                lines += ["", f"{table.caption}:", ""] + _table(table.columns, table.rows)
     if pilot_seeds:
         # the pilot is the same analysis (one code path) of the first pilot_seeds seeds
         pilot = ok[ok["seed"].isin(sorted(ok["seed"].unique())[:pilot_seeds])]
