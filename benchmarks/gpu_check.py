@@ -1,4 +1,4 @@
-"""The one GPU check to run when a device is lent (issue 6); also runs on CPU with ``--smoke``.
+"""The one GPU check to run when a device is lent; also runs on CPU with ``--smoke``.
 
 Writes under ``--out`` (default ``$OUT``, else ``./gpu_check_out``):
 

@@ -187,7 +187,7 @@ def analyze(
                                        show_default=False),
 ) -> None:
     """Pick and run the statistical tests, print the decision trail, write tables (CSV/Parquet)."""
-    from cffbench.stats import analyze_results
+    from cffbench.analysis import analyze_results
 
     typer.echo(analyze_results(results_dir, dv=dv, out=out).to_text(), nl=False)
 

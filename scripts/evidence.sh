@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the committed release evidence (issue 7) from the committed Parquet run stores:
+# Regenerate the committed release evidence from the committed Parquet run stores:
 #   bash scripts/evidence.sh             analysis tables + reports/<study>/ (HTML, PDF, LaTeX, figures)
 #   bash scripts/evidence.sh --run       first run (or resume) the studies themselves: about two
 #                                        hours on a 2-core CPU; finished runs are never redone

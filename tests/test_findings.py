@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cffbench.report.findings import (BEGIN, comparison_rows, embedded_blocks, findings_block, main,
-                                      update_page)
+from cffbench.analysis import analyze_store
+from cffbench.report.findings import BEGIN, embedded_blocks, findings_block, main, update_page
 from cffbench.stats import seeds_needed
 from test_report_store import write_synthetic_store
 
@@ -28,21 +28,22 @@ def _runs(root: Path) -> pd.DataFrame:
     return pd.concat(pd.read_parquet(p) for p in sorted((root / "runs").glob("*.parquet")))
 
 
-def test_each_comparison_is_the_paired_difference_with_its_seeds_needed(theta_store):
+def test_each_contrast_is_the_paired_difference_with_its_seeds_needed(theta_store):
     runs = _runs(theta_store)
     ff = runs[runs["variant"] == "ff"].set_index("seed")["test_acc"]
-    rows = comparison_rows(runs)
-    # FF and BP do not depend on θ: they are compared once, at the main configuration
-    assert sorted(rows["variant"]) == ["a-cff", "a-cff", "bp", "f-cff", "f-cff"]
-    for r in rows.itertuples(index=False):
+    rows = analyze_store(theta_store).contrasts
+    # FF and BP do not depend on θ: BP − FF once; each CFF variant at both θ placements
+    assert sorted(rows.loc[rows["minus"] == "ff", "variant"]) == ["a-cff", "a-cff", "bp", "f-cff", "f-cff"]
+    for r in rows[rows["minus"] == "ff"].itertuples(index=False):
         theta = "single" if "single" in r.scope else "per_term"
         other = runs[(runs["variant"] == r.variant)
                      & (runs["theta_placement"].isna() | (runs["theta_placement"] == theta))]
         diff = other.set_index("seed")["test_acc"] - ff
-        assert r.diff == pytest.approx(diff.mean(), abs=1e-12)
+        assert r.estimate == pytest.approx(diff.mean(), abs=1e-12)
         assert r.n == 6 and r.sd_diff == pytest.approx(diff.std(ddof=1), abs=1e-12)
-        assert r.seeds_needed == str(int(seeds_needed(diff.std(ddof=1), 0.012)))
-        assert 0 <= r.p_adj <= 1 and r.diff_low < r.diff < r.diff_high
+        alpha = 0.05 / r.family_size                       # the worst Holm step of its family
+        assert r.seeds_needed == seeds_needed(diff.std(ddof=1), 0.012, alpha)
+        assert 0 <= r.p_adj <= 1 and r.ci_low < r.estimate < r.ci_high
 
 
 def _ok(root: Path) -> pd.DataFrame:
@@ -50,43 +51,39 @@ def _ok(root: Path) -> pd.DataFrame:
     return runs[runs["status"] == "ok"]
 
 
-def test_seeds_and_spread_are_those_of_the_seeds_the_test_used(tmp_path):
-    # A diverged A-CFF run takes its seed out of every paired test (complete blocks only), so n,
-    # the SD of the differences and the seeds needed must come from the remaining 5 seeds.
+def test_each_contrast_uses_the_seeds_both_of_its_conditions_have(tmp_path):
+    # A diverged A-CFF run takes its seed out of the A-CFF contrasts only: n, the SD of the
+    # differences and the seeds needed come from the seeds that pair
     root = tmp_path / "synthetic-study"
     write_synthetic_store(root, datasets=("mnist",), variants=("ff", "f-cff", "a-cff"),
                           seeds=range(6), hidden=(20, 20), epochs=3, diverged=1)
     ok = _ok(root)
     dropped = set(range(6)) - set(ok.loc[ok["variant"] == "a-cff", "seed"])
     assert len(dropped) == 1
-    complete = ok[~ok["seed"].isin(dropped)]
-    ff = complete[complete["variant"] == "ff"].set_index("seed")["test_acc"]
-    rows = comparison_rows(ok)
+    ff = ok[ok["variant"] == "ff"].set_index("seed")["test_acc"]
+    rows = analyze_store(root).primary
     assert sorted(rows["variant"]) == ["a-cff", "f-cff"]
     for r in rows.itertuples(index=False):
-        diff = complete[complete["variant"] == r.variant].set_index("seed")["test_acc"] - ff
-        assert r.n == 5 and r.effect_name == "d_z"
+        diff = (ok[ok["variant"] == r.variant].set_index("seed")["test_acc"] - ff).dropna()
+        assert r.n == (5 if r.variant == "a-cff" else 6) == diff.size
         assert r.sd_diff == pytest.approx(diff.std(ddof=1), abs=1e-12)
-        assert r.diff == pytest.approx(diff.mean(), abs=1e-12)
+        assert r.estimate == pytest.approx(diff.mean(), abs=1e-12)
 
 
-def test_unpaired_fallback_is_labelled_hedges_g_not_d_z(tmp_path):
-    # 3 seeds, one A-CFF run diverged: 2 complete blocks are too few to pair, the engine goes
-    # between-subjects and its effect size is Hedges' g
+def test_two_paired_seeds_still_pair_and_d_z_is_undefined_below_three(tmp_path):
     root = tmp_path / "synthetic-study"
     write_synthetic_store(root, datasets=("mnist",), variants=("ff", "f-cff", "a-cff"),
                           seeds=range(3), hidden=(20, 20), epochs=3, diverged=1)
-    rows = comparison_rows(_ok(root))
-    assert set(rows["effect_name"]) == {"g"}
-    block = findings_block(root)
-    assert "g = " in block and "d_z = " not in block
+    rows = analyze_store(root).primary.set_index("variant")
+    assert rows.loc["a-cff", "n"] == 2 and rows.loc["a-cff", "test"] == "t"
+    assert pd.isna(rows.loc["a-cff", "dz_corrected"]) and rows.loc["a-cff", "small_pilot"]
 
 
 def test_block_lists_every_condition_and_the_pilot(theta_store):
     block = findings_block(theta_store, pilot_seeds=3)
     assert "| mnist | F-CFF (θ placement single) |" in block
-    assert "| mnist | F-CFF (θ placement = single) − FF |" in block
-    assert "| mnist | BP − FF |" in block and "BP (θ placement" not in block
+    assert "| F-CFF − FF | theta_placement = single |" in block
+    assert "| BP − FF | — |" in block and "BP (θ placement" not in block
     assert "Pilot (the first 3 seeds" in block and "6 seeds" in block
 
 

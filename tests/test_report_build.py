@@ -90,8 +90,8 @@ def test_pairwise_difference_reads_later_minus_earlier_variant(full_report):
               & (runs.alpha.isna() | (runs.alpha == "uniform"))]
     wide = ok.pivot(index="seed", columns="variant", values="test_acc").dropna()
     expected = 100 * (wide["a-cff"] - wide["ff"]).mean()
-    rows = {r[0]: r for r in _table_rows(_soup(written["html"]), "pairwise_fashion-mnist")}
-    assert rows["A-CFF − FF"][3].startswith(f"{expected:+.2f} [".replace("-", "\u2212"))
+    rows = {(r[0], r[1]): r for r in _table_rows(_soup(written["html"]), "contrasts_fashion_mnist")}
+    assert rows[("A-CFF − FF", "alpha = uniform")][4].startswith(f"{expected:+.2f} [".replace("-", "\u2212"))
 
 
 @pytest.mark.slow
@@ -107,17 +107,20 @@ def test_report_warns_about_depth_two_alpha_diverged_and_failed_runs(full_report
 
 
 @pytest.mark.slow
-def test_statistics_section_has_trail_tables_sentences_and_power_line(full_report):
+def test_report_leads_with_verdicts_and_keeps_omnibus_tests_as_diagnostics(full_report):
     _, written = full_report
     soup = _soup(written["html"])
+    first = soup.find("section", id=True)
+    assert first["id"] in ("warnings", "verdicts")
+    verdicts = soup.find(id="verdicts").get_text(" ", strip=True)
+    assert "Analysis plan" in verdicts and "A-CFF − FF" in verdicts
     stats_text = soup.find(id="statistics").get_text(" ", strip=True)
-    assert "How the tests were chosen." in stats_text
+    assert "How the tests were chosen." in stats_text and "normality (diagnostic only)" in stats_text.lower()
     assert soup.find(id="tab-omnibus_fashion-mnist") is not None
-    assert re.search(r"To detect 1\.2 pp with power \.8 you need \d+ seeds; this study has 5\.",
-                     stats_text)
-    assert re.search(r"p_holm (=|<) \.\d{3}", stats_text)  # APA sentences from the engine
-    for p_cell in (r[4] for r in _table_rows(soup, "pairwise_fashion-mnist")):
-        assert re.fullmatch(r"< \.001|\.\d{3}|> \.999|undefined", p_cell), p_cell
+    assert "you need" not in stats_text and "p_holm" not in stats_text   # no second answer for a pair
+    for row in _table_rows(soup, "contrasts_fashion_mnist"):
+        for p_cell in row[6:8]:
+            assert re.fullmatch(r"< \.001|\.\d{3}|> \.999|undefined", p_cell), p_cell
 
 
 @pytest.mark.slow
@@ -144,12 +147,12 @@ def test_pdf_pages_hold_the_tables_as_text(full_report):
     info = subprocess.run(["pdfinfo", str(written["pdf"])], capture_output=True, text=True,
                           check=True).stdout
     pages = int(next(line.split()[-1] for line in info.splitlines() if line.startswith("Pages:")))
-    assert 3 <= pages <= 12
+    assert 3 <= pages <= 24   # the plan's contrast, effect and sensitivity tables per dataset
     text = subprocess.run(["pdftotext", "-layout", str(written["pdf"]), "-"], capture_output=True,
                           text=True, check=True).stdout
     assert "Test accuracy per dataset and variant" in text
     assert "92.60" in text and "93.80" in text
-    assert "pairwise comparisons of the variants" in text
+    assert "contrasts of the analysis plan" in text
     assert f"page {pages} of {pages}" in text
 
 
@@ -157,7 +160,7 @@ def test_pdf_pages_hold_the_tables_as_text(full_report):
 def test_pdf_keeps_each_table_on_one_page(full_report):
     _, written = full_report
     soup = _soup(written["html"])
-    for key in ("paper", "pairwise_mnist", "ablation_alpha"):
+    for key in ("paper", "contrasts_mnist", "ablation_alpha"):
         caption = soup.find(id=f"tab-{key}").find("figcaption").get_text(strip=True)
         cells = [r[2] for r in _table_rows(soup, key)]
         pages = [p for p in _pdf_pages(written["pdf"])
@@ -294,14 +297,10 @@ def test_each_theta_placement_is_tested_against_the_same_ff_runs(tmp_path):
     soup = _soup(written["html"])
     runs = pd.concat(pd.read_parquet(p) for p in sorted((root / "runs").glob("*.parquet")))
     ff = runs[runs["variant"] == "ff"].set_index("seed")["test_acc"]
-    for theta, key in (("per_term", "pairwise_mnist"), ("single", "pairwise_mnist_theta_placement_single")):
-        table = soup.find(id=f"tab-{key}")
-        assert table is not None, key
-        rows = {r[0]: r for r in _table_rows(soup, key)}
+    rows = {(r[0], r[1]): r for r in _table_rows(soup, "contrasts_mnist")}
+    for theta in ("per_term", "single"):
         fcff = runs[(runs["variant"] == "f-cff") & (runs["theta_placement"] == theta)]
         expected = 100 * (fcff.set_index("seed")["test_acc"] - ff).mean()
-        shown = float(rows["F-CFF − FF"][3].split()[0].replace("−", "-"))
+        shown = float(rows[("F-CFF − FF", f"theta_placement = {theta}")][4].split()[0].replace("−", "-"))
         assert shown == pytest.approx(expected, abs=0.006)   # shown with two decimals
-    caption = soup.find(id="tab-pairwise_mnist_theta_placement_single").get_text(" ", strip=True)
-    assert "mnist at θ placement = single" in caption
-    assert (written["latex"] / "pairwise_mnist_theta_placement_single.tex").is_file()
+    assert (written["latex"] / "contrasts_mnist.tex").is_file()

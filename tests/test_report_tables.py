@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from cffbench.report import formatting as fmt
+from cffbench import fmt
 from cffbench.report.latex import escape, to_latex
 from cffbench.report.tables import (Table, describe_groups, load_paper_values,
                                     main_configuration, paper_comparison)
@@ -190,22 +190,16 @@ def test_protocol_differences_warn_only_when_the_runs_differ_from_the_paper_prot
     assert protocol_differences(scaled.assign(dataset="svhn"), values, protocol) == []
 
 
-def test_report_sentences_read_in_the_same_direction_as_its_pairwise_table(tmp_path):
-    # Tables read "later variant − baseline" (A-CFF − FF); the engine's APA sentences must too.
-    import re
-
-    from cffbench.report.statistics import analyze_dataset
+def test_contrasts_read_later_variant_minus_baseline(tmp_path):
+    # Tables read "later variant − baseline" (A-CFF − FF, A-CFF − F-CFF)
+    from cffbench.analysis import analyze_store
     from cffbench.report.tables import VARIANT_ORDER
-    from cffbench.study import read_runs
     from test_report_store import write_synthetic_store
 
     write_synthetic_store(tmp_path, datasets=("mnist",), variants=("ff", "f-cff", "a-cff"))
-    runs = read_runs(tmp_path)
-    section = analyze_dataset("mnist", runs[runs["status"] == "ok"])
-    pairs = [re.match(r"(\S+) − (\S+) = ", s) for s in section.sentences]
-    pairs = [m.groups() for m in pairs if m]
-    assert len(pairs) == 3
-    for later, earlier in pairs:
+    contrasts = analyze_store(tmp_path).contrasts
+    assert len(contrasts) == 3
+    for later, earlier in zip(contrasts["variant"], contrasts["minus"]):
         assert VARIANT_ORDER.index(earlier) < VARIANT_ORDER.index(later), (later, earlier)
 
 
@@ -216,3 +210,13 @@ def test_repeated_table_keys_are_made_unique_in_order():
     unique_keys(tables)
     assert [t.key for t in tables] == ["pairwise_mnist_hidden_500_500", "pairwise_mnist_hidden_500_500_2",
                                        "pairwise_mnist_hidden_500_500_3", "x"]
+
+
+def test_a_condition_at_chance_is_flagged_did_not_learn():
+    from cffbench.report.context import did_not_learn
+
+    rows = [{"dataset": "mnist", "variant": v, "seed": s, "status": "ok", "theta_placement": t,
+             "test_acc": acc} for s in range(3)
+            for v, t, acc in (("ff", None, 0.9), ("f-cff", "single", 0.101), ("f-cff", "per_term", 0.8))]
+    flagged = did_not_learn(pd.DataFrame(rows))
+    assert len(flagged) == 1 and flagged[0].startswith("mnist, F-CFF (θ placement single): did not learn")

@@ -11,7 +11,7 @@ import pytest
 
 from cffbench.cli import main
 from cffbench.errors import StatsError
-from cffbench.stats import analyze_results
+from cffbench.analysis import analyze_results
 
 STUDY_TOML = 'name = "toy"\nseeds = [0, 1, 2, 3, 4]\n\n[data]\ndatasets = ["mnist"]\n'
 
@@ -66,7 +66,13 @@ def test_ff_outside_the_alpha_crossing_gives_a_conditions_and_a_crossing_analysi
     assert "sit outside the variant x alpha crossing" in conditions.decisions[0].reason
     assert set(conditions.tables["descriptives"]["condition"]) == {
         "ff", "a-cff / alpha=uniform", "a-cff / alpha=distance", "f-cff / alpha=uniform", "f-cff / alpha=distance"}
-    assert conditions.power.n_seeds == 5 and "with ff" in conditions.power.text
+    # the pairs are the analysis plan's, decided once: none in the omnibus comparison
+    assert conditions.power is None and "posthoc" not in conditions.tables
+    primary = analysis.plan.primary
+    assert sorted(zip(primary["label"], primary["scope"])) == [
+        ("A-CFF − FF", "alpha = distance"), ("A-CFF − FF", "alpha = uniform"),
+        ("F-CFF − FF", "alpha = distance"), ("F-CFF − FF", "alpha = uniform")]
+    assert (primary["n"] == 5).all() and (primary["family_size"] == 4).all()
     crossing = analysis.comparisons["mnist/crossing"]
     assert crossing.factors == ["variant", "alpha"]
     assert list(crossing.tables["rm_anova"]["source"]) == ["variant", "alpha", "variant:alpha"]
@@ -80,16 +86,16 @@ def test_analysis_files_are_written_and_readable(tmp_path):
     rm = pd.read_parquet(out / "mnist" / "conditions" / "rm_anova.parquet")
     pd.testing.assert_frame_equal(rm, analysis.comparisons["mnist/conditions"].tables["rm_anova"],
                                   check_dtype=False)
-    posthoc = pd.read_csv(out / "mnist" / "crossing" / "posthoc.csv")
-    assert {"A", "B", "diff", "p_adj", "cohen_dz", "es_ci_low", "prob_improvement"} <= set(posthoc.columns)
+    assert not list(out.glob("**/posthoc.csv"))  # pairs live in contrasts.csv only
+    contrasts = pd.read_csv(out / "contrasts.csv")
+    assert {"label", "estimate", "ci_low", "p_adj", "verdict", "prob_improvement", "pi_low"} <= set(contrasts.columns)
+    assert json.loads((out / "plan.json").read_text(encoding="utf-8"))["plan_hash"] == analysis.plan.plan.hash
     decisions = pd.read_parquet(out / "decisions.parquet")
     assert list(decisions.columns) == ["dataset", "analysis", "step", "choice", "reason"]
     assert (decisions.groupby("analysis")["step"].first() == "analysis plan").all()
     sentences = json.loads((out / "apa.json").read_text(encoding="utf-8"))
     assert sentences[0]["dataset"] == "mnist" and sentences[0]["sentence"].startswith("condition: F(")
     assert (out / "apa.txt").read_text(encoding="utf-8").count("\n") == len(sentences)
-    power = pd.read_csv(out / "power.csv")
-    assert set(power["analysis"]) == {"conditions", "crossing"} and (power["n_seeds"] == 5).all()
     assert "Analysed 25 of 25 runs." in (out / "summary.txt").read_text(encoding="utf-8")
 
 

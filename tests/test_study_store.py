@@ -259,7 +259,7 @@ def test_status_counts_planned_done_failed_per_dataset_and_variant(study_file, t
     assert table["planned"].sum() == N_RUNS
 
 
-# ----------------------------------------------------------------------------- review fixes
+# ----------------------------------------------------------------------------- store edge cases
 def test_study_without_a_name_key_can_be_rerun_into_its_results(tmp_path):
     # The name comes from the file's stem; the stored copy (always study.toml) must keep it.
     path = tmp_path / "nameless.toml"

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from cffbench.analysis import load_or_analyze_all
+from cffbench.errors import CffbenchError
 from cffbench.report import figures as figs
-from cffbench.report import formatting as fmt
-from cffbench.report.statistics import DatasetStatistics, ablation_omnibus, analyze_variants
+from cffbench.report.plan_section import plan_section
+from cffbench import fmt
+from cffbench.report.statistics import DatasetStatistics, saved_section
 from cffbench.report.store import ReportInputs, json_list
 from cffbench.report.tables import (ABLATION_AXES, VARIANT_LABEL, Table, ablation_table,
                                     describe_groups, load_paper_values, main_configuration,
@@ -97,15 +100,43 @@ def reader_warnings(inputs: ReportInputs, ok_main: pd.DataFrame,
             out.append(f"{dataset}: a variant has a single seed, so std, CI and every test are "
                        "undefined; run more seeds.")
         elif seeds < MIN_SEEDS_NONPARAMETRIC:
-            out.append(f"{dataset}: {seeds} seeds are too few for the non-parametric path: the "
-                       f"exact Wilcoxon signed-rank p cannot go below 2/2^{seeds} = "
-                       f"{fmt.apa_decimal(2 / 2 ** seeds)}.")
+            out.append(f"{dataset}: with {seeds} seeds the exact Wilcoxon signed-rank and sign-flip "
+                       f"p cannot go below 2/2^{seeds} = {fmt.apa_decimal(2 / 2 ** seeds)}, so those "
+                       "tests (the sensitivity table, or the plan's test if it is one of them) "
+                       "cannot reject at .05.")
+    out.extend(did_not_learn(runs))
     for section in stats:
         out.extend(f"{section.dataset}: {w}" for w in section.warnings)
     if "notes" in runs.columns:
         notes = {n for cell in runs["notes"] for n in json_list(cell) if isinstance(n, str)}
         out.extend(f"Run note: {n}" for n in sorted(notes))
     return list(dict.fromkeys(out))
+
+
+#: A condition whose mean test accuracy is below chance (1 / classes) plus this did not learn.
+CHANCE_MARGIN = 0.05
+
+
+def did_not_learn(runs: pd.DataFrame) -> list[str]:
+    """"<dataset>, <condition>: did not learn (mean test accuracy 10.3 %, chance 10.0 %)" for every
+    condition (variant and the varying axes) of finished runs whose mean sits at chance."""
+    from cffbench.data import DATASETS
+
+    ok = runs[(runs["status"] == "ok") & runs["test_acc"].notna()]
+    axes = [a for a in varying_axes(ok) if a in ABLATION_AXES]
+    out = []
+    frame = ok.assign(**{a: ok[a].astype(object).where(ok[a].notna(), "") for a in axes})
+    for key, group in frame.groupby(["dataset", "variant", *axes], sort=False):
+        dataset, variant, *levels = key
+        info = DATASETS.get(dataset)
+        chance = 1.0 / getattr(info, "n_classes", 10)
+        mean = float(group["test_acc"].mean())
+        if mean < chance + CHANCE_MARGIN:
+            where = ", ".join(f"{ABLATION_AXES[a]} {v}" for a, v in zip(axes, levels) if v != "")
+            label = VARIANT_LABEL.get(variant, variant) + (f" ({where})" if where else "")
+            out.append(f"{dataset}, {label}: did not learn (mean test accuracy {fmt.pct(mean)} %, "
+                       f"chance {fmt.pct(chance)} %); its comparisons describe a failure, not a method.")
+    return out
 
 
 def protocol_differences(ok_main: pd.DataFrame, paper_values: pd.DataFrame,
@@ -131,8 +162,10 @@ def protocol_differences(ok_main: pd.DataFrame, paper_values: pd.DataFrame,
             "): the paper's values are a reference point, not a like-for-like comparison."]
 
 
-def ablations(ok_runs: pd.DataFrame, main: dict, fig_dir: Path) -> list[dict]:
-    """One section per varying ablation axis: table, and for α an interaction plot."""
+def ablations(ok_runs: pd.DataFrame, main: dict, fig_dir: Path,
+              crossings: list[DatasetStatistics]) -> list[dict]:
+    """One section per varying ablation axis: table, the saved ``variant × axis`` omnibus tests of
+    ``cffbench analyze`` (``crossings``), and for α an interaction plot."""
     sections = []
     for axis, levels in varying_axes(ok_runs).items():
         if axis not in ABLATION_AXES:
@@ -144,25 +177,12 @@ def ablations(ok_runs: pd.DataFrame, main: dict, fig_dir: Path) -> list[dict]:
         if axis == "alpha":
             desc = describe_groups(subset, ["dataset", "variant", axis])
             figure = figs.interaction_plot(desc, axis, ABLATION_AXES[axis], fig_dir)
+        tests = [c for c in crossings if c.omnibus is not None and c.omnibus.key.endswith(f"_{axis}")]
+        for test in tests:
+            test.omnibus.note = " ".join(test.trail)
         sections.append({"axis": axis, "label": ABLATION_AXES[axis], "levels": levels,
-                         "table": table, "figure": figure,
-                         "tests": ablation_omnibus(subset, axis, ABLATION_AXES[axis]),
-                         "level_statistics": level_statistics(ok_runs, axis, levels, main)})
+                         "table": table, "figure": figure, "tests": [t.omnibus for t in tests]})
     return sections
-
-
-def level_statistics(ok_runs: pd.DataFrame, axis: str, levels: list,
-                     main: dict) -> list[DatasetStatistics]:
-    """The variant comparison of section 2 repeated at every other level of ``axis``.
-
-    Variants that ignore the axis (ff, bp: null cells) take part at every level, so e.g. F-CFF
-    with a single θ is tested against the same FF runs as F-CFF with per-term θ.
-    """
-    out = []
-    for level, at_level in level_selections(ok_runs, axis, levels, main):
-        slug = "".join(c if c.isalnum() else "_" for c in f"{axis}_{level}")
-        out += analyze_variants(at_level, scope=level_scope(axis, level), scope_key=slug)
-    return out
 
 
 def unique_keys(tables: list[Table]) -> None:
@@ -176,20 +196,29 @@ def unique_keys(tables: list[Table]) -> None:
             table.key = f"{table.key}_{count}"
 
 
-def level_scope(axis: str, level) -> str:
-    """How a comparison away from the main configuration is named: "θ placement = single"."""
-    return f"{ABLATION_AXES[axis]} = {level}"
+def _saved_analysis(inputs: ReportInputs):
+    """(plan result, omnibus analyses, problem text) from ``cffbench analyze``'s saved analysis
+    (or the same analysis run now, when the saved one is missing or stale)."""
+    try:
+        plan_result, omnibus = load_or_analyze_all(inputs.results_dir)
+    except CffbenchError as exc:
+        return None, [], f"no analysis: {' '.join(str(exc).split())}"
+    return plan_result, omnibus, ""
 
 
-def level_selections(ok_runs: pd.DataFrame, axis: str, levels: list, main: dict):
-    """Yield ``(level, runs)`` for every level of ``axis`` but the main one, the other axes at
-    the main configuration, where at least two variants can be compared."""
-    for level in levels:
-        if level == main.get(axis):
-            continue
-        at_level = select(ok_runs, {**main, axis: level})
-        if at_level["variant"].nunique() >= 2:
-            yield level, at_level
+def _main_pairs(plan_result, main: dict) -> pd.DataFrame | None:
+    """The plan's contrasts at the main configuration as ``dataset, a, b, diff, p_adj`` (for the
+    paper table's bold-best rule)."""
+    if plan_result is None or plan_result.contrasts.empty:
+        return None
+    wanted = {f"{k} = {v}" for k, v in main.items()}
+    rows = []
+    for r in plan_result.contrasts.to_dict("records"):
+        parts = [p for p in r["scope"].split(", ") if p]
+        if all(p in wanted for p in parts):
+            rows.append({"dataset": r["dataset"], "a": r["minus"], "b": r["variant"],
+                         "diff": r["estimate"], "p_adj": r["p_adj"]})
+    return pd.DataFrame(rows) if rows else None
 
 
 def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
@@ -205,37 +234,48 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
     ok = runs[(runs["status"] == "ok") & runs["test_acc"].notna()]
     main = main_configuration(ok)
     ok_main = select(ok, main)
-    stats = analyze_variants(ok_main)
-    frames = [s.pairwise_raw for s in stats if s.pairwise_raw is not None]
-    pairwise = pd.concat(frames, ignore_index=True) if frames else None
+    plan_result, omnibus, plan_problem = _saved_analysis(inputs)
+    sections = [saved_section(o, ABLATION_AXES) for o in omnibus]
+    stats = [s for s in sections if not s.scope]              # one factor per dataset
+    crossings = [s for s in sections if s.scope]              # variant × another factor
+    pairwise = _main_pairs(plan_result, main)
     paper_values, source = load_paper_values()
     desc = describe_groups(ok_main, ["dataset", "variant"])  # keeps the runs' display order
     comparison = paper_comparison(desc, paper_values, pairwise)
     paper = paper_table(comparison, source.get("citation", "")) if not desc.empty else None
-    ablation_sections = ablations(ok, main, fig_dir)
+    ablation_sections = ablations(ok, main, fig_dir, crossings)
+    shown = {id(t) for a in ablation_sections for t in a["tests"]}
+    stats += [c for c in crossings if c.omnibus is None or id(c.omnibus) not in shown]
 
     figures = [f for f in [figs.accuracy_distribution(ok_main, fig_dir)] if f is not None]
     figures += figs.training_curves(inputs.curves, ok_main, fig_dir)
+    forest = (figs.forest_plot(plan_result.contrasts, plan_result.plan.sesoi, plan_result.plan.margin,
+                               fig_dir) if plan_result is not None else [])
     for maker in (lambda: figs.gamma_trajectories(inputs.curves, ok, fig_dir),
                   lambda: figs.alpha_heatmaps(ok, fig_dir),
-                  lambda: figs.pairwise_p_heatmap(pairwise, fig_dir)):
+                  lambda: figs.cd_diagram(plan_result.ranks, plan_result.cliques,
+                                          len(plan_result.rank_pairs), fig_dir)
+                  if plan_result is not None else None):
         figure = maker()
         if figure is not None:
             figures.append(figure)
 
-    tables: list[Table] = [t for t in [paper] if t is not None]
+    plan = plan_section(plan_result) if plan_result is not None else None
+    tables: list[Table] = []
+    if plan is not None:
+        for d in plan["datasets"]:
+            tables += [d["contrasts"], d["effects"], d["sensitivity"]]
+    tables += [t for t in [paper] if t is not None]
     for section in stats:
-        tables += [t for t in (section.omnibus, section.pairwise) if t is not None]
+        tables += [t for t in (section.omnibus,) if t is not None]
     for section in ablation_sections:
         tables += [section["table"], *section["tests"]]
-        for level_section in section["level_statistics"]:
-            tables += [t for t in (level_section.omnibus, level_section.pairwise) if t is not None]
     unique_keys(tables)
     return {
         "header": header(inputs),
         "warnings": protocol_differences(ok_main, paper_values, source.get("protocol", {}))
-        + reader_warnings(inputs, ok_main, stats),
-        "main_config": main, "paper": paper, "paper_source": source, "statistics": stats,
+        + reader_warnings(inputs, ok_main, stats) + ([plan_problem] if plan_problem else []),
+        "plan": plan, "forest": forest, "main_config": main, "paper": paper, "paper_source": source, "statistics": stats,
         "ablations": ablation_sections, "figures": figures, "failed": failed_runs(runs),
         "tables": tables,
     }

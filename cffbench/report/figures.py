@@ -262,28 +262,96 @@ def interaction_plot(desc: pd.DataFrame, axis: str, axis_label: str, out_dir: Pa
                      f"Interaction of {axis_label} and variant (mean, 95 % CI).", out_dir)
 
 
-def pairwise_p_heatmap(pairwise: pd.DataFrame, out_dir: Path) -> Figure | None:
-    """Adjusted pairwise p-values between variants, one panel per dataset (darker = smaller)."""
-    if pairwise is None or pairwise.empty:
+_SHORT_AXES = {"theta_placement": "θ", "alpha": "α"}
+
+
+def short_levels(text: str) -> str:
+    """"theta_placement = single" / "theta_placement single" -> "θ single" (figure labels only)."""
+    for axis, symbol in _SHORT_AXES.items():
+        text = text.replace(f"{axis} = ", f"{symbol} ").replace(f"{axis} ", f"{symbol} ")
+    return text
+
+
+def forest_plot(contrasts: pd.DataFrame, sesoi: float, margin: float, out_dir: Path) -> list[Figure]:
+    """Per dataset, every contrast of the analysis plan: its difference [pp] with the unadjusted
+    95 % CI (thick) and the simultaneous CI (thin), the zero line, the claimed gain (SESOI,
+    dashed) and the equivalence band ±margin (shaded). ``contrasts``: ``PlanResult.contrasts``."""
+    figures = []
+    if contrasts is None or contrasts.empty:
+        return figures
+    for dataset in dict.fromkeys(contrasts["dataset"]):
+        rows = contrasts[contrasts["dataset"] == dataset].reset_index(drop=True)
+        scopes = [short_levels(r.scope) for r in rows.itertuples()]
+        labels = [f"{r.label}" + (f" ({sc})" if sc else "") + ("" if r.role == "primary" else " [secondary]")
+                  for r, sc in zip(rows.itertuples(), scopes)]
+        y = np.arange(len(rows))[::-1]
+        with plt.rc_context(_theme()):
+            fig, ax = plt.subplots(figsize=(8.0, 0.38 * len(rows) + 1.6))
+            ax.axvspan(-100 * margin, 100 * margin, color=_PALETTE[2], alpha=0.15, lw=0,
+                       label=f"equivalence band ±{100 * margin:.1f} pp")
+            ax.axvline(0.0, color="black", lw=0.8)
+            ax.axvline(100 * sesoi, color=_PALETTE[3], ls="--", lw=1.0,
+                       label=f"claimed gain +{100 * sesoi:.1f} pp")
+            for yi, r in zip(y, rows.itertuples()):
+                colour = _PALETTE[0] if r.role == "primary" else _PALETTE[7]
+                if np.isfinite(r.ci_adj_low) and np.isfinite(r.ci_adj_high):
+                    ax.plot([100 * r.ci_adj_low, 100 * r.ci_adj_high], [yi, yi], color=colour, lw=1)
+                if np.isfinite(r.ci_low) and np.isfinite(r.ci_high):
+                    ax.plot([100 * r.ci_low, 100 * r.ci_high], [yi, yi], color=colour, lw=3.5)
+                if np.isfinite(r.estimate):
+                    ax.plot([100 * r.estimate], [yi], "o", color="white", mec=colour, ms=5, mew=1.5)
+            ax.set_yticks(y, labels)
+            ax.set(xlabel="difference in test accuracy [pp]", ylabel="",
+                   title=f"{dataset}: estimation plot")
+            ax.grid(axis="y", visible=False)
+            fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False)
+            fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
+            key = "forest_" + re.sub(r"[^A-Za-z0-9]", "_", dataset)
+            figures.append(_save(fig, key, f"{dataset}: every contrast's difference with its 95 % "
+                                 "CI (thick, unadjusted) and simultaneous CI (thin, Bonferroni over "
+                                 "its family); zero line, the claimed gain (dashed) and the "
+                                 "equivalence band (shaded).", out_dir))
+    return figures
+
+
+def cd_diagram(ranks: pd.DataFrame, cliques: list[list[str]], n_pairs: int, out_dir: Path) -> Figure | None:
+    """Critical-difference diagram (Demšar 2006 layout): each condition at its average rank over the
+    dataset × seed blocks (1 = best, axis on top), the better half labelled on the left, the rest on
+    the right; a thick bar joins each group with no significant Wilcoxon–Holm pair. ``ranks``:
+    ``PlanResult.ranks``; ``cliques``: ``PlanResult.cliques``."""
+    if ranks is None or ranks.empty:
         return None
-    datasets = list(dict.fromkeys(pairwise["dataset"]))
+    k = len(ranks)
+    conditions, values = list(ranks["condition"]), ranks["avg_rank"].to_numpy(dtype=float)
+    names = [short_levels(c) for c in conditions]
+    half = (k + 1) // 2
     with plt.rc_context(_theme()):
-        fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets) + 0.8, 3.0),
-                                 squeeze=False)
-        for ax, dataset in zip(axes[0], datasets):
-            pw = pairwise[pairwise["dataset"] == dataset]
-            variants = ordered_variants(set(pw["a"]) | set(pw["b"]))
-            mat = pd.DataFrame(np.nan, index=variants, columns=variants)
-            for r in pw.itertuples(index=False):
-                mat.loc[r.a, r.b] = mat.loc[r.b, r.a] = r.p_adj
-            labels = [VARIANT_LABEL.get(v, v) for v in variants]
-            annot = mat.map(lambda p: "" if pd.isna(p) else ("<.001" if p < .001
-                                                               else f"{p:.3f}".lstrip("0")))
-            sns.heatmap(mat.astype(float), ax=ax, annot=annot, fmt="", vmin=0, vmax=0.1,
-                        cmap="mako", square=True, xticklabels=labels, yticklabels=labels,
-                        cbar=ax is axes[0][-1], cbar_kws={"label": "adjusted p"},
-                        annot_kws={"fontsize": 8})
-            ax.set(title=dataset, xlabel="", ylabel="")
+        height = 1.2 + 0.3 * max(half, k - half) + 0.15 * len(cliques)
+        fig, ax = plt.subplots(figsize=(8.0, height))
+        ax.set_xlim(0.5, k + 0.5)
+        ax.set_ylim(-(max(half, k - half) + 1.2) * 0.3 - 0.15 * len(cliques), 0.35)
+        ax.axis("off")
+        ax.plot([1, k], [0, 0], color="black", lw=1)
+        for tick in range(1, k + 1):
+            ax.plot([tick, tick], [0, 0.06], color="black", lw=1)
+            ax.text(tick, 0.1, str(tick), ha="center", va="bottom", fontsize=8)
+        for i, (name, value) in enumerate(zip(names, values)):
+            left = i < half
+            row = i if left else k - 1 - i
+            y = -(row + 1) * 0.3 - 0.15 * len(cliques)
+            x_text = 0.55 if left else k + 0.45
+            ax.plot([value, value, x_text], [0, y, y], color="0.35", lw=0.8)
+            ax.text(x_text + (-0.02 if left else 0.02), y,
+                    f"{name} ({value:.2f})" if left else f"({value:.2f}) {name}",
+                    ha="right" if left else "left", va="center", fontsize=8)
+        for j, group in enumerate(cliques):
+            xs = [values[conditions.index(g)] for g in group]
+            y = -0.1 - 0.15 * j
+            ax.plot([min(xs) - 0.03, max(xs) + 0.03], [y, y], color=_PALETTE[0], lw=3.5,
+                    solid_capstyle="round")
+        ax.set_title("average rank over the dataset × seed blocks (1 = best)", fontsize=9)
         fig.tight_layout()
-        return _save(fig, "pairwise_p", "Adjusted pairwise p-values between variants "
-                     "(colour saturates at p = .10).", out_dir)
+        return _save(fig, "cd_diagram", "Critical-difference diagram (exploratory, beside the plan): "
+                     "each condition at its average rank over the dataset × seed blocks; a bar joins "
+                     f"conditions with no significant difference (Wilcoxon signed-rank, Holm over "
+                     f"all {n_pairs} pairs, α = .05). Demšar (2006) layout.", out_dir)

@@ -4,14 +4,13 @@
 ``python -m cffbench.report.findings --update docs/findings.md`` recomputes, in place, every block
 the page embeds between ``<!-- findings:<study>:begin [pilot=N] -->`` and
 ``<!-- findings:<study>:end -->`` from ``results/<study>``. A test recomputes the blocks from the
-committed Parquet, so the page cannot drift from its data. The statistics are the
-report's own (:func:`cffbench.report.statistics.analyze_variants`: the test the engine chose,
-Holm-adjusted pairs, paired effect sizes), so a number in the findings is the number in the report.
+committed Parquet, so the page cannot drift from its data. Every contrast is the saved analysis
+plan's (:func:`cffbench.analysis.load_or_analyze`), rendered by the cells the report uses
+(:mod:`cffbench.analysis.render`), so a number in the findings is the number in the report.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 from pathlib import Path
@@ -20,15 +19,12 @@ import numpy as np
 import pandas as pd
 
 from cffbench.errors import CffbenchError
-from cffbench.report import formatting as fmt
-from cffbench.report.context import level_scope, level_selections
-from cffbench.report.statistics import (POWER_DELTA, POWER_TARGET, DatasetStatistics,
-                                        ablation_omnibus, analyze_variants, difference_text,
-                                        effect_text)
+from cffbench import fmt
+from cffbench.analysis import analyze_runs, load_or_analyze_all
+from cffbench.analysis import render as plan_render
+from cffbench.report.statistics import saved_section
 from cffbench.report.store import json_list, load_inputs
-from cffbench.report.tables import (ABLATION_AXES, VARIANT_LABEL, VARIANT_ORDER, describe_groups,
-                                    main_configuration, select, varying_axes)
-from cffbench.stats import detectable_difference
+from cffbench.report.tables import ABLATION_AXES, VARIANT_LABEL, VARIANT_ORDER, describe_groups, varying_axes
 
 #: Marker lines around a generated block in a Markdown page.
 BEGIN, END = "<!-- findings:{study}:begin -->", "<!-- findings:{study}:end -->"
@@ -40,82 +36,6 @@ def _label(variant: str, scope: str) -> str:
 
 def _needed(value: float) -> str:
     return str(int(value)) if np.isfinite(value) else "undefined"
-
-
-def _power_row(section: DatasetStatistics, a: str, b: str) -> dict:
-    """The engine's power-table row of the pair ``a``/``b`` (n, SD of the difference, seeds)."""
-    table = section.power_raw
-    if table is None or table.empty:
-        return {"n": 0, "diff_sd": math.nan, "seeds_needed": math.nan}
-    hit = table[((table["A"] == a) & (table["B"] == b)) | ((table["A"] == b) & (table["B"] == a))]
-    return hit.iloc[0].to_dict() if len(hit) else {"n": 0, "diff_sd": math.nan,
-                                                    "seeds_needed": math.nan}
-
-
-def _scopes(ok: pd.DataFrame, main: dict | None = None) -> list[
-        tuple[str, list[str], pd.DataFrame, list[DatasetStatistics]]]:
-    """(scope label, axes, runs, statistics) for the main configuration (axes: every varying
-    ablation axis) and every other level of each ablation axis (axes: that one). ``main``
-    defaults to the runs' own main configuration."""
-    main = main_configuration(ok) if main is None else main
-    ok_main = select(ok, main)
-    main_label = ", ".join(f"{ABLATION_AXES.get(k, k)} = {v}" for k, v in main.items()
-                           if k in ABLATION_AXES)
-    main_axes = [k for k in main if k in ABLATION_AXES]
-    out = [(main_label, main_axes, ok_main, analyze_variants(ok_main))]
-    for axis, levels in varying_axes(ok).items():
-        if axis not in ABLATION_AXES:
-            continue
-        for level, runs in level_selections(ok, axis, levels, main):
-            scope = level_scope(axis, level)
-            out.append((scope, [axis], runs, analyze_variants(runs, scope=scope)))
-    return out
-
-
-def comparison_rows(ok: pd.DataFrame, reference: str = "ff",
-                    main: dict | None = None) -> pd.DataFrame:
-    """Every variant against ``reference``, per dataset and scope, as the report tests them.
-
-    Scopes are the main configuration and each other level of every ablation axis; at the
-    latter, only variants that depend on the axis are listed (FF and BP would repeat).
-
-    Returns
-    -------
-    DataFrame
-        One row per (dataset, scope, variant): ``diff`` and its 95 % CI (fractions), ``effect``
-        and CI with its ``effect_name`` (``d_z`` paired, ``g`` when the engine dropped the
-        pairing), ``p_adj`` (Holm over the scope's pairs), ``prob_improvement``, and from the
-        engine's power table ``n`` (seeds in the test), ``sd_diff`` and ``seeds_needed`` for
-        :data:`POWER_DELTA` at power :data:`POWER_TARGET`; ``detectable``: the smallest
-        difference this many seeds detect with that power (fraction); ``test``; ``problem``
-        (why a dataset has no test, else empty).
-    """
-    rows = []
-    for index, (scope, axes, runs, sections) in enumerate(_scopes(ok, main)):
-        # away from the main configuration, only the variants that depend on the axis are new
-        dependent = set(runs.loc[runs[axes].notna().any(axis=1), "variant"]) if axes else set()
-        shown = set(runs["variant"]) if index == 0 else dependent
-        for section in sections:
-            raw = section.pairwise_raw
-            if raw is None:   # say why instead of dropping the dataset without a word
-                rows.append({"dataset": section.dataset, "variant": "", "scope": scope,
-                             "problem": section.problem or "no pairwise test"})
-                continue
-            for r in raw[(raw["a"] == reference) & raw["b"].isin(shown)].itertuples(index=False):
-                power = _power_row(section, reference, r.b)
-                rows.append({"dataset": section.dataset, "variant": r.b,
-                             "scope": scope if r.b in dependent else "",
-                             "diff": r.diff, "diff_low": r.diff_low, "diff_high": r.diff_high,
-                             "effect_name": r.effect_name, "effect": r.effect,
-                             "effect_low": r.effect_low, "effect_high": r.effect_high,
-                             "p_adj": r.p_adj, "prob_improvement": r.prob_improvement,
-                             "n": int(power["n"]), "sd_diff": float(power["diff_sd"]),
-                             "seeds_needed": _needed(float(power["seeds_needed"])),
-                             "detectable": detectable_difference(
-                                 float(power["diff_sd"]), int(power["n"]), power=POWER_TARGET,
-                                 paired=r.effect_name == "d_z"),
-                             "test": r.test, "problem": ""})
-    return pd.DataFrame(rows)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -183,21 +103,6 @@ def _or_undefined(text: str) -> str:
     return text or "undefined"
 
 
-def _comparison_cells(comparisons: pd.DataFrame) -> list[list[str]]:
-    cells = []
-    for r in comparisons.itertuples(index=False):
-        if r.problem:
-            cells.append([r.dataset, f"({r.scope})" if r.scope else "", r.problem,
-                          *[""] * 8])
-            continue
-        cells.append([
-            r.dataset, f"{_label(r.variant, r.scope)} − FF", difference_text(r), effect_text(r),
-            fmt.p_cell(r.p_adj) or "undefined", _or_undefined(fmt.apa_decimal(r.prob_improvement, 2)),
-            _or_undefined(fmt.num(100 * r.sd_diff)), r.seeds_needed, str(r.n),
-            _or_undefined(fmt.num(100 * r.detectable)), r.test])
-    return cells
-
-
 def findings_block(results_dir: Path | str, pilot_seeds: int = 0) -> str:
     """The Markdown block of one store: protocol, accuracies, comparisons with FF, omnibus tests
     of each ablation axis and, with ``pilot_seeds``, the seeds-needed estimate of a pilot made of
@@ -218,32 +123,43 @@ def findings_block(results_dir: Path | str, pilot_seeds: int = 0) -> str:
     if notes:
         lines += ["", "Notes the engine attached to some runs of a condition:", ""]
         lines += _table(["note", "dataset", "condition", "runs", "seeds"], notes)
-    main = main_configuration(ok)
-    comparisons = comparison_rows(ok, main=main)
-    if not comparisons.empty:
-        lines += ["", "Each variant minus FF (p Holm-adjusted over all pairs of variants at that "
-                  "configuration; effect size d_z when the engine paired the runs by seed, Hedges "
-                  "g when it could not; seeds needed: two-sided t-test at .05 with power "
-                  f"{POWER_TARGET:.1f} to detect {100 * POWER_DELTA:.1f} pp, given the observed "
-                  "SD of the differences; n: seeds in the test; detectable: the smallest "
-                  "difference n seeds detect with that power):", ""]
-        lines += _table(["dataset", "comparison", "difference [pp] (95 % CI)",
-                         "effect size (95 % CI)", "p_adj", "P(improvement)", "SD of diff. [pp]",
-                         "seeds needed", "n", "detectable with n [pp]", "test"],
-                        _comparison_cells(comparisons))
+    result, omnibus = load_or_analyze_all(results_dir)
+    lines += ["", plan_render.plan_sentence(result.plan), "", "Verdicts (primary contrasts):", ""]
+    lines += [f"- {v}" for v in plan_render.verdict_lines(result)]
+    for dataset in dict.fromkeys(result.contrasts["dataset"]):
+        rows = result.contrasts[result.contrasts["dataset"] == dataset].to_dict("records")
+        lines += ["", f"{dataset}: every contrast of the plan (p (Δ ≥ SESOI): minimum-effect test; "
+                  "p (TOST): equivalence within ±margin; both unadjusted, the verdict uses their "
+                  "adjusted values):", ""]
+        lines += _table(plan_render.CONTRAST_COLUMNS, [plan_render.contrast_cells(r) for r in rows])
+        lines += ["", f"{dataset}: effect sizes and seeds needed (P(improvement): share of seeds "
+                  "on which the first variant beats the second, ties ½, Wilson 95 % interval; d_z "
+                  "Hedges-corrected; seeds needed: paired t at α/m with power .8 to detect the "
+                  "SESOI, 95 % range from the χ² interval of the SD):", ""]
+        lines += _table(plan_render.EFFECT_COLUMNS, [plan_render.effect_cells(r) for r in rows])
+    flagged = result.sensitivity[result.sensitivity["changes_decision"]]
+    lines += ["", "Sensitivity tests that would change a decision:" if len(flagged) else
+              "No sensitivity test (sign-flip permutation, Wilcoxon, t) changes a decision."]
+    if len(flagged):
+        lines += [""] + _table(["dataset", *plan_render.SENSITIVITY_COLUMNS],
+                               [[r["dataset"], *plan_render.sensitivity_cells(r)]
+                                for r in flagged.to_dict("records")])
     for axis in (a for a in varying_axes(ok) if a in ABLATION_AXES):
-        subset = select(ok, {k: v for k, v in main.items() if k != axis})
-        for table in ablation_omnibus(subset[subset[axis].notna()], axis, ABLATION_AXES[axis]):
-            lines += ["", f"{table.caption}:", ""] + _table(table.columns, table.rows)
+        for saved in (o for o in omnibus if o.factors[1:] == [axis]):
+            table = saved_section(saved, ABLATION_AXES).omnibus
+            if table is not None:
+                lines += ["", f"{table.caption}:", ""] + _table(table.columns, table.rows)
     if pilot_seeds:
+        # the pilot is the same analysis (one code path) of the first pilot_seeds seeds
         pilot = ok[ok["seed"].isin(sorted(ok["seed"].unique())[:pilot_seeds])]
-        rows = comparison_rows(pilot, main=main)
-        lines += ["", f"Pilot (the first {pilot_seeds} seeds of this store): SD of the "
-                  f"differences and the seeds needed to detect {100 * POWER_DELTA:.1f} pp:", ""]
-        lines += _table(["dataset", "comparison", "SD of diff. [pp]", "seeds needed", "n"],
-                        [[r.dataset, f"{_label(r.variant, r.scope)} − FF",
-                          _or_undefined(fmt.num(100 * r.sd_diff)), r.seeds_needed, str(r.n)]
-                         for r in rows.itertuples(index=False) if not r.problem])
+        rows = analyze_runs(pilot, result.plan).contrasts
+        lines += ["", f"Pilot (the first {pilot_seeds} seeds of this store): SD of the differences "
+                  f"and the seeds needed to detect {100 * result.plan.sesoi:.1f} pp (95 % range; "
+                  f"from {pilot_seeds} seeds an order of magnitude only):", ""]
+        lines += _table(["dataset", "comparison", "at", "SD of diff. [pp]", "seeds needed [95 %]", "n"],
+                        [[r["dataset"], r["label"], r["scope"] or "—",
+                          _or_undefined(fmt.num(100 * r["sd_diff"])), plan_render.seeds_cell(r),
+                          str(r["n"])] for r in rows.to_dict("records")])
     return "\n".join(lines) + "\n"
 
 

@@ -3,28 +3,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from cffbench.fmt import latex_escape
 from cffbench.report.tables import Table
 
-_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-            "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-            "^": r"\textasciicircum{}"}
-#: Non-ASCII characters the report uses, as commands every LaTeX kernel knows (math mode).
-_UNICODE = {"±": r"$\pm$", "−": r"$-$", "α": r"$\alpha$", "γ": r"$\gamma$", "θ": r"$\theta$",
-            "×": r"$\times$", "≤": r"$\leq$", "≥": r"$\geq$", "η": r"$\eta$",
-            "ε": r"$\varepsilon$", "ω": r"$\omega$", "χ": r"$\chi$", "²": r"$^2$",
-            "–": "--", "—": "---", "’": "'", "“": "``", "”": "''", "\u00a0": "~"}
-
-
-def escape(text: str) -> str:
-    """Escape LaTeX specials and map the report's non-ASCII symbols to ASCII LaTeX."""
-    out = "".join(_SPECIAL.get(ch, ch) for ch in str(text))
-    out = "".join(_UNICODE.get(ch, ch) for ch in out)
-    # a "<" or ">" in text mode prints as an inverted exclamation mark in OT1
-    out = re.sub(r"(?<!\$)([<>])", r"$\1$", out)
-    return out.encode("ascii", "replace").decode("ascii")
+escape = latex_escape  # the one escaper (cffbench.fmt), under the name the report uses
 
 
 def to_latex(table: Table, label_prefix: str = "tab:") -> str:

@@ -1,7 +1,7 @@
-"""The statistics section: run :func:`cffbench.stats.compare` per dataset and format its result.
-
-The engine picks the tests and records why (``Comparison.decisions``); this module only turns
-its tables, sentences, warnings and power line into what the report shows.
+"""The omnibus tests and diagnostics of the report, as ``cffbench analyze`` saved them
+(:func:`cffbench.analysis.load_or_analyze_all`: :func:`cffbench.stats.compare` on the parametric
+path fixed in advance, without pairs, which are the analysis plan's); this module only formats
+their tables, sentences and warnings.
 """
 
 from __future__ import annotations
@@ -9,26 +9,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
-from cffbench.errors import CffbenchError
-from cffbench.report import formatting as fmt
-from cffbench.report.tables import VARIANT_LABEL, VARIANT_ORDER, Table, frame_table
-from cffbench.stats import compare
+from cffbench import fmt
+from cffbench.report.tables import Table, frame_table
 
 #: Omnibus tables ``compare`` may produce (``Comparison.path`` names the one it chose).
 OMNIBUS_TABLES = ("rm_anova", "friedman", "anova", "welch_anova", "kruskal")
 OMNIBUS_LABEL = {"rm_anova": "repeated-measures ANOVA", "friedman": "Friedman test",
                  "anova": "ANOVA", "welch_anova": "Welch ANOVA", "kruskal": "Kruskal-Wallis test"}
-#: The difference the power line is about (the paper's A-CFF − FF gap, 93.8 − 92.6 %).
-POWER_DELTA = 0.012
 #: Readable headers for the engine's omnibus columns.
 COLUMN_LABEL = {"source": "effect", "ddof1": "df1", "ddof2": "df2", "ddof": "df", "DF": "df",
                 "p_unc": "p", "np2": "ηp²", "omega2": "ω²", "eps": "ε (GG)", "p_gg": "p (GG)",
+                "eps_hf": "ε (HF)", "p_hf": "p (HF)",
                 "W_mauchly": "Mauchly W", "p_mauchly": "p (Mauchly)", "SS_error": "SS error",
                 "kendall_w": "Kendall W", "note": "note"}
-POWER_TARGET = 0.8
 
 
 @dataclass
@@ -40,15 +35,9 @@ class DatasetStatistics:
     dataset : str
     trail : list of str
         The engine's decision trail in plain words (which test, and why).
-    omnibus, pairwise : Table or None
-    pairwise_raw : DataFrame or None
-        Columns ``dataset, a, b, diff, p_adj, effect, prob_improvement`` with ``a`` before ``b``
-        in :data:`VARIANT_ORDER` and ``diff = mean_b − mean_a``; feeds the bold-best rule and the
-        p heatmap.
+    omnibus : Table or None
     sentences : list of str
-        The engine's APA-style result sentences.
-    power : str
-        "To detect 1.2 pp with power .8 you need N seeds; this study has n."
+        The engine's APA-style omnibus sentences (no pairs: those are the analysis plan's).
     warnings : list of str
         The engine's warnings (shown once, at the top of the report).
     problem : str
@@ -56,22 +45,15 @@ class DatasetStatistics:
     scope : str
         Empty for the main configuration; else the ablation level compared at, e.g.
         ``"θ placement = single"``.
-    power_raw : DataFrame or None
-        The engine's per-pair power table (``A, B, n, diff_sd, seeds_needed``; paired SD of the
-        differences, or the SD of independent runs' difference in an unpaired design).
     """
 
     dataset: str
     trail: list[str] = field(default_factory=list)
     omnibus: Table | None = None
-    pairwise: Table | None = None
-    pairwise_raw: pd.DataFrame | None = None
     sentences: list[str] = field(default_factory=list)
-    power: str = ""
     warnings: list[str] = field(default_factory=list)
     problem: str = ""
     scope: str = ""
-    power_raw: pd.DataFrame | None = None
 
 
 def _cell(column: str, value) -> str:
@@ -85,7 +67,7 @@ def _cell(column: str, value) -> str:
         return fmt.p_cell(value)
     if name in ("ddof", "ddof1", "ddof2", "df", "dof", "n"):
         return str(int(round(value))) if abs(value - round(value)) < 1e-9 else f"{value:.2f}"
-    if name in ("np2", "omega2", "eps", "kendall_w", "w_mauchly"):
+    if name in ("np2", "omega2", "eps", "eps_hf", "kendall_w", "w_mauchly"):
         return fmt.apa_decimal(value)
     if name.startswith("ss") or name == "ms":
         return f"{value:.3g}"
@@ -101,156 +83,32 @@ def omnibus_table(dataset: str, name: str, frame: pd.DataFrame) -> Table:
     return frame_table(f"omnibus_{dataset}", f"{dataset}: {OMNIBUS_LABEL.get(name, name)}", shown)
 
 
-def _oriented(posthoc: pd.DataFrame) -> pd.DataFrame:
-    """Engine post-hoc rows re-oriented so ``a`` is the earlier variant of :data:`VARIANT_ORDER`
-    (the baseline) and every signed quantity reads "b minus a"."""
-    es_col = "cohen_dz" if "cohen_dz" in posthoc.columns else "hedges_g"
-    rank = {v: i for i, v in enumerate(VARIANT_ORDER)}
-    rows = []
-    for r in posthoc.to_dict("records"):
-        flip = rank.get(r["A"], 99) > rank.get(r["B"], 99)
-        sign = -1.0 if flip else 1.0
-        low, high = (r.get("ci_low", np.nan), r.get("ci_high", np.nan))
-        es_low, es_high = (r.get("es_ci_low", np.nan), r.get("es_ci_high", np.nan))
-        prob = r.get("prob_improvement", np.nan)
-        rows.append({
-            "a": r["B"] if flip else r["A"], "b": r["A"] if flip else r["B"],
-            "test": r.get("test", ""), "n": r.get("n_A", np.nan),
-            "diff": sign * r.get("diff", np.nan),
-            "diff_low": -high if flip else low, "diff_high": -low if flip else high,
-            "p_adj": r.get("p_adj", np.nan), "effect_name": "d_z" if es_col == "cohen_dz" else "g",
-            "effect": sign * r.get(es_col, np.nan),
-            "effect_low": -es_high if flip else es_low, "effect_high": -es_low if flip else es_high,
-            "prob_improvement": 1.0 - prob if flip else prob, "note": r.get("note", ""),
-        })
-    out = pd.DataFrame(rows)
-    order = out["a"].map(rank).fillna(99) * 100 + out["b"].map(rank).fillna(99)
-    return out.assign(order=order).sort_values("order").drop(columns="order").reset_index(drop=True)
+def _trail(decisions) -> list[str]:
+    return [f"{step[:1].upper()}{step[1:]}: {choice}, because {reason}." for step, choice, reason in decisions]
 
 
-def effect_text(r) -> str:
-    """"d_z = 0.41 [−0.24, 1.05]" for a :func:`_oriented` row; "undefined" without an effect."""
-    if not np.isfinite(r.effect):
-        return "undefined"
-    return f"{r.effect_name} = {fmt.num(r.effect)} [{fmt.num(r.effect_low)}, {fmt.num(r.effect_high)}]"
+def saved_section(saved, axis_labels: dict[str, str]) -> DatasetStatistics:
+    """One saved omnibus analysis of ``cffbench analyze`` (:class:`cffbench.analysis.SavedOmnibus`)
+    as a report section: its trail, omnibus table, sentences and warnings, computed nothing here.
 
-
-def difference_text(r) -> str:
-    """"+1.27 [−0.93, +3.47]" (pp) for a :func:`_oriented` row; the CI only when it exists."""
-    ci = f" [{fmt.pp(r.diff_low)}, {fmt.pp(r.diff_high)}]" if np.isfinite(r.diff_low) else ""
-    return f"{fmt.pp(r.diff)}{ci}"
-
-
-def pairwise_table(dataset: str, raw: pd.DataFrame) -> Table:
-    """Adjusted p, difference and effect size (with 95 % CIs) and P(improvement) per pair."""
-    columns = ["Comparison", "Test", "n", "Difference [pp] (95 % CI)", "Adjusted p",
-               "Effect size (95 % CI)", "P(improvement)"]
-    rows, reasons = [], {}
-    for r in raw.itertuples(index=False):
-        effect = effect_text(r)
-        p_text = fmt.p_cell(r.p_adj) or "undefined"
-        if not fmt.p_cell(r.p_adj) and r.note:
-            reasons.setdefault(r.note.removeprefix("undefined: "), []).append(
-                f"{VARIANT_LABEL.get(r.b, r.b)} − {VARIANT_LABEL.get(r.a, r.a)}")
-        rows.append([f"{VARIANT_LABEL.get(r.b, r.b)} − {VARIANT_LABEL.get(r.a, r.a)}", r.test,
-                     "" if pd.isna(r.n) else str(int(r.n)), difference_text(r), p_text,
-                     effect, fmt.apa_decimal(r.prob_improvement, 2)])
-    note = ("Difference = first minus second variant. P(improvement): share of seeds on which "
-            "the first variant beats the second.")
-    for reason, pairs in reasons.items():
-        note += f" Undefined ({', '.join(pairs)}): {reason}."
-    return Table(f"pairwise_{dataset}", f"{dataset}: pairwise comparisons of the variants",
-                 columns, rows, note=note)
-
-
-def power_sentence(power) -> str:
-    """"To detect 1.2 pp with power .8 you need N seeds; this study has n." from a PowerLine."""
-    if power is None:
-        return ""
-    head = f"To detect {100 * power.delta:.1f} pp with power {fmt.apa_decimal(power.power, 1)}"
-    if power.seeds_needed is None or not np.isfinite(power.seeds_needed):
-        return (f"{head} the number of seeds needed is undefined (the spread of the paired "
-                f"differences is zero or not estimable); this study has {power.n_seeds}.")
-    return f"{head} you need {int(power.seeds_needed)} seeds; this study has {power.n_seeds}."
-
-
-def analyze_dataset(dataset: str, runs: pd.DataFrame, scope: str = "",
-                    scope_key: str = "") -> DatasetStatistics:
-    """Compare the variants of one dataset (finished runs of the main configuration).
-
-    ``scope`` names another configuration the runs were selected at (e.g. ``"θ placement =
-    single"``) for the table captions; ``scope_key`` (e.g. ``"theta_placement_single"``) extends
-    the table keys, which must stay unique in a report.
+    The table key is ``omnibus_<dataset>`` for the one-factor analysis of a dataset and
+    ``omnibus_<dataset>_<factor>`` for a crossing ``variant × <factor>``.
     """
-    section = DatasetStatistics(dataset, scope=scope)
-    # The engine's pairs and sentences follow the level order: give it the report's (baseline
-    # first, ff as the reference), so the APA sentences read like the tables ("A-CFF − FF").
-    present = set(runs["variant"])
-    order = [v for v in VARIANT_ORDER if v in present] + sorted(present - set(VARIANT_ORDER))
-    ordered = runs.assign(variant=pd.Categorical(runs["variant"], categories=order, ordered=True))
-    try:
-        result = compare(ordered, "test_acc", factors="variant", subject="seed",
-                         delta=POWER_DELTA, power=POWER_TARGET,
-                         reference="ff" if "ff" in present else None)
-    except CffbenchError as exc:
-        section.problem = f"no statistics: {' '.join(str(exc).split())}"
-        section.warnings.append(section.problem)
+    crossing = len(saved.factors) == 2
+    scope = " × ".join(axis_labels.get(f, f) for f in saved.factors) if crossing else ""
+    section = DatasetStatistics(saved.dataset, trail=_trail(saved.decisions), scope=scope,
+                                sentences=list(saved.sentences), warnings=list(saved.warnings))
+    if saved.table is None or saved.table_name not in OMNIBUS_TABLES or saved.table.empty:
+        section.problem = "no omnibus test: " + next(
+            (f"{c} ({r})" for step, c, r in saved.decisions if step == "design"), "descriptives only")
         return section
-    except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
-        # a numerical failure inside the engine is a bug there; the rest of the report still
-        # stands, and the reader is told the tests are missing and why
-        section.problem = (f"statistics engine failed ({type(exc).__name__}: "
-                           f"{' '.join(str(exc).split())}); no tests for this dataset")
-        section.warnings.append(section.problem)
-        return section
-    section.trail = [f"{d.step[:1].upper()}{d.step[1:]}: {d.choice}, because {d.reason}."
-                     for d in result.decisions]
-    omnibus = result.tables.get(result.path)  # the route the engine took names its table
-    key = f"{dataset}_{scope_key}" if scope_key else dataset
-    if result.path in OMNIBUS_TABLES and omnibus is not None and not omnibus.empty:
-        section.omnibus = _scoped(omnibus_table(key, result.path, omnibus), key, dataset, scope)
-    posthoc = result.tables.get("posthoc")
-    if posthoc is not None and not posthoc.empty and {"A", "B", "p_adj"} <= set(posthoc.columns):
-        raw = _oriented(posthoc)
-        section.pairwise = _scoped(pairwise_table(key, raw), key, dataset, scope)
-        section.pairwise_raw = raw.assign(dataset=dataset)
-    section.power_raw = result.tables.get("power")
-    section.sentences = list(result.apa)
-    section.power = power_sentence(result.power)
-    section.warnings = list(result.warnings)
+    key = saved.dataset + (f"_{saved.factors[1]}" if crossing else "")
+    table = omnibus_table(key, saved.table_name, saved.table)
+    label = OMNIBUS_LABEL.get(saved.table_name, saved.table_name)
+    if crossing:
+        table.caption = f"{saved.dataset}: {label} of {scope}"
+    else:
+        choice = next((c for step, c, _ in saved.decisions if step == "analysis plan"), "")
+        table.caption = f"{saved.dataset}: {label}" + (f" ({choice})" if choice else "")
+    section.omnibus = table
     return section
-
-
-def _scoped(table: Table, key: str, dataset: str, scope: str) -> Table:
-    """Caption "<dataset> at <scope>: …" for a comparison made away from the main configuration."""
-    if scope:
-        table.caption = table.caption.replace(f"{key}:", f"{dataset} at {scope}:", 1)
-    return table
-
-
-def analyze_variants(ok_main: pd.DataFrame, scope: str = "",
-                     scope_key: str = "") -> list[DatasetStatistics]:
-    """Compare the variants of every dataset in ``ok_main`` (finished runs, main configuration,
-    or the configuration ``scope`` names; see :func:`analyze_dataset`)."""
-    return [analyze_dataset(d, ok_main[ok_main["dataset"] == d], scope, scope_key)
-            for d in dict.fromkeys(ok_main["dataset"])]
-
-
-def ablation_omnibus(runs: pd.DataFrame, axis: str, axis_label: str) -> list[Table]:
-    """Per dataset, the engine's omnibus table of ``variant × axis`` (two-way when both vary);
-    datasets whose design the engine cannot test are skipped (their describe-only path)."""
-    tables = []
-    for dataset, group in runs.groupby("dataset", sort=False):
-        try:
-            result = compare(group, "test_acc", factors=["variant", axis], subject="seed",
-                             delta=POWER_DELTA, power=POWER_TARGET)
-        except (CffbenchError, ArithmeticError, ValueError, np.linalg.LinAlgError):
-            continue
-        omnibus = result.tables.get(result.path)
-        if result.path in OMNIBUS_TABLES and omnibus is not None and not omnibus.empty:
-            table = omnibus_table(f"{dataset}_{axis}", result.path, omnibus)
-            table.caption = (f"{dataset}: {OMNIBUS_LABEL.get(result.path, result.path)} of "
-                             f"variant × {axis_label}")
-            table.note = " ".join(f"{d.step}: {d.choice}." for d in result.decisions)
-            tables.append(table)
-    return tables

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from cffbench.report import formatting as fmt
+from cffbench import fmt
 
 VARIANT_ORDER = ("ff", "f-cff", "a-cff", "bp")
 VARIANT_LABEL = {"ff": "FF", "f-cff": "F-CFF", "a-cff": "A-CFF", "bp": "BP"}

@@ -23,8 +23,18 @@ from cffbench.errors import StatsError
 from cffbench.stats.assumptions import RELATIVE_ZERO, is_constant, sphericity
 from cffbench.stats.inputs import as_factor_list, check_frame, level_labels, ordered_levels
 
-RM_COLUMNS = ["source", "ddof1", "ddof2", "F", "p_unc", "np2", "eps", "p_gg", "W_mauchly",
-              "p_mauchly", "SS", "SS_error", "note"]
+RM_COLUMNS = ["source", "ddof1", "ddof2", "F", "p_unc", "np2", "eps", "p_gg", "eps_hf", "p_hf",
+              "W_mauchly", "p_mauchly", "SS", "SS_error", "note"]
+
+
+def huynh_feldt(eps_gg: float, n: int, p: int) -> float:
+    """Huynh–Feldt epsilon from the Greenhouse–Geisser one, capped at 1:
+    (n p eps - 2) / (p (n - 1 - p eps)) for n subjects and p numerator df (Huynh & Feldt 1976;
+    R ``stats:::sphericity``, pingouin ``epsilon(correction="hf")``)."""
+    if not np.isfinite(eps_gg) or n < 2:
+        return np.nan
+    den = p * (n - 1 - p * eps_gg)
+    return 1.0 if den <= 0 else float(min(1.0, (n * p * eps_gg - 2) / den))
 ANOVA_COLUMNS = ["source", "SS", "DF", "MS", "F", "p_unc", "np2", "omega2", "note"]
 
 
@@ -50,6 +60,7 @@ def rm_anova(data: pd.DataFrame, dv: str, within: str | Sequence[str], subject: 
     - SS = n ||mean(Z)||^2, SS_error = (n - 1) tr(cov Z), F = (SS / p) / (SS_error / ((n-1) p));
     - ``np2`` (partial eta squared) = SS / (SS + SS_error) = F ddof1 / (F ddof1 + ddof2);
     - ``eps`` = Greenhouse-Geisser epsilon, ``p_gg`` = p of F on (eps ddof1, eps ddof2);
+    - ``eps_hf`` = Huynh-Feldt epsilon (:func:`huynh_feldt`), ``p_hf`` likewise;
     - ``W_mauchly``, ``p_mauchly``: Mauchly's sphericity test (see :func:`sphericity`).
 
     Parameters
@@ -59,8 +70,8 @@ def rm_anova(data: pd.DataFrame, dv: str, within: str | Sequence[str], subject: 
 
     Returns
     -------
-    DataFrame with columns ``source, ddof1, ddof2, F, p_unc, np2, eps, p_gg, W_mauchly,
-    p_mauchly, SS, SS_error, note``; one row per main effect and interaction.
+    DataFrame with columns ``source, ddof1, ddof2, F, p_unc, np2, eps, p_gg, eps_hf, p_hf,
+    W_mauchly, p_mauchly, SS, SS_error, note``; one row per main effect and interaction.
 
     Raises
     ------
@@ -107,7 +118,9 @@ def rm_anova(data: pd.DataFrame, dv: str, within: str | Sequence[str], subject: 
         ss_err = (n - 1) * float(np.trace(np.atleast_2d(np.cov(scores, rowvar=False)))) if n > 1 else 0.0
         sph = sphericity(scores)
         row = dict(source=source, ddof1=float(p), ddof2=float((n - 1) * p), F=np.nan, p_unc=np.nan,
-                   np2=np.nan, eps=sph["eps"], p_gg=np.nan, W_mauchly=sph["W"],
+                   np2=np.nan, eps=sph["eps"], p_gg=np.nan,
+                   eps_hf=huynh_feldt(sph["eps"], n, p) if p > 1 else sph["eps"], p_hf=np.nan,
+                   W_mauchly=sph["W"],
                    p_mauchly=sph["p"], SS=ss, SS_error=ss_err, note="")
         tiny = RELATIVE_ZERO * scale**2 * n * p
         if n < 2:
@@ -121,6 +134,8 @@ def rm_anova(data: pd.DataFrame, dv: str, within: str | Sequence[str], subject: 
                        np2=ss / (ss + ss_err))
             if np.isfinite(sph["eps"]):
                 row["p_gg"] = float(sps.f.sf(f_value, sph["eps"] * p, sph["eps"] * (n - 1) * p))
+            if np.isfinite(row["eps_hf"]):
+                row["p_hf"] = float(sps.f.sf(f_value, row["eps_hf"] * p, row["eps_hf"] * (n - 1) * p))
         rows.append(row)
     return pd.DataFrame(rows, columns=RM_COLUMNS)
 

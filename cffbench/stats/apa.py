@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Decimal
+
+from cffbench import fmt
 
 
 def _finite(x) -> bool:
@@ -13,46 +14,28 @@ def _finite(x) -> bool:
         return False
 
 
-def rounded(x: float, digits: int) -> str:
-    """``x`` with ``digits`` decimals, halves rounded up (APA: .0625 -> .063, not .062)."""
-    return str(Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
-
-
 def fmt_p(p: float, name: str = "p") -> str:
-    """``p = .004`` / ``p < .001``; an undefined p is written as such, never as 0."""
-    if not _fmt_ok(p):
-        return f"{name} undefined"
-    if p < 0.001:
-        return f"{name} < .001"
-    text = rounded(p, 3)
-    return f"{name} = {'1.000' if text == '1.000' else text.lstrip('0')}"
-
-
-def _fmt_ok(x) -> bool:
-    return _finite(x)
+    """``p = .004`` / ``p < .001`` / ``p > .999`` (:func:`cffbench.fmt.p_value`); an undefined p
+    is written as such, never as 0."""
+    text = fmt.p_value(p)
+    return text if name == "p" else name + text[1:]
 
 
 def fmt_unit(x: float, digits: int = 2) -> str:
     """A statistic bounded by 1 (ηp², ε, W): no leading zero, e.g. ``.75``."""
-    if not _finite(x):
-        return "undefined"
-    text = rounded(x, digits)
-    return text.replace("0.", ".", 1) if text.startswith(("0.", "-0.")) else text
+    return fmt.apa_decimal(x, digits) if _finite(x) else "undefined"
 
 
 def fmt_num(x: float, digits: int = 2) -> str:
     """A number with a true minus sign (e.g. ``−4.06``)."""
-    if not _finite(x):
-        return "undefined"
-    text = rounded(x, digits)
-    return ("0" + text[2:] if text.startswith("-0") and float(text) == 0 else text).replace("-", "−")
+    return fmt.num(x, digits) if _finite(x) else "undefined"
 
 
 def fmt_df(x: float) -> str:
     """Degrees of freedom: integers plain, corrected (fractional) df with two decimals."""
     if not _finite(x):
         return "?"
-    return str(int(round(x))) if abs(x - round(x)) < 1e-9 else rounded(x, 2)
+    return str(int(round(x))) if abs(x - round(x)) < 1e-9 else f"{x:.2f}"
 
 
 def _why(note: str) -> str:
@@ -60,15 +43,16 @@ def _why(note: str) -> str:
 
 
 def f_sentence(label: str, ddof1: float, ddof2: float, f_value: float, p: float, np2: float,
-               eps: float | None = None, note: str = "") -> str:
-    """``label: F(ddof1, ddof2) = F, p = …, ηp² = …``; with ``eps`` the df are GG-corrected."""
+               eps: float | None = None, note: str = "", correction: str = "Greenhouse–Geisser") -> str:
+    """``label: F(ddof1, ddof2) = F, p = …, ηp² = …``; with ``eps`` the df are corrected by
+    ``correction`` (Greenhouse–Geisser or Huynh–Feldt)."""
     if not _finite(f_value) or not _finite(p):
         return f"{label}: F undefined ({_why(note)})"
     gg = eps is not None and _finite(eps)
     d1, d2 = (ddof1 * eps, ddof2 * eps) if gg else (ddof1, ddof2)
     text = f"{label}: F({fmt_df(d1)}, {fmt_df(d2)}) = {fmt_num(f_value)}, {fmt_p(p)}"
     if gg:
-        text += f", Greenhouse–Geisser ε = {fmt_unit(eps)}"
+        text += f", {correction} ε = {fmt_unit(eps)}"
     if np2 is not None:
         text += f", ηp² = {fmt_unit(np2)}"
     return text

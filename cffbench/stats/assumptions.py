@@ -81,7 +81,10 @@ def sphericity(scores: np.ndarray) -> dict:
 
     - eps = tr(S)^2 / (p tr(S^2))      (Greenhouse & Geisser 1959; 1/p <= eps <= 1),
     - W = det(S) / (tr(S)/p)^p,  chi2 = -(n - 1 - (2p^2 + p + 2) / (6p)) ln W,
-      ddof = p(p + 1)/2 - 1 (Mauchly 1940).
+      ddof = p(p + 1)/2 - 1 (Mauchly 1940); the p adds Anderson's second-order term,
+      p = P1 + w2 (P2 - P1) with P1, P2 the chi2 tails at ddof and ddof + 4 and
+      w2 = (p+2)(p-1)(p-2)(2p^3+6p^2+3p+2) / (288 (n-1)^2 p^2 rho^2), rho = (n-1-(2p^2+p+2)/(6p))/(n-1)
+      (R ``mauchly.test``).
 
     For p = 1 sphericity holds trivially: eps = 1 and the Mauchly columns are NaN. When S is zero
     (no error variance) eps is NaN; when n - 1 < p, Mauchly's W is undefined (NaN).
@@ -107,8 +110,14 @@ def sphericity(scores: np.ndarray) -> dict:
     ddof = p * (p + 1) / 2 - 1
     out.update(W=w, ddof=ddof)
     if w > 0:
-        chi2 = -(n - 1 - (2 * p**2 + p + 2) / (6 * p)) * np.log(w)
-        out.update(chi2=chi2, p=float(sps.chi2.sf(chi2, ddof)))
+        # Anderson's (1958) second-order term, as R's mauchly.test and pingouin.sphericity
+        df_err = n - 1
+        rho = 1 - (2 * p**2 + p + 2) / (6 * p * df_err)
+        w2 = ((p + 2) * (p - 1) * (p - 2) * (2 * p**3 + 6 * p**2 + 3 * p + 2)
+              / (288 * (df_err * p * rho) ** 2))
+        chi2 = -df_err * rho * np.log(w)
+        pr1, pr2 = sps.chi2.sf(chi2, ddof), sps.chi2.sf(chi2, ddof + 4)
+        out.update(chi2=chi2, p=float(min(1.0, max(0.0, pr1 + w2 * (pr2 - pr1)))))
     else:
         out["note"] = "Mauchly undefined: singular covariance of the contrasts"
     return out

@@ -1,125 +1,30 @@
-"""The decision tree: pick the tests a design allows, run them, and record why.
+"""The omnibus decision tree: pick the tests a design allows, run them, and record why.
 
 ``compare`` looks at the data (paired by seed or not, one or two factors, complete crossing or
 not, assumptions met or not), runs the tables that apply and returns a :class:`Comparison` that
-the report renders. Every choice is logged as a :class:`Decision` (step, choice, reason).
+the report renders. Every choice is logged as a :class:`Decision` (step, choice, reason). The
+result types live in :mod:`cffbench.stats.comparison`, the two branches in
+:mod:`cffbench.stats.design_paths`; this module validates and orchestrates.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from cffbench.errors import StatsError
-from cffbench.stats.assumptions import shapiro_check
+from cffbench.stats.comparison import Comparison, Decision, PowerLine, is_reference
+from cffbench.stats.design_paths import between_path, power_line, within_path
 from cffbench.stats.descriptives import describe
 from cffbench.stats.inputs import as_factor_list, check_frame, level_labels, ordered_levels, subject_matrix
 
-# Greenhouse-Geisser correction below this epsilon (Girden 1992) or when Mauchly's test rejects
-# sphericity; otherwise the uncorrected F is kept (Huynh-Feldt is not offered: GG alone keeps the
-# trail simple and conservative).
-GG_THRESHOLD = 0.75
+__all__ = ["Comparison", "Decision", "PowerLine", "compare", "is_reference"]
+
 # Fewer complete seeds than this after dropping incomplete ones: the pairing is abandoned.
 MIN_BLOCKS = 3
-
-
-class Decision(NamedTuple):
-    """One step of the decision trail: what was decided, the choice made, and why."""
-
-    step: str
-    choice: str
-    reason: str
-
-
-@dataclass
-class PowerLine:
-    """Seeds needed to detect ``delta`` with ``power`` (two-sided t-test at ``alpha``: paired when
-    the design is within-subjects, two-sample with equal n per condition when it is between).
-
-    ``diff_sd`` is the observed SD of paired differences (root mean square over ``basis`` pairs;
-    for unpaired designs sqrt(s_A^2 + s_B^2)); ``seeds_needed`` is NaN when undefined;
-    ``n_seeds`` is the number of seeds (complete blocks) this study has; ``text`` is a sentence.
-    """
-
-    delta: float
-    power: float
-    alpha: float
-    diff_sd: float
-    seeds_needed: float
-    n_seeds: int
-    basis: str
-    text: str
-
-
-@dataclass
-class Comparison:
-    """Everything ``compare`` found, ready to render.
-
-    Attributes
-    ----------
-    dv : the dependent variable analysed.
-    factors : the design factors actually analysed (after dropping constant ones or combining
-        an incomplete crossing into one ``condition`` factor).
-    subject : the blocking column (``seed``) or None.
-    design : ``"within"`` (paired by subject), ``"between"`` or ``"none"`` (one condition).
-    path : the omnibus route taken: ``rm_anova``, ``friedman``, ``welch_anova``, ``anova``,
-        ``kruskal`` or ``describe``.
-    n_blocks : complete blocks used (within) or the smallest group size (between).
-    decisions : ordered (step, choice, reason) records.
-    tables : name -> DataFrame; names among ``descriptives``, ``assumptions``, ``rm_anova``,
-        ``friedman``, ``anova``, ``welch_anova``, ``kruskal``, ``posthoc``, ``tukey``, ``power``.
-    apa : APA-style sentences (omnibus first, then post-hoc pairs).
-    warnings : things the reader must know (undefined tests, too few seeds, dropped data).
-    power : the :class:`PowerLine`, or None when no difference can be formed.
-    alpha : significance level used for every decision.
-    scale, unit : how ``dv`` differences are rendered (accuracy: 100 and " pp").
-    """
-
-    dv: str
-    factors: list[str]
-    subject: str | None
-    design: str
-    path: str
-    n_blocks: int
-    decisions: list[Decision] = field(default_factory=list)
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    apa: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    power: PowerLine | None = None
-    alpha: float = 0.05
-    scale: float = 1.0
-    unit: str = ""
-
-    def decide(self, step: str, choice: str, reason: str) -> None:
-        """Append one record to the decision trail."""
-        self.decisions.append(Decision(step, choice, reason))
-
-    def decisions_frame(self) -> pd.DataFrame:
-        """The decision trail as a DataFrame ``step, choice, reason``."""
-        return pd.DataFrame(self.decisions, columns=list(Decision._fields))
-
-    def to_text(self) -> str:
-        """Plain-text rendering (decision trail, sentences, warnings, power, tables)."""
-        from cffbench.stats.render import comparison_text
-
-        return comparison_text(self)
-
-    def to_html(self) -> str:
-        """An HTML fragment (``<section>``) with the same content as :meth:`to_text`."""
-        from cffbench.stats.render import comparison_html
-
-        return comparison_html(self)
-
-    def to_latex(self) -> str:
-        """LaTeX source (itemised decisions and sentences, ``tabular`` tables)."""
-        from cffbench.stats.render import comparison_latex
-
-        return comparison_latex(self)
 
 
 def _is_accuracy(dv: str, values: pd.Series) -> bool:
@@ -129,7 +34,8 @@ def _is_accuracy(dv: str, values: pd.Series) -> bool:
 def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: str | None = "seed",
             alpha: float = 0.05, *, delta: float = 0.012, power: float = 0.8,
             reference: str | None = None, as_percent: bool | None = None, seed: int = 0,
-            posthoc_pairs: str = "all", simple_effects: str = "first") -> Comparison:
+            posthoc_pairs: str = "all", simple_effects: str = "first", pretest: bool = False,
+            pairs: bool = True) -> Comparison:
     """Choose and run the analysis that fits the design, recording each choice and its reason.
 
     Parameters
@@ -152,6 +58,13 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
     simple_effects : after a significant two-way interaction, ``"first"`` (pairs of the first
         factor within each level of the second) or ``"both"`` (also the second factor within each
         level of the first; one Holm family per factor).
+    pretest : False (default): the normality check is a diagnostic only and the parametric path
+        is always taken (what ``cffbench analyze`` and the report use: a test chosen by a pre-test
+        of the same data has no nominal error rate; Rochon et al. 2012). True (opt-in, kept for
+        comparison): the check picks parametric or rank tests as in step 3.
+    pairs : False: no post-hoc pairs, no pair sentences and no power line; the pairs are the
+        analysis plan's (:mod:`cffbench.analysis`), decided once, and this result keeps the
+        omnibus tests and the diagnostics.
 
     The path (see the decision trail of the result):
 
@@ -159,19 +72,18 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
     2. paired when the subject occurs in several cells; seeds missing a cell are dropped if at
        least 3 complete blocks remain, otherwise the pairing is abandoned (between-subjects);
     3. within: Shapiro-Wilk on the paired differences (2 cells) or on the residuals of the
-       subject + cell model (constancy judged against the raw data's scale); normal (or not
-       checkable) -> RM-ANOVA with GG correction when Mauchly rejects or eps < .75 and paired t
-       post-hoc tests (Holm); not normal -> Friedman (+ Wilcoxon, Holm), unless the smallest
-       Holm-adjusted Wilcoxon p, m * 2 / 2^n, is >= alpha: then the parametric path is kept with
-       a warning;
+       subject + cell model (constancy judged against the raw data's scale), a diagnostic unless
+       ``pretest``; RM-ANOVA, Greenhouse-Geisser when its epsilon is below .75 and Huynh-Feldt
+       otherwise (Girden 1992; Mauchly reported), and paired t post-hoc tests (Holm). With
+       ``pretest`` and normality rejected: Friedman (+ Wilcoxon, Holm) instead, unless the
+       smallest Holm-adjusted Wilcoxon p, m * 2 / 2^n, is >= alpha (then the parametric path is
+       kept with a warning);
     4. between: Levene + Shapiro on residuals; one factor -> Welch ANOVA (+ Tukey when variances
-       are equal) or Kruskal-Wallis when not normal, Welch / Mann-Whitney post-hoc (Holm);
+       are equal), or with ``pretest`` Kruskal-Wallis when not normal, Welch / Mann-Whitney post-hoc (Holm);
        two factors -> two-way ANOVA with interaction, then simple effects if it is significant;
     5. power line from the SD of paired differences (paired t), or of independent runs
        (two-sample t, seeds per condition) in a between design.
     """
-    from cffbench.stats.design_paths import between_path, power_line, within_path
-
     names = as_factor_list(factors, "factors")
     if not names:
         raise StatsError("compare needs at least one factor column (e.g. factors=['variant'])")
@@ -224,14 +136,17 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
     n_cells = frame["cell"].nunique()
     paired_frame = _pairing(frame, dv, subject if use_subject else None, n_cells, result)
     options = {"reference": reference if posthoc_pairs == "reference" else None,
-               "both_simple_effects": simple_effects == "both"}
+               "both_simple_effects": simple_effects == "both", "pretest": pretest}
     if paired_frame is not None:
         within_path(paired_frame, dv, active, subject, result, **options)
     else:
         between_path(frame, dv, active, result, **options)
-    result.power = power_line(frame if paired_frame is None else paired_frame, dv,
-                              subject if paired_frame is not None else None, delta, power, alpha,
-                              reference, result)
+    if pairs:
+        result.power = power_line(frame if paired_frame is None else paired_frame, dv,
+                                  subject if paired_frame is not None else None, delta, power, alpha,
+                                  reference, result)
+    else:
+        _drop_pairs(result)
     for name, table in result.tables.items():
         if "note" not in table or name == "assumptions":  # assumption checks are reported as decisions
             continue
@@ -241,9 +156,14 @@ def compare(data: pd.DataFrame, dv: str, factors: str | Sequence[str], subject: 
     return result
 
 
-def is_reference(level: str, reference: str) -> bool:
-    """``level`` is the reference condition (``"ff"``, or a combined label starting ``"ff /"``)."""
-    return level == reference or level.startswith(f"{reference} /")
+def _drop_pairs(result: Comparison) -> None:
+    """Remove the post-hoc pairs (tables, sentences, trail) from a result: the plan decides them."""
+    for name in ("posthoc", "tukey"):
+        result.tables.pop(name, None)
+    result.apa = [s for s in result.apa if " − " not in s]
+    result.decisions = [d for d in result.decisions if not d.step.startswith("post-hoc")]
+    result.decide("pairs", "none here", "every pair is decided once, by the study's analysis plan "
+                  "(contrasts.csv), with its one pre-specified test and family")
 
 
 def _reference_first(frame: pd.DataFrame, factor: str, reference: str, result: Comparison) -> None:
@@ -309,17 +229,3 @@ def _pairing(frame: pd.DataFrame, dv: str, subject: str | None, n_cells: int,
                   f"(< {MIN_BLOCKS}); analysing all runs as independent, which is conservative")
     result.warnings.append(f"too few complete {subject} blocks ({len(complete)}) for a paired analysis")
     return None
-
-
-def residual_normality(wide: np.ndarray) -> dict:
-    """Shapiro-Wilk on paired differences (2 cells) or on subject + cell model residuals.
-
-    ``wide`` has shape (n_subjects, n_cells); residual_ij = y_ij - ybar_i. - ybar_.j + ybar_..
-    Constancy is judged against the raw data's scale max |y_ij|, so identical gains in every seed
-    (residuals = float noise) count as "not checkable", not as a normality violation.
-    """
-    scale = float(np.max(np.abs(wide))) if wide.size else None
-    if wide.shape[1] == 2:
-        return shapiro_check(wide[:, 1] - wide[:, 0], "paired differences", scale=scale)
-    resid = wide - wide.mean(axis=1, keepdims=True) - wide.mean(axis=0, keepdims=True) + wide.mean()
-    return shapiro_check(resid.ravel(), "residuals of the subject + condition model", scale=scale)

@@ -15,11 +15,27 @@ from cffbench.stats.assumptions import is_constant, levene_check, shapiro_check
 from cffbench.stats.nonparametric import friedman, kruskal
 from cffbench.stats.inputs import ordered_levels
 from cffbench.stats.pairwise import adjust_pvalues, pairwise, tukey
+from cffbench.stats.comparison import PowerLine, is_reference
 from cffbench.stats.power import seeds_needed
 
+# Girden (1992): Greenhouse-Geisser when its epsilon is below .75, Huynh-Feldt otherwise; Mauchly's
+# test is reported as a diagnostic and does not choose (a corrected F is always used for p > 1 df).
+GG_THRESHOLD = 0.75
 
-def _normality_verdict(check: dict, alpha: float, result) -> bool:
-    """Record the normality decision; True when the parametric path may be taken."""
+
+def _normality_verdict(check: dict, alpha: float, result, pretest: bool = True) -> bool:
+    """Record the normality decision; True when the parametric path may be taken.
+
+    ``pretest=False``: the check is recorded as a diagnostic and the parametric path is kept."""
+    if not pretest:
+        if check["note"]:
+            text = f"{check['on']}: {check['note']}"
+        else:
+            text = (f"Shapiro–Wilk on the {check['on']}: W = {apa.fmt_unit(check['stat'], 3)}, "
+                    f"{apa.fmt_p(check['p'])}")
+        result.decide("normality (diagnostic only)", "parametric path (fixed in advance)",
+                      text + "; the check does not choose the test")
+        return True
     if check["note"]:
         result.decide("normality", "assumed (not checkable)", f"{check['on']}: {check['note']}")
         result.warnings.append(f"normality not checkable ({check['note']}); parametric path kept")
@@ -32,26 +48,20 @@ def _normality_verdict(check: dict, alpha: float, result) -> bool:
     return True
 
 
-def _sphericity_choice(row: dict, threshold: float, alpha: float) -> tuple[bool, str]:
-    """(apply Greenhouse–Geisser?, reason): GG when Mauchly rejects (p < alpha) or eps < threshold."""
-    eps, p_mauchly = row["eps"], row["p_mauchly"]
+def _sphericity_choice(row: dict, threshold: float, alpha: float) -> tuple[str, str]:
+    """(correction, reason) by Girden's (1992) rule: ``"gg"`` when the Greenhouse–Geisser epsilon is
+    below ``threshold``, else ``"hf"`` (Huynh–Feldt); ``"none"`` when epsilon is undefined.
+    Mauchly's test is quoted as a diagnostic only."""
+    eps = row["eps"]
     if not np.isfinite(eps):
-        return False, "ε undefined"
-    low_eps = eps < threshold
-    rejected = bool(np.isfinite(p_mauchly) and p_mauchly < alpha)
-    eps_text = f"ε = {apa.fmt_unit(eps)} {'<' if low_eps else '≥'} {apa.fmt_unit(threshold)}"
-    if not np.isfinite(p_mauchly):
-        mauchly_text = "Mauchly undefined"
-    else:
-        mauchly_text = (f"Mauchly W = {apa.fmt_unit(row['W_mauchly'], 3)}, {apa.fmt_p(p_mauchly)} "
-                        f"{'<' if rejected else '≥'} {apa.fmt_unit(alpha)}")
-    if rejected and low_eps:
-        return True, f"sphericity rejected ({mauchly_text}) and {eps_text}"
-    if rejected:
-        return True, f"sphericity rejected ({mauchly_text}), although {eps_text}"
-    if low_eps:
-        return True, f"{eps_text} ({mauchly_text})"
-    return False, f"{eps_text} and sphericity not rejected ({mauchly_text})"
+        return "none", "ε undefined"
+    p_mauchly = row["p_mauchly"]
+    mauchly_text = ("Mauchly undefined" if not np.isfinite(p_mauchly) else
+                    f"Mauchly W = {apa.fmt_unit(row['W_mauchly'], 3)}, {apa.fmt_p(p_mauchly)}, a diagnostic")
+    if eps < threshold:
+        return "gg", f"GG ε = {apa.fmt_unit(eps)} < {apa.fmt_unit(threshold)} (Girden 1992; {mauchly_text})"
+    return "hf", (f"GG ε = {apa.fmt_unit(eps)} ≥ {apa.fmt_unit(threshold)}, so Huynh–Feldt ε = "
+                  f"{apa.fmt_unit(row['eps_hf'])} (Girden 1992; {mauchly_text})")
 
 
 def _sentences(result, posthoc: pd.DataFrame) -> None:
@@ -122,8 +132,6 @@ def smallest_adjusted_wilcoxon_p(n: int, n_pairs: int) -> float:
 
 def _family_size(cells: list[str], reference: str | None) -> int:
     """Pairs in the post-hoc Holm family: k - 1 with a reference level among ``cells``, else k(k-1)/2."""
-    from cffbench.stats.compare import is_reference
-
     k = len(cells)
     n_ref = sum(is_reference(c, reference) for c in cells) if reference is not None else 0
     return n_ref * (k - n_ref) if n_ref else k * (k - 1) // 2
@@ -131,8 +139,6 @@ def _family_size(cells: list[str], reference: str | None) -> int:
 
 def reference_family(posthoc: pd.DataFrame, reference: str | None, result) -> pd.DataFrame:
     """Keep the pairs "condition − reference" and Holm-adjust over those k − 1 pairs only."""
-    from cffbench.stats.compare import is_reference
-
     if reference is None:
         return posthoc
     keep = (posthoc["A"].astype(str).map(lambda a: is_reference(a, reference))
@@ -149,20 +155,19 @@ def reference_family(posthoc: pd.DataFrame, reference: str | None, result) -> pd
 
 
 def within_path(frame: pd.DataFrame, dv: str, factors: list[str], subject: str, result, *,
-                reference: str | None = None, both_simple_effects: bool = False) -> None:
+                reference: str | None = None, both_simple_effects: bool = False,
+                pretest: bool = True) -> None:
     """RM-ANOVA (+ GG) and paired t post-hoc, or Friedman + Wilcoxon when normality fails.
 
     ``reference``: with one factor, post-hoc pairs are only "condition − reference" (Holm over
     k − 1); None: all pairs. ``both_simple_effects``: see :func:`_simple_effects`.
     """
-    from cffbench.stats.compare import GG_THRESHOLD, residual_normality
-
     wide = frame.pivot(index=subject, columns="cell", values=dv)
     n, k = wide.shape
     result.design, result.n_blocks = "within", n
     normality = residual_normality(wide.to_numpy(dtype=float))
     checks = [normality]
-    parametric = _normality_verdict(normality, result.alpha, result)
+    parametric = _normality_verdict(normality, result.alpha, result, pretest)
     n_pairs = _family_size([str(c) for c in wide.columns], reference if len(factors) == 1 else None)
     floor = smallest_adjusted_wilcoxon_p(n, n_pairs)
     if not parametric and floor >= result.alpha:
@@ -181,17 +186,24 @@ def within_path(frame: pd.DataFrame, dv: str, factors: list[str], subject: str, 
             if row["ddof1"] > 1:
                 checks.append({"check": "sphericity (Mauchly)", "on": row["source"], "stat": row["W_mauchly"],
                                "p": row["p_mauchly"], "note": f"GG ε = {apa.fmt_unit(row['eps'])}"})
-            gg, why = _sphericity_choice(row, GG_THRESHOLD, result.alpha)
-            if row["ddof1"] > 1:
-                result.decide(f"sphericity: {row['source']}", "Greenhouse–Geisser correction" if gg else "uncorrected", why)
-            p_used[row["source"]] = row["p_gg"] if gg else row["p_unc"]
+            correction, why = _sphericity_choice(row, GG_THRESHOLD, result.alpha)
+            if row["ddof1"] <= 1:
+                correction = "none"
+            else:
+                result.decide(f"sphericity: {row['source']}",
+                              {"gg": "Greenhouse–Geisser correction", "hf": "Huynh–Feldt correction",
+                               "none": "uncorrected"}[correction], why)
+            p_used[row["source"]] = {"gg": row["p_gg"], "hf": row["p_hf"]}.get(correction, row["p_unc"])
+            eps_used = {"gg": row["eps"], "hf": row["eps_hf"]}.get(correction)
             result.apa.append(apa.f_sentence(row["source"], row["ddof1"], row["ddof2"], row["F"],
-                                             p_used[row["source"]], row["np2"], row["eps"] if gg else None,
-                                             row["note"]))
+                                             p_used[row["source"]], row["np2"], eps_used,
+                                             row["note"], correction="Huynh–Feldt" if correction == "hf"
+                                             else "Greenhouse–Geisser"))
         result.decide("omnibus", "repeated-measures ANOVA" + (" (two-way)" if len(factors) == 2 else ""),
-                      f"{n} complete block(s), normality " + ("not checkable" if normality["note"] else
-                                                              "not rejected" if parametric else
-                                                              "rejected but no attainable non-parametric alternative"))
+                      f"{n} complete block(s), " + ("the parametric path fixed in advance" if not pretest else
+                                                    "normality not checkable" if normality["note"] else
+                                                    "normality not rejected" if parametric else
+                                                    "normality rejected but no attainable non-parametric alternative"))
         if len(factors) == 1:
             posthoc = pairwise(frame, dv, within=factors[0], subject=subject)
             result.decide("post-hoc", "paired t-tests, Holm", "seeds pair the runs")
@@ -227,7 +239,8 @@ def within_path(frame: pd.DataFrame, dv: str, factors: list[str], subject: str, 
 
 
 def between_path(frame: pd.DataFrame, dv: str, factors: list[str], result, *,
-                 reference: str | None = None, both_simple_effects: bool = False) -> None:
+                 reference: str | None = None, both_simple_effects: bool = False,
+                 pretest: bool = True) -> None:
     """Welch ANOVA / Kruskal-Wallis (one factor) or two-way ANOVA (two), with post-hoc tests.
 
     ``reference`` and ``both_simple_effects`` as in :func:`within_path`.
@@ -239,7 +252,7 @@ def between_path(frame: pd.DataFrame, dv: str, factors: list[str], result, *,
                               scale=float(np.max(np.abs(frame[dv].to_numpy(dtype=float)))))
     levene = levene_check(groups, "cells")
     result.tables["assumptions"] = pd.DataFrame([normality, levene])
-    parametric = _normality_verdict(normality, result.alpha, result)
+    parametric = _normality_verdict(normality, result.alpha, result, pretest)
     equal_var = not levene["note"] and levene["p"] >= result.alpha
     if len(factors) == 1:
         factor = factors[0]
@@ -287,8 +300,6 @@ def between_path(frame: pd.DataFrame, dv: str, factors: list[str], result, *,
 def power_line(frame: pd.DataFrame, dv: str, subject: str | None, delta: float, power: float,
                alpha: float, reference: str | None, result):
     """Seeds needed to detect ``delta`` from the observed SD of paired differences."""
-    from cffbench.stats.compare import PowerLine, is_reference
-
     if subject is not None:
         wide = frame.pivot(index=subject, columns="cell", values=dv)
         columns = {c: wide[c].to_numpy(dtype=float) for c in wide.columns}
@@ -331,3 +342,17 @@ def power_line(frame: pd.DataFrame, dv: str, subject: str | None, delta: float, 
                 f"pair(s){' with ' + reference if ref_cells else ''}); this study has {n_seeds}.")
     return PowerLine(delta=delta, power=power, alpha=alpha, diff_sd=diff_sd, seeds_needed=needed,
                      n_seeds=n_seeds, basis=basis, text=text)
+
+
+def residual_normality(wide: np.ndarray) -> dict:
+    """Shapiro-Wilk on paired differences (2 cells) or on subject + cell model residuals.
+
+    ``wide`` has shape (n_subjects, n_cells); residual_ij = y_ij - ybar_i. - ybar_.j + ybar_..
+    Constancy is judged against the raw data's scale max |y_ij|, so identical gains in every seed
+    (residuals = float noise) count as "not checkable", not as a normality violation.
+    """
+    scale = float(np.max(np.abs(wide))) if wide.size else None
+    if wide.shape[1] == 2:
+        return shapiro_check(wide[:, 1] - wide[:, 0], "paired differences", scale=scale)
+    resid = wide - wide.mean(axis=1, keepdims=True) - wide.mean(axis=0, keepdims=True) + wide.mean()
+    return shapiro_check(resid.ravel(), "residuals of the subject + condition model", scale=scale)

@@ -6,6 +6,8 @@ import html
 
 import pandas as pd
 
+from cffbench import fmt
+
 TABLE_ORDER = ["descriptives", "assumptions", "rm_anova", "friedman", "anova", "welch_anova",
                "kruskal", "tukey", "posthoc", "power"]
 
@@ -57,25 +59,7 @@ def comparison_html(result) -> str:
     return "\n".join(parts)
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "ηp²": r"$\eta_p^2$", "χ²": r"$\chi^2$", "ε": r"$\varepsilon$", "α": r"$\alpha$",
-                  "−": "-", "—": "--", "–": "--", "×": r"$\times$", "≥": r"$\geq$", "!": "!"}
-
-
-def latex_escape(text: str) -> str:
-    """Escape LaTeX specials and map the Greek/maths characters the sentences use."""
-    out = []
-    i = 0
-    while i < len(text):
-        if text.startswith("ηp²", i) or text.startswith("χ²", i):
-            key = "ηp²" if text.startswith("ηp²", i) else "χ²"
-            out.append(_LATEX_SPECIAL[key])
-            i += len(key)
-            continue
-        out.append(_LATEX_SPECIAL.get(text[i], text[i]))
-        i += 1
-    return "".join(out)
+latex_escape = fmt.latex_escape
 
 
 def comparison_latex(result) -> str:

@@ -1,7 +1,7 @@
 """The study file: a TOML declaration of datasets x training grid x seeds, validated by pydantic.
 
-A study file has the sections ``[data]``, ``[train]``, ``[collab]``, ``[grid]`` and
-``[execution]`` plus the top-level keys ``name``, ``description`` and ``seeds``. Every key of
+A study file has the sections ``[data]``, ``[train]``, ``[collab]``, ``[grid]``,
+``[execution]`` and ``[analysis]`` (the pre-registered analysis plan; it never enters a run id) plus the top-level keys ``name``, ``description`` and ``seeds``. Every key of
 ``[train]`` / ``[collab]`` may instead appear in ``[grid]`` as a list, which makes it an axis of
 the study; the study is the product of the grid axes x datasets x seeds. Unknown keys are
 rejected. Every mistake raises :class:`~cffbench.errors.StudyError` with one line that names the
@@ -185,6 +185,49 @@ class ExecutionSection(BaseModel):
         raise ValueError('must be a positive integer or "auto"')
 
 
+class AnalysisSection(BaseModel):
+    """``[analysis]``: the analysis plan, fixed before the runs (it never enters a run id).
+
+    Every key is optional; the documented defaults are
+
+    - ``reference = "ff"`` and ``primary = ["f-cff", "a-cff"]``: the primary contrasts are each
+      primary variant minus the reference, per dataset and per level of every other grid axis
+      (variants that ignore an axis, such as FF for θ placement, are shared across its levels);
+      every other pair (BP − FF, A-CFF − F-CFF) is secondary, in a family of its own;
+    - ``adjust = "holm"``: Holm over the primary contrasts of one dataset (and, separately, over
+      the secondary ones); ``"bonferroni"`` or ``"none"`` instead;
+    - ``test = "t"``: the paired t-test; ``"permutation"`` (sign flips: exact for
+      n <= ``permutation_exact_max_n``, else ``permutation_resamples`` Monte Carlo flips from
+      ``permutation_seed``) or ``"wilcoxon"`` (signed-rank; Hodges–Lehmann interval);
+    - ``alpha = 0.05`` and ``power = 0.8`` (for "seeds needed");
+    - ``sesoi_pp``: the smallest effect of interest in percentage points; default the claim being
+      tested, the paper's A-CFF − FF gain on MNIST in ``report/paper_values.toml`` (1.2 pp);
+    - ``margin_pp``: the equivalence margin in pp; default ``sesoi_pp``.
+    """
+
+    model_config = _STRICT
+
+    reference: Variant = "ff"
+    primary: Annotated[list[Variant], Field(min_length=1)] = ["f-cff", "a-cff"]
+    adjust: Literal["holm", "bonferroni", "none"] = "holm"
+    test: Literal["t", "permutation", "wilcoxon"] = "t"
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    power: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    sesoi_pp: Optional[Annotated[float, Field(gt=0, lt=100)]] = None
+    margin_pp: Optional[Annotated[float, Field(gt=0, lt=100)]] = None
+    permutation_exact_max_n: Annotated[int, Field(ge=1, le=20)] = 15
+    permutation_resamples: Annotated[int, Field(ge=100)] = 10000
+    permutation_seed: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _reference_not_primary(self) -> "AnalysisSection":
+        if self.reference in self.primary:
+            raise ValueError(f"the reference {self.reference!r} cannot also be a primary variant")
+        if len(set(self.primary)) != len(self.primary):
+            raise ValueError("primary lists a variant more than once")
+        return self
+
+
 def validate_device(device: str) -> str:
     """Return ``device`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (what train_run takes)."""
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
@@ -209,6 +252,7 @@ class Study(BaseModel):
     collab: CollabSection = CollabSection()
     grid: GridSection = GridSection()  # type: ignore[valid-type]
     execution: ExecutionSection = ExecutionSection()
+    analysis: AnalysisSection = AnalysisSection()
     source: Optional[Path] = Field(default=None, exclude=True)
     _text: str = PrivateAttr(default="")
 
@@ -243,7 +287,7 @@ def _describe_error(err: dict, raw: dict) -> str:
             allowed = GRID_KEYS if section == ["grid"] else Study.model_fields
         else:
             model = {"data": DataSection, "train": TrainSection, "collab": CollabSection,
-                     "execution": ExecutionSection,
+                     "execution": ExecutionSection, "analysis": AnalysisSection,
                      "execution.slurm": SlurmSection}.get(".".join(section))
             allowed = model.model_fields if model else {}
         allowed_keys = [k for k in allowed if k != "source"]

@@ -1,0 +1,399 @@
+"""Form the plan's contrasts from a store's runs, decide each with the plan's one test, save it.
+
+A *contrast* is ``variant − reference`` on the seeds both have, per dataset and per level of every
+other varying run parameter (the grid axes; a variant that ignores an axis, e.g. FF and θ
+placement, has null there and is shared across its levels). Primary contrasts are the plan's
+``primary`` variants minus its ``reference``; every other variant minus the reference (BP − FF)
+and every pair of primary variants at one level (A-CFF − F-CFF) is secondary. Multiplicity is
+adjusted within (dataset, role): the primary family of one dataset, and its secondary family.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cffbench.analysis.plan import Plan, resolve_plan
+from cffbench.errors import StatsError, StudyError
+from cffbench.stats import paired as P
+from cffbench.stats.power import seeds_needed
+
+#: Run-row columns that can be grid axes (the training config fields a study may vary).
+AXIS_COLUMNS = ("alpha", "theta_placement", "schedule", "hidden", "epochs_per_layer", "n_train",
+                "lr", "threshold", "batch_size", "negatives", "gamma", "gamma_lr",
+                "gamma_optimizer", "alpha_decay", "precision", "train_eval_size")
+#: Seeds below this count make "seeds needed" an order-of-magnitude figure (a small pilot).
+SMALL_PILOT = 10
+
+
+@dataclass
+class PlanResult:
+    """The one analysis of a store.
+
+    Attributes
+    ----------
+    plan : the resolved :class:`Plan`; ``plan.hash`` is printed in every output.
+    contrasts : one row per contrast (primary first). Differences are fractions (x100 = pp).
+        ``estimate, ci_low, ci_high``: the primary test's estimate and its own unadjusted
+        1 − alpha interval (t CI / inverted permutation CI / Hodges–Lehmann);
+        ``ci_adj_low, ci_adj_high``: the same at 1 − alpha/m (Bonferroni-simultaneous over the
+        family's m contrasts); ``p`` two-sided, ``p_adj`` adjusted over the family;
+        ``p_me(_adj)``: minimum-effect test H0: Delta >= SESOI; ``p_tost(_adj)``: TOST within
+        ±margin; ``verdict`` and ``verdict_text`` (primary only); ``prob_improvement`` with its
+        Wilson interval ``pi_low, pi_high``; ``dz_corrected`` (Hedges' J); ``sd_diff``;
+        ``seeds_needed`` (paired t at alpha/m, power, SESOI) with ``seeds_low, seeds_high`` from
+        the SD's 95 % chi-square interval; ``small_pilot``; ``sensitivity`` (tests that would
+        change the decision); ``note`` (why a contrast is undefined).
+    sensitivity : one row per (contrast, test) for every test: ``estimate, ci_low, ci_high,
+        confidence, method, p, p_adj, decision, changes_decision``.
+    notes : things a reader must know (missing cells, too few seeds).
+    ranks, rank_pairs, cliques : the exploratory critical-difference summary of every condition
+        (:mod:`cffbench.stats.ranks`): ``condition, avg_rank, n_blocks`` over the complete
+        dataset × seed blocks, every pair's Wilcoxon p with Holm, and the maximal groups with no
+        significant pair; empty with fewer than 4 conditions or 2 blocks.
+    """
+
+    plan: Plan
+    contrasts: pd.DataFrame
+    sensitivity: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    runs_hash: str = ""
+    ranks: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rank_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cliques: list[list[str]] = field(default_factory=list)
+
+    @property
+    def primary(self) -> pd.DataFrame:
+        return self.contrasts[self.contrasts["role"] == "primary"]
+
+
+def _axes(runs: pd.DataFrame) -> list[str]:
+    return [c for c in AXIS_COLUMNS if c in runs.columns and runs[c].dropna().astype(str).nunique() > 1]
+
+
+def _matches(rows: pd.DataFrame, key: dict) -> pd.Series:
+    keep = pd.Series(True, index=rows.index)
+    for axis, value in key.items():
+        keep &= rows[axis].isna() | (rows[axis].astype(str) == value)
+    return keep
+
+
+def _keys(rows: pd.DataFrame, axes: list[str]) -> list[dict]:
+    """The level combinations of ``axes`` a set of runs covers (axes null for them left out)."""
+    used = [a for a in axes if rows[a].notna().any()]
+    if not used:
+        return [{}]
+    combos = rows[used].astype(str).drop_duplicates().sort_values(used)
+    return [dict(zip(used, r)) for r in combos.itertuples(index=False)]
+
+
+def _scope(key: dict) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in key.items())
+
+
+def _per_seed(rows: pd.DataFrame, dv: str) -> tuple[pd.Series | None, str]:
+    if rows.empty:
+        return None, "no runs"
+    if rows["seed"].duplicated().any():
+        return None, "more than one run per seed at this level (an axis the plan does not separate)"
+    return rows.set_index("seed")[dv].astype(float), ""
+
+
+def _pairs(runs: pd.DataFrame, plan: Plan, axes: list[str]) -> list[dict]:
+    """Every contrast of one dataset: (role, variant, minus, key) with its differences."""
+    out = []
+    variants = list(dict.fromkeys(runs["variant"].astype(str)))
+    primary = [v for v in plan.primary]
+    others = sorted(v for v in variants if v not in primary and v != plan.reference)
+    primary_keys = _keys(runs[runs["variant"].isin(primary)], axes)
+    for role, names in (("primary", primary), ("secondary", others)):
+        for variant in names:
+            rows = runs[runs["variant"] == variant]
+            keys = primary_keys if role == "primary" else _keys(rows, axes)
+            for key in keys:
+                out.append({"role": role, "variant": variant, "minus": plan.reference, "key": key,
+                            "rows": rows[_matches(rows, key)],
+                            "minus_rows": runs[(runs["variant"] == plan.reference)
+                                               & _matches(runs, key)]})
+    for key in primary_keys:
+        for first, second in itertools.combinations(primary, 2):
+            out.append({"role": "secondary", "variant": second, "minus": first, "key": key,
+                        "rows": runs[(runs["variant"] == second) & _matches(runs, key)],
+                        "minus_rows": runs[(runs["variant"] == first) & _matches(runs, key)]})
+    return out
+
+
+def _differences(pair: dict, dv: str) -> tuple[np.ndarray, str]:
+    a, why_a = _per_seed(pair["rows"], dv)
+    b, why_b = _per_seed(pair["minus_rows"], dv)
+    if a is None:
+        return np.array([]), f"no {pair['variant']} runs at this level" if why_a == "no runs" else why_a
+    if b is None:
+        return np.array([]), f"no {pair['minus']} runs at this level" if why_b == "no runs" else why_b
+    both = a.index.intersection(b.index)
+    d = (a.loc[both] - b.loc[both]).sort_index().to_numpy(dtype=float)
+    if d.size == 0:
+        return d, f"no seed has both {pair['variant']} and {pair['minus']}"
+    if d.size == 1:
+        return d, "one seed only: no test, interval or SD is defined"
+    if P.is_constant(d):
+        return d, "the differences do not vary across seeds (SD 0): the t-test is undefined"
+    return d, ""
+
+
+def _label(variant: str, minus: str) -> str:
+    return f"{variant.upper()} − {minus.upper()}"
+
+
+def _decision(p: float, alpha: float) -> str:
+    if not np.isfinite(p):
+        return "undefined"
+    return "significant" if p < alpha else "not significant"
+
+
+def _seeds(sd: float, n: int, plan: Plan, alpha: float) -> tuple[float, float, float]:
+    if n < 2 or not np.isfinite(sd) or sd <= 0:
+        return math.nan, math.nan, math.nan
+    low_sd, high_sd = P.sd_interval(sd, n)
+    return tuple(seeds_needed(s, plan.sesoi, alpha, plan.power) for s in (sd, low_sd, high_sd))
+
+
+def _count(value: float) -> str:
+    return str(int(value)) if np.isfinite(value) else "more than 10^7"
+
+
+def verdict_text(verdict: str, seeds: float, seeds_low: float, seeds_high: float, n: int,
+                 note: str = "", smaller_than_claimed: bool = False) -> str:
+    """The verdict with its clause: "inconclusive — about 54 seeds would decide it (95 %: 27–174;
+    this study has 10)"; "undefined: <why>"; a confirmed gain whose minimum-effect test also
+    rejects says so ("confirmed, but smaller than the claimed size")."""
+    if verdict == "undefined":
+        return f"undefined: {note}" if note else "undefined"
+    if verdict == "confirmed" and smaller_than_claimed:
+        return "confirmed, but smaller than the claimed size (minimum-effect test rejects)"
+    if verdict != "inconclusive":
+        return verdict
+    if not np.isfinite(seeds):
+        return "inconclusive"
+    return (f"inconclusive — about {_count(seeds)} seeds would decide it (95 %: "
+            f"{_count(seeds_low)}–{_count(seeds_high)}; this study has {n})")
+
+
+def _family(rows: list[dict], plan: Plan) -> None:
+    """Adjust the family's p values (each question and each test separately) and decide."""
+    m = sum(np.isfinite(r["p"]) for r in rows)
+    for column in ("p", "p_me", "p_tost"):
+        adjusted = P.adjust(np.array([r[column] for r in rows], dtype=float), plan.adjust)
+        for r, value in zip(rows, adjusted):
+            r[f"{column}_adj"] = float(value)
+    for test in P.TESTS:
+        adjusted = P.adjust(np.array([r["by_test"][test].p for r in rows], dtype=float), plan.adjust)
+        for r, value in zip(rows, adjusted):
+            r["by_test_adj"][test] = float(value)
+    power_alpha = plan.alpha / max(m, 1) if plan.adjust != "none" else plan.alpha
+    settings = P.PermutationSettings(plan.permutation_exact_max_n, plan.permutation_resamples,
+                                     plan.permutation_seed)
+    for r in rows:
+        r["family_size"] = m
+        r["decision"] = _decision(r["p_adj"], plan.alpha)
+        r["power_alpha"] = power_alpha
+        r["seeds_needed"], r["seeds_low"], r["seeds_high"] = _seeds(r["sd_diff"], r["n"], plan, power_alpha)
+        adj = P.run_test(r["d"], plan.test, plan.alpha / max(m, 1), settings) if r["n"] >= 2 and m > 1 \
+            else None
+        r["ci_adj_low"] = adj.low if adj is not None else r["ci_low"]
+        r["ci_adj_high"] = adj.high if adj is not None else r["ci_high"]
+        changed = [t for t in P.TESTS if t != plan.test
+                   and _decision(r["by_test_adj"][t], plan.alpha) != r["decision"]]
+        r["sensitivity"] = ("; ".join(f"{P.TEST_LABEL[t]}: {_decision(r['by_test_adj'][t], plan.alpha)}"
+                                      for t in changed))
+        if r["role"] == "primary":
+            r["verdict"] = "undefined" if r["note"] else P.verdict(
+                r["p_adj"], r["estimate"], r["p_tost_adj"], r["p_me_adj"], plan.alpha)
+            r["verdict_text"] = verdict_text(
+                r["verdict"], r["seeds_needed"], r["seeds_low"], r["seeds_high"], r["n"], r["note"],
+                smaller_than_claimed=bool(np.isfinite(r["p_me_adj"]) and r["p_me_adj"] < plan.alpha))
+        else:
+            r["verdict"] = r["verdict_text"] = ""
+
+
+def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_acc") -> PlanResult:
+    """The plan's contrasts of ``runs`` (one row per run: ``dataset, variant, seed, dv`` and the
+    axis columns; only ``status == "ok"`` runs with a finite ``dv`` are used)."""
+    plan = plan if plan is not None else resolve_plan()
+    missing = [c for c in ("dataset", "variant", "seed", dv) if c not in runs.columns]
+    if missing:
+        raise StatsError(f"runs lack the column(s) {', '.join(missing)}")
+    ok = usable_runs(runs, dv)
+    settings = P.PermutationSettings(plan.permutation_exact_max_n, plan.permutation_resamples,
+                                     plan.permutation_seed)
+    rows, notes = [], []
+    for dataset in dataset_order(ok["dataset"].astype(str)):
+        part = ok[ok["dataset"].astype(str) == dataset]
+        axes = _axes(part)
+        if plan.reference not in set(part["variant"]):
+            notes.append(f"{dataset}: no {plan.reference} runs, so no primary contrast is defined")
+        for variant in plan.primary:
+            if variant not in set(part["variant"]):
+                notes.append(f"{dataset}: no {variant} runs, so its primary contrasts are undefined")
+        families: dict[str, list[dict]] = {}
+        for pair in _pairs(part, plan, axes):
+            d, note = _differences(pair, dv)
+            n = int(d.size)
+            main = P.run_test(d, plan.test, plan.alpha, settings) if n >= 2 else None
+            by_test = {t: (P.run_test(d, t, plan.alpha, settings) if n >= 2 else
+                           P.TestResult(t, n, math.nan, math.nan, math.nan, math.nan, "", math.nan))
+                       for t in P.TESTS}
+            if note:
+                notes.append(f"{dataset}: {_label(pair['variant'], pair['minus'])}"
+                             f"{' at ' + _scope(pair['key']) if pair['key'] else ''}: {note}")
+            sd = float(np.std(d, ddof=1)) if n >= 2 else math.nan
+            successes = float(np.sum(d > 0) + 0.5 * np.sum(d == 0)) if n else math.nan
+            pi_low, pi_high = P.wilson_interval(successes, n) if n else (math.nan, math.nan)
+            row = {
+                "dataset": dataset, "scope": _scope(pair["key"]), "variant": pair["variant"],
+                "minus": pair["minus"], "label": _label(pair["variant"], pair["minus"]),
+                "role": pair["role"], "test": plan.test, "test_method": main.method if main else "",
+                "n": n, "seeds": ",".join(str(s) for s in sorted(
+                    set(pair["rows"]["seed"]) & set(pair["minus_rows"]["seed"]))),
+                "estimate": main.estimate if main else (float(d[0]) if n == 1 else math.nan),
+                "ci_low": main.low if main else math.nan, "ci_high": main.high if main else math.nan,
+                "ci_confidence": main.confidence if main else math.nan,
+                "p": main.p if main else math.nan,
+                "p_me": P.minimum_effect_p(d, plan.sesoi, plan.test, settings) if n >= 2 else math.nan,
+                "p_tost": P.tost_p(d, plan.margin, plan.test, settings) if n >= 2 else math.nan,
+                "mean_diff": float(np.mean(d)) if n else math.nan, "sd_diff": sd,
+                "dz_corrected": P.corrected_dz(d) if n >= 3 else math.nan,
+                "prob_improvement": P.prob_improvement(d) if n else math.nan,
+                "pi_low": pi_low, "pi_high": pi_high,
+                "small_pilot": bool(n < SMALL_PILOT), "note": note,
+                "d": d, "by_test": by_test, "by_test_adj": {},
+            }
+            if note and n >= 2:  # constant differences: no test decides anything
+                row.update(p=math.nan, p_me=math.nan, p_tost=math.nan)
+            families.setdefault(pair["role"], []).append(row)
+        for family_rows in families.values():
+            _family(family_rows, plan)
+            rows += family_rows
+    result = _frames(rows, plan, notes, runs_fingerprint(ok, dv))
+    result.ranks, result.rank_pairs, result.cliques = rank_summary(ok, plan, dv)
+    return result
+
+
+#: The critical-difference summary needs at least this many conditions.
+MIN_RANKED = 4
+
+
+def _condition(row: dict, axes: list[str]) -> str:
+    levels = ", ".join(f"{a} {row[a]}" for a in axes if pd.notna(row.get(a)))
+    return row["variant"].upper() + (f" ({levels})" if levels else "")
+
+
+def rank_summary(ok: pd.DataFrame, plan: Plan, dv: str) -> tuple[pd.DataFrame, pd.DataFrame, list[list[str]]]:
+    """Average ranks of every condition over the complete (dataset, seed) blocks, Wilcoxon-Holm
+    pairs and cliques (:mod:`cffbench.stats.ranks`); empty when there is too little to rank."""
+    from cffbench.stats import ranks as R
+
+    empty = (pd.DataFrame(columns=["condition", "avg_rank", "n_blocks"]),
+             pd.DataFrame(columns=["a", "b", "p", "p_adj", "exact"]), [])
+    if ok.empty:
+        return empty
+    axes = _axes(ok)
+    frame = ok.assign(condition=[_condition(r, axes) for r in ok.to_dict("records")])
+    wide = frame.pivot_table(index=["dataset", "seed"], columns="condition", values=dv, aggfunc="first")
+    wide = wide.dropna()
+    if wide.shape[1] < MIN_RANKED or wide.shape[0] < 2:
+        return empty
+    avg = R.average_ranks(wide)
+    pairs = R.wilcoxon_holm(wide[list(avg.index)])
+    ranks = pd.DataFrame({"condition": avg.index, "avg_rank": avg.to_numpy(), "n_blocks": wide.shape[0]})
+    return ranks, pairs, R.cliques(list(avg.index), pairs, plan.alpha)
+
+
+def dataset_order(names: pd.Series) -> list[str]:
+    """Datasets in registry order (mnist first), unknown names after, alphabetically."""
+    from cffbench.data.registry import DATASETS
+
+    rank = {name: i for i, name in enumerate(DATASETS)}
+    return sorted(dict.fromkeys(names), key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def usable_runs(runs: pd.DataFrame, dv: str) -> pd.DataFrame:
+    """``status == "ok"`` runs with a finite ``dv``."""
+    ok = runs
+    if "status" in runs.columns:
+        ok = ok[ok["status"].astype(str) == "ok"]
+    return ok[np.isfinite(pd.to_numeric(ok[dv], errors="coerce").to_numpy(dtype=float))]
+
+
+def runs_fingerprint(ok: pd.DataFrame, dv: str) -> str:
+    """sha256 (12 hex digits) of the analysed runs: dataset, variant, seed, axes and ``dv``, sorted;
+    a saved analysis whose fingerprint differs from the store's was made on other runs."""
+    columns = ["dataset", "variant", "seed", *[c for c in AXIS_COLUMNS if c in ok.columns], dv]
+    text = ok[columns].astype(str).sort_values(columns).to_csv(index=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _frames(rows: list[dict], plan: Plan, notes: list[str], runs_hash: str) -> PlanResult:
+    sensitivity = []
+    for r in rows:
+        r["contrast_id"] = f"{r['dataset']}|{r['scope']}|{r['label']}"
+        for test, res in r["by_test"].items():
+            p_adj = r["by_test_adj"][test]
+            sensitivity.append({
+                "contrast_id": r["contrast_id"], "dataset": r["dataset"], "scope": r["scope"],
+                "label": r["label"], "role": r["role"], "test": test,
+                "primary_test": test == plan.test, "estimate": res.estimate, "ci_low": res.low,
+                "ci_high": res.high, "confidence": res.confidence, "method": res.method,
+                "p": res.p if not r["note"] or test != "t" else math.nan,
+                "p_adj": p_adj if not r["note"] or test != "t" else math.nan,
+                "decision": _decision(p_adj, plan.alpha) if not r["note"] else "undefined",
+                "changes_decision": bool(test != plan.test and not r["note"]
+                                         and _decision(p_adj, plan.alpha) != r["decision"]),
+            })
+    columns = ["contrast_id", "dataset", "scope", "label", "variant", "minus", "role", "test",
+               "test_method", "n", "seeds", "estimate", "ci_low", "ci_high", "ci_confidence",
+               "ci_adj_low", "ci_adj_high", "family_size", "p", "p_adj", "decision", "p_me",
+               "p_me_adj", "p_tost", "p_tost_adj", "verdict", "verdict_text", "mean_diff",
+               "sd_diff", "dz_corrected", "prob_improvement", "pi_low", "pi_high", "power_alpha",
+               "seeds_needed", "seeds_low", "seeds_high", "small_pilot", "sensitivity", "note"]
+    contrasts = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+    contrasts.insert(0, "plan_hash", plan.hash)   # every output names the plan it was decided by
+    sensitivity = pd.DataFrame(sensitivity)
+    if not sensitivity.empty:
+        sensitivity.insert(0, "plan_hash", plan.hash)
+    if not contrasts.empty:
+        order = contrasts["role"].map({"primary": 0, "secondary": 1})
+        contrasts = contrasts.assign(_o=order).sort_values(["_o"], kind="stable").drop(columns="_o")
+        contrasts = contrasts.reset_index(drop=True)
+    return PlanResult(plan, contrasts, sensitivity, list(dict.fromkeys(notes)), runs_hash)
+
+
+def store_plan(results_dir: Path) -> Plan:
+    """The resolved plan of a store's ``study.toml`` (all defaults when the store has none)."""
+    from cffbench.study import read_study
+
+    try:
+        study = read_study(results_dir)
+    except StudyError:
+        if (results_dir / "study.toml").exists():
+            raise
+        return resolve_plan()
+    return resolve_plan(study.analysis)
+
+
+def analyze_store(results_dir: Path | str, dv: str = "test_acc") -> PlanResult:
+    """The plan (from the stored ``study.toml``'s ``[analysis]``) applied to the store's runs."""
+    from cffbench.study import read_runs
+
+    results_dir = Path(results_dir)
+    try:
+        runs = read_runs(results_dir)
+    except StudyError as exc:
+        raise StatsError(f"nothing to analyse: {' '.join(str(exc).split())}") from None
+    return analyze_runs(runs, store_plan(results_dir), dv)

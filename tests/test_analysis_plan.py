@@ -1,0 +1,248 @@
+"""The [analysis] plan: declared in the study file, never in a run id, hashed into every output;
+its contrasts, families and verdicts; degenerate designs say why instead of deciding."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from cffbench.analysis import analyze_runs, resolve_plan
+from cffbench.errors import StudyError
+from cffbench.study import expand, parse_study
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = '''name = "p"
+seeds = [0, 1, 2]
+[data]
+datasets = ["mnist"]
+[grid]
+variant = ["ff", "f-cff", "a-cff"]
+theta_placement = ["per_term", "single"]
+'''
+
+
+def test_adding_an_analysis_section_changes_no_run_id():
+    plain = parse_study(BASE)
+    planned = parse_study(BASE + '[analysis]\ntest = "permutation"\nalpha = 0.01\nsesoi_pp = 2.0\n'
+                                 'margin_pp = 0.5\nadjust = "bonferroni"\nprimary = ["a-cff"]\n')
+    assert [t.run_id for t in expand(plain)] == [t.run_id for t in expand(planned)]
+    assert planned.analysis.test == "permutation" and planned.analysis.primary == ["a-cff"]
+
+
+def test_plan_defaults_come_from_the_paper_claim_and_are_documented():
+    plan = resolve_plan(parse_study(BASE).analysis)
+    assert plan.test == "t" and plan.adjust == "holm" and plan.alpha == 0.05
+    assert plan.primary == ("f-cff", "a-cff") and plan.reference == "ff"
+    assert plan.sesoi == pytest.approx(0.012) and plan.margin == plan.sesoi   # 93.8 − 92.6 %
+    assert "93.8 − 92.6" in plan.sesoi_source
+
+
+def test_plan_hash_is_stable_and_changes_with_any_key():
+    a = resolve_plan(parse_study(BASE).analysis)
+    assert a.hash == resolve_plan(parse_study(BASE).analysis).hash and len(a.hash) == 12
+    b = resolve_plan(parse_study(BASE + "[analysis]\nmargin_pp = 0.6\n").analysis)
+    assert a.hash != b.hash
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    ('[analysis]\ntests = "t"\n', ["unknown key 'tests' at [analysis]", "allowed: reference, primary"]),
+    ('[analysis]\ntest = "anova"\n', ["[analysis] test", "'t', 'permutation' or 'wilcoxon'"]),
+    ('[analysis]\nalpha = 0.7\n', ["[analysis] alpha", "less than 0.5"]),
+    ('[analysis]\nprimary = ["ff"]\n', ["cannot also be a primary variant"]),
+    ('[analysis]\nsesoi_pp = -1\n', ["[analysis] sesoi_pp", "greater than 0"]),
+])
+def test_malformed_plan_is_a_one_line_study_error(tmp_path, extra, fragments):
+    path = tmp_path / "study.toml"
+    path.write_text(BASE + extra, encoding="utf-8")
+    from cffbench.study import load_study
+
+    with pytest.raises(StudyError) as info:
+        load_study(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(path))
+    for fragment in fragments:
+        assert fragment in message
+
+
+def _runs(seeds=range(6), drop=(), constant=False, rng_seed=1) -> pd.DataFrame:
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for seed in seeds:
+        base = 0.9 + rng.normal(0, 0.01)
+        rows.append({"dataset": "mnist", "variant": "ff", "seed": seed, "theta_placement": None,
+                     "status": "ok", "test_acc": base})
+        for variant, gain in (("f-cff", -0.02), ("a-cff", 0.004)):
+            for theta in ("per_term", "single"):
+                if (variant, theta) in drop:
+                    continue
+                acc = base + gain + (0.0 if constant else rng.normal(0, 0.01))
+                rows.append({"dataset": "mnist", "variant": variant, "seed": seed,
+                             "theta_placement": theta, "status": "ok", "test_acc": acc})
+        rows.append({"dataset": "mnist", "variant": "bp", "seed": seed, "theta_placement": None,
+                     "status": "ok", "test_acc": base + 0.05 + rng.normal(0, 0.002)})
+    return pd.DataFrame(rows)
+
+
+def test_primary_family_is_each_cff_variant_minus_ff_at_every_level_and_bp_is_secondary():
+    result = analyze_runs(_runs())
+    primary, secondary = result.primary, result.contrasts[result.contrasts["role"] == "secondary"]
+    assert sorted(zip(primary["label"], primary["scope"])) == [
+        ("A-CFF − FF", "theta_placement = per_term"), ("A-CFF − FF", "theta_placement = single"),
+        ("F-CFF − FF", "theta_placement = per_term"), ("F-CFF − FF", "theta_placement = single")]
+    assert (primary["family_size"] == 4).all()
+    assert set(secondary["label"]) == {"BP − FF", "A-CFF − F-CFF"} and (secondary["verdict"] == "").all()
+    # each primary contrast is the paired t of its own differences (scipy), Holm over the four
+    runs = _runs()
+    ff = runs[runs["variant"] == "ff"].set_index("seed")["test_acc"]
+    for r in primary.itertuples():
+        theta = r.scope.split(" = ")[1]
+        cff = runs[(runs["variant"] == r.variant) & (runs["theta_placement"] == theta)].set_index("seed")["test_acc"]
+        ref = sps.ttest_rel(cff.sort_index(), ff.sort_index())
+        assert r.p == pytest.approx(ref.pvalue, rel=1e-10)
+        assert (r.ci_low, r.ci_high) == pytest.approx(tuple(ref.confidence_interval()), rel=1e-10)
+
+
+def test_every_test_appears_in_the_sensitivity_table_and_a_changed_decision_is_flagged():
+    result = analyze_runs(_runs())
+    counts = result.sensitivity.groupby("contrast_id")["test"].nunique()
+    assert (counts == 3).all()
+    flagged = result.sensitivity[result.sensitivity["changes_decision"]]
+    for r in flagged.itertuples():
+        main = result.contrasts.set_index("contrast_id").loc[r.contrast_id]
+        assert r.decision != main["decision"] and main["sensitivity"]
+
+
+def test_replication_store_primary_family_gives_the_audits_holm_p():
+    # audit: "Holm over the 4 MNIST CFF − FF contrasts with t gives .137" for A-CFF per-term
+    runs = pd.read_parquet(REPO / "results" / "replication_cpu" / "runs")
+    result = analyze_runs(runs)
+    row = result.primary[(result.primary["dataset"] == "mnist") & (result.primary["label"] == "A-CFF − FF")
+                         & (result.primary["scope"] == "theta_placement = per_term")].iloc[0]
+    assert row["p"] == pytest.approx(0.0457, abs=5e-5) and row["p_adj"] == pytest.approx(0.137, abs=5e-4)
+    assert row["estimate"] == pytest.approx(-0.01471, abs=5e-6)
+
+
+def test_one_seed_gives_undefined_not_a_verdict():
+    result = analyze_runs(_runs(seeds=[0]))
+    assert (result.primary["verdict"] == "undefined").all()
+    assert result.primary["p"].isna().all() and not (result.contrasts["p"] == 0).any()
+    assert all("one seed only" in t for t in result.primary["verdict_text"])
+
+
+def test_constant_differences_give_undefined_not_p_zero():
+    result = analyze_runs(_runs(constant=True))
+    cff = result.primary
+    assert (cff["verdict"] == "undefined").all() and cff["p_adj"].isna().all()
+    assert all("do not vary" in t for t in cff["verdict_text"])
+    assert not (result.sensitivity["p"] == 0).any()
+
+
+def test_missing_cell_is_named_and_left_undefined():
+    result = analyze_runs(_runs(drop=[("a-cff", "single")]))
+    row = result.primary[(result.primary["label"] == "A-CFF − FF")
+                         & (result.primary["scope"] == "theta_placement = single")].iloc[0]
+    assert row["verdict"] == "undefined" and "no a-cff runs at this level" in row["verdict_text"]
+    assert row["n"] == 0 and math.isnan(row["p"])
+    # the three defined contrasts form the family
+    assert set(result.primary.loc[result.primary["verdict"] != "undefined", "family_size"]) == {3}
+
+
+def test_inconclusive_verdict_names_the_seeds_that_would_decide_it():
+    result = analyze_runs(_runs(seeds=range(4)))
+    inconclusive = result.primary[result.primary["verdict"] == "inconclusive"]
+    assert len(inconclusive)
+    for r in inconclusive.itertuples():
+        assert f"about {int(r.seeds_needed)} seeds would decide it" in r.verdict_text
+        assert r.seeds_low <= r.seeds_needed <= r.seeds_high and r.small_pilot
+
+
+def test_a_wilcoxon_plan_reports_hodges_lehmann_and_flags_what_the_t_test_would_change():
+    from cffbench.analysis.plan import resolve_plan as resolve
+    from cffbench.stats import paired as P
+
+    plan = resolve(parse_study(BASE + '[analysis]\ntest = "wilcoxon"\n').analysis)
+    runs = _runs(seeds=range(8))
+    result = analyze_runs(runs, plan)
+    assert (result.contrasts["test"] == "wilcoxon").all()
+    ff = runs[runs["variant"] == "ff"].set_index("seed")["test_acc"]
+    for r in result.primary.itertuples():
+        theta = r.scope.split(" = ")[1]
+        cff = runs[(runs["variant"] == r.variant) & (runs["theta_placement"] == theta)].set_index("seed")["test_acc"]
+        d = (cff - ff).sort_index().to_numpy()
+        est, low, high, _ = P.hodges_lehmann(d)
+        assert (r.estimate, r.ci_low, r.ci_high) == pytest.approx((est, low, high), rel=1e-12)
+        # oracle for the p: scipy's exact signed-rank test
+        assert r.p == pytest.approx(sps.wilcoxon(d, method="exact").pvalue, rel=1e-12)
+        assert r.test_method == "exact"
+    sens = result.sensitivity
+    assert set(sens.loc[sens["primary_test"], "test"]) == {"wilcoxon"}
+    assert plan.hash != resolve_plan(parse_study(BASE).analysis).hash
+
+
+def test_cli_analyze_uses_the_stored_plan_and_writes_its_hash(tmp_path):
+    import json
+
+    from cffbench.cli import main
+
+    root = tmp_path / "results"
+    (root / "runs").mkdir(parents=True)
+    runs = _runs(seeds=range(16))
+    for i, row in enumerate(runs.to_dict("records")):
+        frame = pd.DataFrame([{**row, "run_id": f"r{i:03d}", "study": "p"}])
+        frame["theta_placement"] = frame["theta_placement"].astype("object")
+        frame.to_parquet(root / "runs" / f"r{i:03d}.parquet", index=False)
+    (root / "study.toml").write_text(BASE + '[analysis]\ntest = "permutation"\npermutation_resamples = 2000\n',
+                                     encoding="utf-8")
+    main(["analyze", str(root)])
+    meta = json.loads((root / "analysis" / "plan.json").read_text(encoding="utf-8"))
+    assert meta["plan"]["test"] == "permutation" and len(meta["plan_hash"]) == 12
+    contrasts = pd.read_parquet(root / "analysis" / "contrasts.parquet")
+    # 16 seeds > 15: Monte Carlo with the plan's seed, and the method says so
+    assert contrasts["test_method"].str.startswith("Monte Carlo (2000 sign flips, seed 0)").all()
+    summary = (root / "analysis" / "summary.txt").read_text(encoding="utf-8")
+    assert meta["plan_hash"] in summary and "sign-flip permutation" in summary
+
+
+def test_a_confirmed_gain_smaller_than_the_claim_says_so():
+    from cffbench.analysis.contrasts import verdict_text
+
+    assert verdict_text("confirmed", 10, 5, 20, 10, smaller_than_claimed=True).startswith(
+        "confirmed, but smaller than the claimed size")
+    assert verdict_text("confirmed", 10, 5, 20, 10) == "confirmed"
+    # a tiny, very consistent gain: better than FF and significantly below the 1.2 pp claim
+    rows = []
+    for seed in range(10):
+        rows.append({"dataset": "mnist", "variant": "ff", "seed": seed, "status": "ok", "test_acc": 0.9 + 0.001 * seed})
+        rows.append({"dataset": "mnist", "variant": "a-cff", "seed": seed, "status": "ok",
+                     "test_acc": 0.9 + 0.001 * seed + 0.002 + 0.0002 * (-1) ** seed})
+    primary = analyze_runs(pd.DataFrame(rows)).primary.set_index("variant")
+    assert "no f-cff runs" in primary.loc["f-cff", "verdict_text"]   # a missing variant: undefined
+    row = primary.loc["a-cff"]
+    assert row["verdict"] == "confirmed" and "smaller than the claimed size" in row["verdict_text"]
+
+
+def test_the_default_plan_hash_is_the_one_the_committed_evidence_was_decided_by():
+    import json
+
+    # a change to any default changes this hash, and then the committed evidence must be rebuilt
+    assert resolve_plan().hash == "2fdfc7d11135"
+    for study in ("replication_cpu", "alpha_ablation"):
+        meta = json.loads((REPO / "results" / study / "analysis" / "plan.json").read_text(encoding="utf-8"))
+        assert meta["plan_hash"] == resolve_plan().hash
+
+
+def test_the_shipped_paper_study_declares_its_plan_and_keeps_its_run_ids():
+    from cffbench.study import load_study
+
+    study = load_study(REPO / "studies" / "paper_table1.toml")
+    without = parse_study(study.text.split("\n[analysis]")[0].rsplit("\n# The analysis plan", 1)[0] + "\n",
+                          "paper_table1.toml")
+    assert [t.run_id for t in expand(study)] == [t.run_id for t in expand(without)]
+    plan = resolve_plan(study.analysis)
+    assert plan.sesoi == pytest.approx(0.012) and plan.test == "t" and plan.adjust == "holm"
+    assert plan.sesoi_source == "the study's [analysis] sesoi_pp"
