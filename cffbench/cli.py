@@ -77,7 +77,9 @@ def run(
     executor: Optional[str] = typer.Option(None, "--executor", help="serial | local | dask (default: the study's)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: the study's, else one per core)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
-    force: bool = typer.Option(False, "--force", help="Rerun every run, replacing stored results."),
+    force: bool = typer.Option(False, "--force", help=(
+        "Rerun every run from epoch 0, replacing stored results and discarding checkpoints "
+        "(an interrupted --force run, rerun with --force, starts over).")),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show each run's epochs."),
     data_root: Optional[Path] = DataRootOption,
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a running Dask scheduler (implies --executor dask)."),

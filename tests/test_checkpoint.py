@@ -200,3 +200,47 @@ def test_bp_checkpoint_that_does_not_fit_is_ignored_and_the_run_starts_over(spli
     assert sum("ignored" in r.getMessage() for r in caplog.records) == 1
     assert result.resumed_at == ""
     assert_same_result(result, train_run(config, splits))
+
+
+def test_checkpoint_of_another_thread_count_or_cpu_kernel_resumes_with_a_note(splits, tmp_path):
+    """Threads and the CPU kernel level change the last bits, so such a resume is said in the row."""
+    config = TrainConfig(**SMALL, variant="a-cff")
+    reference = train_run(config, splits)
+    checkpoint = RunCheckpoint(tmp_path / "run.pt", "run", every=2)
+    with pytest.raises(Interrupt):
+        train_run(config, splits, on_epoch=stop_after(10), checkpoint=checkpoint)
+    state = torch.load(checkpoint.path, weights_only=True)
+    assert state["environment"] == {"torch_threads": torch.get_num_threads(),
+                                    "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    state["environment"] = {"torch_threads": 64, "cpu_capability": "AVX2"}
+    torch.save(state, checkpoint.path)
+    resumed = train_run(config, splits, checkpoint=RunCheckpoint(checkpoint.path, "run", every=2))
+    assert resumed.resumed_at != ""
+    (note,) = [n for n in resumed.notes if n not in reference.notes]
+    assert "'torch_threads': 64" in note and "not bit-identical" in note
+    # here the environment did not really change, so the numbers still equal the reference
+    assert resumed.test_acc.hex() == reference.test_acc.hex()
+    assert resumed.curves.equals(reference.curves)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_run_resumes_from_its_checkpoint(splits, tmp_path):
+    """Generator states are CPU byte tensors even for a CUDA run: the checkpoint loads on CPU."""
+    config = TrainConfig(**SMALL, variant="a-cff")
+    checkpoint = RunCheckpoint(tmp_path / "run.pt", "run", every=2)
+    with pytest.raises(Interrupt):
+        train_run(config, splits, device="cuda", on_epoch=stop_after(10), checkpoint=checkpoint)
+    resumed = train_run(config, splits, device="cuda",
+                        checkpoint=RunCheckpoint(checkpoint.path, "run", every=2))
+    assert resumed.resumed_at != "" and resumed.status == "ok"
+
+
+def test_malformed_checkpoint_summary_is_skipped_not_shown(tmp_path):
+    import json
+
+    good = {"run_id": "a", "saved_at": 1.0, "layer": 1, "epoch": 2, "epochs_per_layer": 6,
+            "epochs_done": 2, "epochs_total": 18}
+    (tmp_path / "a.json").write_text(json.dumps(good))
+    (tmp_path / "b.json").write_text(json.dumps({**good, "run_id": "b", "saved_at": "yesterday"}))
+    (tmp_path / "c.json").write_text(json.dumps({"run_id": "c"}))
+    assert [info["run_id"] for info in read_sidecars(tmp_path)] == ["a"]

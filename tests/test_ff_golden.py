@@ -31,6 +31,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 GOLDEN = HERE / "data" / "golden_runs.json"
 
+#: sha256 of the golden runs each (NUMERICS_VERSION, torch, CPU kernel level) produced. Append a
+#: row when NUMERICS_VERSION is bumped (or the file is rewritten on another platform); never edit
+#: a row: that is what makes regenerating the file without a bump fail.
+GOLDEN_RUNS_SHA256 = {
+    (1, "2.14.1+cu130", "AVX512"): "4e247171b50cf796f23403cc71697ebeed41863b4890050fd98c417124409659",
+}
+
 from cffbench.ff import TrainConfig, train_run, train_stacked  # noqa: E402
 from conftest import make_synthetic_splits  # noqa: E402
 
@@ -168,6 +175,18 @@ def test_golden_file_was_written_by_this_numerics_version():
 
     assert _golden()["numerics_version"] == NUMERICS_VERSION, (
         "NUMERICS_VERSION changed: regenerate tests/data/golden_runs.json in the same commit")
+
+
+def test_golden_values_change_only_with_a_new_numerics_version():
+    import hashlib
+
+    golden = _golden()
+    key = (golden["numerics_version"], golden["torch_version"], golden["cpu_capability"])
+    digest = hashlib.sha256(json.dumps(golden["runs"], sort_keys=True).encode()).hexdigest()
+    assert key in GOLDEN_RUNS_SHA256, f"no GOLDEN_RUNS_SHA256 row for {key}: add one"
+    assert digest == GOLDEN_RUNS_SHA256[key], (
+        "the golden results changed but NUMERICS_VERSION did not: the numerics changed, so bump "
+        "NUMERICS_VERSION (checkpoints of the old numerics are then refused) and add a row")
 
 
 def test_golden_values_are_real_results():

@@ -349,5 +349,6 @@ def test_runs_stored_before_the_numerics_version_column_still_count_as_done(stud
     runs = read_runs(results)
     assert list(runs.columns) == RUN_SCHEMA.names
     assert int(runs["numerics_version"].isna().sum()) == 3
+    assert str(runs["numerics_version"].dtype) == "Int64"   # not float with NaN
     assert set(pa.Table.from_pandas(runs)["run_id"].to_pylist()) == {t.run_id for t in
                                                                      expand(load_study(study_file))}

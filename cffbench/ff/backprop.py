@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from cffbench.data.splits import Splits
-from cffbench.ff.checkpoint import RunCheckpoint, run_identity
+from cffbench.ff.checkpoint import RunCheckpoint, resume_note, run_identity
 from cffbench.ff.config import TrainConfig, run_generators
 from cffbench.ff.goodness import unit_direction
 from cffbench.ff.layers import init_linear
@@ -79,9 +79,9 @@ def train_backprop(config: TrainConfig, splits: Splits, device: torch.device,
     recorded = set(curve_epochs(n_epochs).tolist())
     curves, status, diverged_epoch = [], "ok", None
     identity = run_identity(config, device, x.shape[0], x.shape[1])
-    first_epoch, elapsed_before, resumed_at = 1, 0.0, ""
+    first_epoch, elapsed_before, resumed_at, resume_notes = 1, 0.0, "", []
     if checkpoint is not None and checkpoint.enabled:
-        state = checkpoint.load(identity, device)
+        state = checkpoint.load(identity)
         if state is not None:
             try:
                 done, curves = _restore(state, generators, params, optimizer)
@@ -89,6 +89,9 @@ def train_backprop(config: TrainConfig, splits: Splits, device: torch.device,
                 resumed_at = f"epoch {done}"
                 log.warning("run %s resumed from its checkpoint after %s", checkpoint.run_id,
                             resumed_at)
+                if (note := resume_note(state)) is not None:
+                    resume_notes.append(note)
+                    log.warning(note)
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
                 checkpoint.ignore(f"does not fit this run ({type(exc).__name__}: {exc})")
                 generators, params, optimizer = _fresh_state(config, splits, device)
@@ -147,7 +150,8 @@ def train_backprop(config: TrainConfig, splits: Splits, device: torch.device,
                                  ("train", splits.x_train[subset], splits.y_train[subset])):
                 pred = mlp_logits(params, xs.to(device)).argmax(dim=1).cpu()
                 accuracies[name] = float((pred == ys).float().mean()) if len(ys) else float("nan")
-    notes = [f"bp: {n_epochs} epochs end-to-end; layer seconds are the whole network's"]
+    notes = [f"bp: {n_epochs} epochs end-to-end; layer seconds are the whole network's",
+             *resume_notes]
     if status == "diverged":
         notes.append(f"diverged (non-finite loss) at epoch {diverged_epoch}")
     return RunResult(

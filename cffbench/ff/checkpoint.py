@@ -128,7 +128,7 @@ class RunCheckpoint:
         costs the checkpoints, not the run: one warning, and the run trains on without them.
         """
         payload = {"format": CHECKPOINT_FORMAT, "numerics_version": NUMERICS_VERSION,
-                   "run_id": self.run_id, **state}
+                   "run_id": self.run_id, "environment": numerics_environment(), **state}
         side = {"run_id": self.run_id, "numerics_version": NUMERICS_VERSION,
                 "saved_at": time.time(), **summary}
         try:
@@ -141,17 +141,19 @@ class RunCheckpoint:
             self.every = 0
         self._last = time.monotonic()
 
-    def load(self, identity: dict, device: torch.device) -> dict | None:
+    def load(self, identity: dict) -> dict | None:
         """The stored state if it exists and matches ``identity`` exactly, else None.
 
         ``identity`` holds what must be equal (config, torch version, device type, data shape).
         A file that is unreadable, of another format / numerics version / run, or of another
-        identity is never trusted: one warning line names it and why.
+        identity is never trusted: one warning line names it and why. The state is loaded on the
+        CPU (generator states must be CPU byte tensors, also for a CUDA run); the restore copies
+        weights and optimiser state to the run's device.
         """
         if not self.path.is_file():
             return None
         try:
-            state = torch.load(self.path, map_location=device, weights_only=True)
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as exc:   # truncated, garbage, foreign pickle: never trusted
             return self.ignore(f"unreadable ({type(exc).__name__})")
         if not isinstance(state, dict):
@@ -174,8 +176,39 @@ class RunCheckpoint:
         sidecar_path(self.path.parent, self.run_id).unlink(missing_ok=True)
 
 
+def numerics_environment() -> dict:
+    """What besides the code decides the last bits of a CPU result: torch's thread count and the
+    CPU kernel level it dispatches to (AVX2, AVX512, ...)."""
+    return {"torch_threads": int(torch.get_num_threads()),
+            "cpu_capability": str(torch.backends.cpu.get_cpu_capability())}
+
+
+def resume_note(state: dict) -> str | None:
+    """A run note when a checkpoint was written under another :func:`numerics_environment`.
+
+    Such a checkpoint is still resumed (its work is valid; a SLURM job may land on another node
+    type), but the finished run then equals neither uninterrupted run bit for bit, and its row
+    says so.
+    """
+    then, now = state.get("environment"), numerics_environment()
+    if then == now:
+        return None
+    return (f"resumed from a checkpoint written with {then} on {now}: the result is not "
+            f"bit-identical to an uninterrupted run")
+
+
+_SIDECAR_NUMBERS = ("saved_at", "layer", "epoch", "epochs_per_layer", "epochs_done", "epochs_total")
+
+
+def _sidecar_fields_ok(info: dict) -> bool:
+    """A summary that a user or a crash mangled is skipped, not shown as 'None' or a traceback."""
+    return all(isinstance(info.get(k), (int, float)) and not isinstance(info.get(k), bool)
+               for k in _SIDECAR_NUMBERS)
+
+
 def read_sidecars(folder: Path | str) -> list[dict]:
-    """The JSON sidecars of a checkpoint folder (unreadable ones skipped), sorted by run id."""
+    """The JSON sidecars of a checkpoint folder (unreadable or malformed ones skipped), sorted by
+    run id."""
     folder = Path(folder)
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -185,7 +218,7 @@ def read_sidecars(folder: Path | str) -> list[dict]:
             info = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(info, dict) and info.get("run_id") == path.stem:
+        if isinstance(info, dict) and info.get("run_id") == path.stem and _sidecar_fields_ok(info):
             out.append(info)
     return out
 

@@ -29,7 +29,8 @@ import torch
 from cffbench.data.splits import Splits
 from cffbench.errors import TrainConfigError
 from cffbench.ff.alpha import normalised_structures_coincide
-from cffbench.ff.checkpoint import RunCheckpoint, restore_trainer, trainer_identity, trainer_state
+from cffbench.ff.checkpoint import (RunCheckpoint, restore_trainer, resume_note,
+                                   trainer_identity, trainer_state)
 from cffbench.ff.collaboration import Collaboration
 from cffbench.ff.config import TrainConfig, run_generators
 from cffbench.ff.goodness import collaborative_logits, ff_loss
@@ -332,13 +333,18 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
     resume, resumed_at = (0, 0), ""
     if checkpoint is not None and checkpoint.enabled:
         trainer.checkpoint = checkpoint
-        state = checkpoint.load(trainer_identity(trainer), torch_device)
+        state = checkpoint.load(trainer_identity(trainer))
         if state is not None:
             try:
                 resume = restore_trainer(trainer, state)
-                resumed_at = f"layer {state['phase']['layer'] + 1}, epoch {state['phase']['epoch']}"
+                done = state["phase"]["epoch"]
+                resumed_at = (f"epoch {done} of every layer" if config.schedule == "alternating"
+                              else f"layer {state['phase']['layer'] + 1}, epoch {done}")
                 log.warning("run %s resumed from its checkpoint after %s", checkpoint.run_id,
                             resumed_at)
+                if (note := resume_note(state)) is not None:
+                    notes.append(note)
+                    log.warning(note)
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
                 checkpoint.ignore(f"does not fit this run ({type(exc).__name__}: {exc})")
                 trainer = FFTrainer(config, splits, torch_device, on_epoch)

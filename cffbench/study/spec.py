@@ -172,9 +172,13 @@ class ExecutionSection(BaseModel):
     def _checkpoint_every(cls, value: Any) -> Any:
         from cffbench.ff.checkpoint import validate_every
 
+        message = 'must be an integer >= 0 (0 = off) or "auto"'   # the wrapper adds the value
         if isinstance(value, str) and value != "auto":   # TOML "5" is a string: say so
-            raise ValueError('must be an integer >= 0 (0 = off) or "auto"')
-        return validate_every(value)
+            raise ValueError(message)
+        try:
+            return validate_every(value)
+        except ValueError:
+            raise ValueError(message) from None
 
     @field_validator("tasks_per_gpu", mode="before")
     @classmethod

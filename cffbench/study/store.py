@@ -58,8 +58,9 @@ RUN_SCHEMA = pa.schema([
     ("torch_version", pa.string()), ("numerics_version", pa.int64()), ("git_commit", pa.string()),
     ("hostname", pa.string()), ("error", pa.string()), ("notes", pa.string()),
 ])
-#: The run schema before ``numerics_version`` (runs stored by cffbench <= d6f27be, all of them
-#: numerics version 1): still a finished run, read with ``numerics_version`` missing.
+#: The run schema before ``numerics_version`` (runs stored by cffbench <= d6f27be; the golden
+#: values of version 1 were taken from d6f27be's engine, older commits are not checked): still a
+#: finished run, read with ``numerics_version`` missing (<NA>).
 LEGACY_RUN_SCHEMAS = (pa.schema([f for f in RUN_SCHEMA if f.name != "numerics_version"]),)
 
 CURVE_SCHEMA = pa.schema([
@@ -413,6 +414,8 @@ def read_runs(results_dir: Path | str) -> pd.DataFrame:
     """
     results_dir = Path(results_dir)
     runs = _read_dir(results_dir / RUNS_DIR, "runs", results_dir)
+    if "numerics_version" in runs:   # <NA> for runs stored before the column existed
+        runs["numerics_version"] = runs["numerics_version"].astype("Int64")
     return runs.sort_values(["dataset", "variant", "seed", "run_id"]).reset_index(drop=True)
 
 
