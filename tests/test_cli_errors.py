@@ -48,3 +48,20 @@ def test_os_errors_are_one_line_and_exit_2(tmp_path, data_root):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "File name too long" in lines[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_malformed_analysis_plan_is_one_line_and_exit_2_for_analyze_and_report(command, tmp_path):
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(REPO / "results" / "alpha_ablation", store)
+    study = store / "study.toml"
+    study.write_text(study.read_text(encoding="utf-8").replace(
+        "[execution]", '[analysis]\ntest = "ttest"\n\n[execution]'), encoding="utf-8")
+    done = cffbench(command, str(store), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "[analysis] test" in lines[0] and "ttest" in lines[0]
+    out = tmp_path / "out"   # nothing rendered from a plan that is not valid
+    assert not out.exists() or not any(out.iterdir())

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from cffbench.analysis import load_or_analyze_all
-from cffbench.errors import CffbenchError
+from cffbench.errors import StatsError
 from cffbench.report import figures as figs
 from cffbench.report.plan_section import plan_section
 from cffbench import fmt
@@ -201,8 +201,9 @@ def _saved_analysis(inputs: ReportInputs):
     (or the same analysis run now, when the saved one is missing or stale)."""
     try:
         plan_result, omnibus = load_or_analyze_all(inputs.results_dir)
-    except CffbenchError as exc:
+    except StatsError as exc:   # data that cannot be analysed yet: the report says why
         return None, [], f"no analysis: {' '.join(str(exc).split())}"
+    # a malformed plan (StudyError) is the user's mistake: one line and exit 2, like analyze
     return plan_result, omnibus, ""
 
 
