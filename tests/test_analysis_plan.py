@@ -148,8 +148,14 @@ def test_missing_cell_is_named_and_left_undefined():
                          & (result.primary["scope"] == "theta_placement = single")].iloc[0]
     assert row["verdict"] == "undefined" and "no a-cff runs at this level" in row["verdict_text"]
     assert row["n"] == 0 and math.isnan(row["p"])
-    # the three defined contrasts form the family
-    assert set(result.primary.loc[result.primary["verdict"] != "undefined", "family_size"]) == {3}
+    # the declared family of four keeps its size: the untestable contrast counts as a p of 1
+    # would (statsmodels' Holm over the three p values and a 1), never making the others milder
+    from statsmodels.stats.multitest import multipletests
+
+    assert set(result.primary["family_size"]) == {4}
+    defined = result.primary[result.primary["verdict"] != "undefined"]
+    want = multipletests([*defined["p"], 1.0], method="holm")[1][:3]
+    assert defined["p_adj"].to_numpy() == pytest.approx(want, rel=1e-12)
 
 
 def test_inconclusive_verdict_names_the_seeds_that_would_decide_it():

@@ -187,13 +187,14 @@ def verdict_text(verdict: str, seeds: float, seeds_low: float, seeds_high: float
 
 def _family(rows: list[dict], plan: Plan) -> None:
     """Adjust the family's p values (each question and each test separately) and decide."""
-    m = sum(np.isfinite(r["p"]) for r in rows)
+    m = len(rows)   # the declared family: an untestable contrast (missing cell) still counts
     for column in ("p", "p_me", "p_tost"):
-        adjusted = P.adjust(np.array([r[column] for r in rows], dtype=float), plan.adjust)
+        adjusted = P.adjust(np.array([r[column] for r in rows], dtype=float), plan.adjust, m)
         for r, value in zip(rows, adjusted):
             r[f"{column}_adj"] = float(value)
     for test in P.TESTS:
-        adjusted = P.adjust(np.array([r["by_test"][test].p for r in rows], dtype=float), plan.adjust)
+        adjusted = P.adjust(np.array([r["by_test"][test].p for r in rows], dtype=float),
+                            plan.adjust, m)
         for r, value in zip(rows, adjusted):
             r["by_test_adj"][test] = float(value)
     power_alpha = plan.alpha / max(m, 1) if plan.adjust != "none" else plan.alpha

@@ -314,9 +314,13 @@ def tost_p(d, margin: float, test: str,
     return max(lower, upper) if np.isfinite(lower) and np.isfinite(upper) else math.nan
 
 
-def adjust(p_values, method: str) -> np.ndarray:
+def adjust(p_values, method: str, m: int | None = None) -> np.ndarray:
     """Holm (step-down), Bonferroni or no adjustment of a family's p values; NaN p values
-    (undefined tests) stay NaN and do not count towards the family size m.
+    (undefined tests) stay NaN.
+
+    ``m`` is the family size: by default the number of finite p values; a pre-registered family
+    passes its declared size, so a contrast that cannot be tested (a missing cell) still counts,
+    as a p of 1 would, and does not make the others' adjustment milder.
 
     Holm: with p_(1) <= ... <= p_(m), p_adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)) (Holm 1979;
     equals statsmodels ``multipletests(method="holm")``, which this avoids for its cost per call).
@@ -324,9 +328,23 @@ def adjust(p_values, method: str) -> np.ndarray:
     p = np.asarray(p_values, dtype=float)
     out = np.full_like(p, np.nan)
     finite = np.flatnonzero(np.isfinite(p))
-    m = finite.size
-    if m == 0:
+    k = finite.size
+    m = k if m is None else int(m)
+    if m < k:
+        raise StatsError(f"family size {m} is smaller than its {k} tested p values")
+    if k == 0:
         return out
+    if method == "none":
+        out[finite] = p[finite]
+    elif method == "bonferroni":
+        out[finite] = np.minimum(1.0, m * p[finite])
+    elif method == "holm":
+        order = finite[np.argsort(p[finite], kind="stable")]
+        steps = np.minimum(1.0, (m - np.arange(k)) * p[order])
+        out[order] = np.maximum.accumulate(steps)
+    else:
+        raise StatsError(f"unknown adjustment {method!r}; allowed: holm, bonferroni, none")
+    return out
     if method == "none":
         out[finite] = p[finite]
     elif method == "bonferroni":
