@@ -252,3 +252,28 @@ def test_the_shipped_paper_study_declares_its_plan_and_keeps_its_run_ids():
     plan = resolve_plan(study.analysis)
     assert plan.sesoi == pytest.approx(0.012) and plan.test == "t" and plan.adjust == "holm"
     assert plan.sesoi_source == "the study's [analysis] sesoi_pp"
+
+
+def test_verdicts_use_the_holm_adjusted_minimum_effect_and_equivalence_p_values():
+    """The minimum-effect and TOST p values are adjusted over the family like the two-sided one
+    (statsmodels' Holm), and the verdict reads the adjusted ones: a contrast whose unadjusted
+    minimum-effect p is below alpha but whose adjusted one is not is not 'ruled out'."""
+    from statsmodels.stats.multitest import multipletests
+
+    bites = 0
+    for rng_seed in range(1, 20):
+        primary = analyze_runs(_runs(rng_seed=rng_seed)).primary
+        for column in ("p_me", "p_tost"):
+            want = multipletests(primary[column], method="holm")[1]
+            assert primary[f"{column}_adj"].to_numpy() == pytest.approx(want, rel=1e-12)
+        for r in primary.itertuples():
+            if r.verdict == "claimed size ruled out":
+                assert r.p_me_adj < 0.05 and r.p_adj >= 0.05
+            if r.verdict == "equivalent to FF":
+                assert r.p_tost_adj < 0.05 and r.p_adj >= 0.05
+            if r.verdict == "inconclusive":
+                assert min(r.p_adj, r.p_me_adj, r.p_tost_adj) >= 0.05
+            if r.p_adj >= 0.05 and (r.p_me < 0.05 <= r.p_me_adj) and r.p_tost_adj >= 0.05:
+                assert r.verdict == "inconclusive"
+                bites += 1
+    assert bites > 0   # the data above do contain such a contrast, so the check can fail
