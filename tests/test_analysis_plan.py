@@ -277,3 +277,23 @@ def test_verdicts_use_the_holm_adjusted_minimum_effect_and_equivalence_p_values(
                 assert r.verdict == "inconclusive"
                 bites += 1
     assert bites > 0   # the data above do contain such a contrast, so the check can fail
+
+
+def test_discrete_test_plan_never_asks_for_fewer_seeds_than_it_needs_to_reject_at_all():
+    """A sign-flip test's smallest two-sided p is 2 / 2^n (enumerated here): with 5 seeds and a
+    Holm family of 4 it cannot reject (4 · 2/32 = .25), so 'seeds needed' is at least the first n
+    with 4 · 2 / 2^n < .05, i.e. 8, and the verdict says why."""
+    import itertools
+
+    smallest_p = {n: min(sum(1 for s in itertools.product((1, -1), repeat=n)
+                             if abs(sum(s)) >= n) / 2 ** n, 1.0) for n in (5, 7, 8)}
+    assert smallest_p == {5: 2 / 32, 7: 2 / 128, 8: 2 / 256}
+    first = min(n for n in smallest_p if 4 * smallest_p[n] < 0.05)
+    plan = resolve_plan(parse_study(BASE + '[analysis]\ntest = "permutation"\n').analysis)
+    primary = analyze_runs(_runs(seeds=range(5)), plan).primary
+    assert (primary["n"] == 5).all() and (primary["family_size"] == 4).all()
+    assert (primary["p_adj"] >= 0.05).all()
+    assert (primary["seeds_needed"] >= first).all() and (primary["seeds_low"] >= first).all()
+    undecided = primary[primary["verdict"] == "inconclusive"]
+    assert len(undecided) and all(
+        f"cannot reject with fewer than {first} seeds" in t for t in undecided["verdict_text"])

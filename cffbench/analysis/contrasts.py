@@ -164,12 +164,28 @@ def _seeds(sd: float, n: int, plan: Plan, alpha: float) -> tuple[float, float, f
     return tuple(seeds_needed(s, plan.sesoi, alpha, plan.power) for s in (sd, low_sd, high_sd))
 
 
+def smallest_decisive_n(test: str, m: int, alpha: float) -> int:
+    """The fewest seeds at which the plan's test can reject at all in a family of ``m``.
+
+    The sign-flip and signed-rank tests have a smallest two-sided p of 2 / 2^n (every seed on one
+    side), so the first Holm (or Bonferroni) step needs m · 2 / 2^n < alpha; the t-test has no
+    such floor (0).
+    """
+    if test == "t":
+        return 0
+    n = 1
+    while max(m, 1) * 2.0 / 2.0 ** n >= alpha:
+        n += 1
+    return n
+
+
 def _count(value: float) -> str:
     return str(int(value)) if np.isfinite(value) else "more than 10^7"
 
 
 def verdict_text(verdict: str, seeds: float, seeds_low: float, seeds_high: float, n: int,
-                 note: str = "", smaller_than_claimed: bool = False) -> str:
+                 note: str = "", smaller_than_claimed: bool = False, floor_n: int = 0,
+                 test_label: str = "") -> str:
     """The verdict with its clause: "inconclusive — about 54 seeds would decide it (95 %: 27–174;
     this study has 10)"; "undefined: <why>"; a confirmed gain whose minimum-effect test also
     rejects says so ("confirmed, but smaller than the claimed size")."""
@@ -179,10 +195,12 @@ def verdict_text(verdict: str, seeds: float, seeds_low: float, seeds_high: float
         return "confirmed, but smaller than the claimed size (minimum-effect test rejects)"
     if verdict != "inconclusive":
         return verdict
+    floor = (f"; the {test_label} cannot reject with fewer than {floor_n} seeds"
+             if n < floor_n else "")
     if not np.isfinite(seeds):
-        return "inconclusive"
+        return "inconclusive" + floor
     return (f"inconclusive — about {_count(seeds)} seeds would decide it (95 %: "
-            f"{_count(seeds_low)}–{_count(seeds_high)}; this study has {n})")
+            f"{_count(seeds_low)}–{_count(seeds_high)}; this study has {n}{floor})")
 
 
 def _family(rows: list[dict], plan: Plan) -> None:
@@ -204,7 +222,11 @@ def _family(rows: list[dict], plan: Plan) -> None:
         r["family_size"] = m
         r["decision"] = _decision(r["p_adj"], plan.alpha)
         r["power_alpha"] = power_alpha
-        r["seeds_needed"], r["seeds_low"], r["seeds_high"] = _seeds(r["sd_diff"], r["n"], plan, power_alpha)
+        # paired-t power, but never fewer seeds than the plan's own test needs to reject at all
+        floor_n = smallest_decisive_n(plan.test, m if plan.adjust != "none" else 1, plan.alpha)
+        r["seeds_needed"], r["seeds_low"], r["seeds_high"] = (
+            max(v, floor_n) if np.isfinite(v) else v
+            for v in _seeds(r["sd_diff"], r["n"], plan, power_alpha))
         adj = P.run_test(r["d"], plan.test, plan.alpha / max(m, 1), settings) if r["n"] >= 2 and m > 1 \
             else None
         r["ci_adj_low"] = adj.low if adj is not None else r["ci_low"]
@@ -218,7 +240,8 @@ def _family(rows: list[dict], plan: Plan) -> None:
                 r["p_adj"], r["estimate"], r["p_tost_adj"], r["p_me_adj"], plan.alpha)
             r["verdict_text"] = verdict_text(
                 r["verdict"], r["seeds_needed"], r["seeds_low"], r["seeds_high"], r["n"], r["note"],
-                smaller_than_claimed=bool(np.isfinite(r["p_me_adj"]) and r["p_me_adj"] < plan.alpha))
+                smaller_than_claimed=bool(np.isfinite(r["p_me_adj"]) and r["p_me_adj"] < plan.alpha),
+                floor_n=floor_n, test_label=P.TEST_LABEL[plan.test])
         else:
             r["verdict"] = r["verdict_text"] = ""
 
