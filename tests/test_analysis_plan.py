@@ -297,3 +297,15 @@ def test_discrete_test_plan_never_asks_for_fewer_seeds_than_it_needs_to_reject_a
     undecided = primary[primary["verdict"] == "inconclusive"]
     assert len(undecided) and all(
         f"cannot reject with fewer than {first} seeds" in t for t in undecided["verdict_text"])
+
+
+def test_contrast_table_prints_a_discrete_interval_at_its_attainable_level():
+    """With 3 seeds the widest Hodges–Lehmann interval, [min, max] of the Walsh averages, covers
+    1 − 2 / 2^3 = 75 %, not 95 %: the contrast table says so beside the interval."""
+    from cffbench.analysis.render import contrast_cells
+
+    plan = resolve_plan(parse_study(BASE + '[analysis]\ntest = "wilcoxon"\n').analysis)
+    primary = analyze_runs(_runs(seeds=range(3)), plan).primary
+    for r in primary.to_dict("records"):
+        assert r["ci_confidence"] == pytest.approx(0.75)
+        assert contrast_cells(r)[4].endswith("(75.0 %)")

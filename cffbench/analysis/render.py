@@ -61,8 +61,11 @@ def contrast_cells(r) -> list[str]:
     primary = r["role"] == "primary"
     simultaneous = (pp_ci(r["estimate"], r["ci_adj_low"], r["ci_adj_high"]).split(" ", 1)[-1]
                     if _finite(r["estimate"]) else "undefined")
+    difference = pp_ci(r["estimate"], r["ci_low"], r["ci_high"])
+    if _finite(r.get("ci_confidence")) and abs(r["ci_confidence"] - 0.95) > 5e-4:
+        difference += f" ({100 * r['ci_confidence']:.1f} %)"   # e.g. Hodges–Lehmann at small n
     return [r["label"], r["scope"] or "—", str(int(r["n"])), r["verdict"] if primary else "(secondary)",
-            pp_ci(r["estimate"], r["ci_low"], r["ci_high"]), simultaneous,
+            difference, simultaneous,
             p_cell(r["p"]), p_cell(r["p_adj"]), r["decision"],
             p_cell(r["p_me"]) if primary else "—", p_cell(r["p_tost"]) if primary else "—"]
 
@@ -100,7 +103,10 @@ def plan_sentence(plan) -> str:
             f"{fmt.apa_decimal(plan.alpha, 2)}. Smallest effect of interest (SESOI) "
             f"{100 * plan.sesoi:.1f} pp ({plan.sesoi_source}); equivalence margin ±{100 * plan.margin:.1f} pp. "
             f"Minimum-effect test: H0 Δ ≥ SESOI; TOST: H0 |Δ| ≥ margin; each question adjusted over "
-            f"the family separately. CIs: unadjusted 95 % (the test's own) and simultaneous "
+            f"the family separately; both are one-sided at α, so their decisions match a "
+            f"{100 * (1 - 2 * plan.alpha):.0f} % interval (1 − 2α, with Holm 1 − 2α/m), narrower than "
+            f"the CIs shown. CIs: unadjusted 95 % (the test's own; a discrete test's attainable "
+            f"level is printed where it differs) and simultaneous "
             f"(Bonferroni, 1 − α/m). Seeds needed: paired t at α/m, power {plan.power:.1f}, to detect "
             f"the SESOI, with a 95 % range from the χ² interval of the SD. P(improvement): the share "
             f"of seeds on which the first variant beats the second (ties count ½), with a Wilson "
