@@ -345,17 +345,6 @@ def adjust(p_values, method: str, m: int | None = None) -> np.ndarray:
     else:
         raise StatsError(f"unknown adjustment {method!r}; allowed: holm, bonferroni, none")
     return out
-    if method == "none":
-        out[finite] = p[finite]
-    elif method == "bonferroni":
-        out[finite] = np.minimum(1.0, m * p[finite])
-    elif method == "holm":
-        order = finite[np.argsort(p[finite], kind="stable")]
-        steps = np.minimum(1.0, (m - np.arange(m)) * p[order])
-        out[order] = np.maximum.accumulate(steps)
-    else:
-        raise StatsError(f"unknown adjustment {method!r}; allowed: holm, bonferroni, none")
-    return out
 
 
 def wilson_interval(successes: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
