@@ -98,6 +98,18 @@ class NaiveLoop:
         self.opts[index].step()
 
 
+def interleaved_medians(first, second, epochs: int) -> tuple[float, float]:
+    """Median seconds of ``first()`` and ``second()`` called alternately ``epochs`` times each
+    (the first call of each dropped), so the shared machine's noise hits both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(epochs):
+        for fn, out in zip((first, second), times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0][1:]), statistics.median(times[1][1:])
+
+
 def compare(splits: Splits, variant: str, precision: str, epochs: int) -> list[dict]:
     """Interleaved epochs of baseline and engine, per layer; returns one row per layer."""
     config = TrainConfig(variant=variant, precision=precision, epochs_per_layer=epochs)
@@ -107,15 +119,9 @@ def compare(splits: Splits, variant: str, precision: str, epochs: int) -> list[d
     for index in range(len(trainer.layers)):
         inp, lower = trainer.chain_inputs(index)
         h_pos, h_neg, naive_lower = naive.inputs(index)
-        t_naive, t_engine = [], []
-        for _ in range(epochs):
-            start = time.perf_counter()
-            naive.epoch(index, h_pos, h_neg, naive_lower)
-            t_naive.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            trainer.update_layer(index, inp, lower)
-            t_engine.append(time.perf_counter() - start)
-        naive_s, engine_s = statistics.median(t_naive[1:]), statistics.median(t_engine[1:])
+        naive_s, engine_s = interleaved_medians(
+            lambda: naive.epoch(index, h_pos, h_neg, naive_lower),
+            lambda: trainer.update_layer(index, inp, lower), epochs)
         rows.append({"variant": variant, "precision": precision, "layer": index + 1,
                      "baseline_s": round(naive_s, 3), "engine_s": round(engine_s, 3),
                      "speedup": round(naive_s / engine_s, 2)})
@@ -161,15 +167,8 @@ def floor_compare(splits: Splits, variant: str, precision: str, epochs: int) -> 
     for index in range(len(trainer.layers)):
         inp, lower = trainer.chain_inputs(index)
         floor = MatmulFloor(trainer, inp.n, index, variant != "ff", precision)
-        t_floor, t_engine = [], []
-        for _ in range(epochs):
-            start = time.perf_counter()
-            floor.epoch()
-            t_floor.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            trainer.update_layer(index, inp, lower)
-            t_engine.append(time.perf_counter() - start)
-        floor_s, engine_s = statistics.median(t_floor[1:]), statistics.median(t_engine[1:])
+        floor_s, engine_s = interleaved_medians(
+            floor.epoch, lambda: trainer.update_layer(index, inp, lower), epochs)
         rows.append({"variant": variant, "precision": precision, "layer": index + 1,
                      "floor_s": round(floor_s, 3), "engine_s": round(engine_s, 3),
                      "floor_over_engine": round(floor_s / engine_s, 3)})
