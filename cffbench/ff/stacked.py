@@ -11,8 +11,8 @@ one optimiser per layer (:class:`~cffbench.ff.collaboration.Collaboration` with
 the same forward, goodness, logit rule, loss and manual gradient), seed-derived state comes from
 the engine's own helpers (``run_generators``, ``init_linear`` in layer order,
 ``draw_negative_labels``, ``train_eval_subset``, ``OverlayInput``), prediction is ``ff_accuracy``
-per slice, so on CPU the results equal S ``train_run`` calls within float rounding (pinned by
-``tests/test_ff_stacked.py``).
+per slice and the result is assembled by :func:`~cffbench.ff.result.finish_result`, so on CPU the
+results equal S ``train_run`` calls within float rounding (pinned by ``tests/test_ff_stacked.py``).
 
 Stacked: ``ff`` / ``f-cff`` / ``a-cff`` (both θ placements, every α structure, learned α and γ),
 ``sequential``, full batch (``batch_size`` 0 or ≥ N), ``fp32``, negatives ``fixed`` /
@@ -32,7 +32,6 @@ import logging
 import time
 from typing import Callable, Sequence
 
-import pandas as pd
 import torch
 
 from cffbench.data.splits import Splits
@@ -41,9 +40,9 @@ from cffbench.ff.config import TrainConfig, run_generators
 from cffbench.ff.goodness import MEAN_SQUARES
 from cffbench.ff.layers import FFLayer, OverlayInput, init_linear, require_label_overlay
 from cffbench.ff.predict import ff_accuracy
-from cffbench.ff.result import CURVE_COLUMNS, RunResult, curve_epochs, resolve_device
+from cffbench.ff.result import RunResult, curve_epochs, finish_result, resolve_device
 from cffbench.ff.step import chain_inputs, layer_step, mean_layer_goodness
-from cffbench.ff.train import draw_negative_labels, train_eval_subset, train_run
+from cffbench.ff.train import draw_negative_labels, train_run
 from cffbench.ff.variants import variant_of
 
 log = logging.getLogger(__name__)
@@ -200,37 +199,24 @@ class StackedFFTrainer:
     def results(self, duration_s: float) -> list[RunResult]:
         """One :class:`RunResult` per seed (accuracies by the engine's label-overlay prediction);
         ``duration_s`` is the wall time of the whole stack."""
-        nan, config, out = float("nan"), self.config, []
+        config, n_seeds = self.config, self.n_seeds
         notes = variant_of(config).notes(config)
+        stacked_note = (f"trained seed-stacked with {n_seeds} seeds in one batched model "
+                        f"(duration_s and seconds are the stack's wall time / {n_seeds})")
         goodness = self.final_layer_goodness()
+        out = []
         for s, (splits, gens) in enumerate(zip(self.splits, self.generators)):
-            seed_notes, acc = list(notes), {"test": nan, "val": nan, "train": nan}
-            layer_goodness = [(nan, nan)] * config.n_layers
-            if self.diverged_epoch[s] is not None:
-                seed_notes.append(f"diverged (non-finite loss or gamma) at epoch {self.diverged_epoch[s]}")
-            else:
-                layer_goodness = goodness[s]
-                for index, (g_pos, g_neg) in enumerate(layer_goodness, start=1):
-                    if g_pos == 0.0 and g_neg == 0.0:
-                        seed_notes.append(f"layer {index} collapsed (G_pos = G_neg = 0: every unit dead)")
-                subset = train_eval_subset(splits, config.train_eval_size, gens["train_eval"])
-                for name, x, y in (("test", splits.x_test, splits.y_test),
-                                   ("val", splits.x_val, splits.y_val),
-                                   ("train", splits.x_train[subset], splits.y_train[subset])):
-                    acc[name] = ff_accuracy(self.seed_weights(s), x.to(self.device),
-                                            y.to(self.device), splits.n_classes)
-            gamma_final, alpha_final = self.frozen_finals[s] or self.logit_rule.finals(s)
-            seed_notes.append(f"trained seed-stacked with {self.n_seeds} seeds in one batched model "
-                              f"(duration_s and seconds are the stack's wall time / {self.n_seeds})")
-            out.append(RunResult(
-                status="ok" if self.diverged_epoch[s] is None else "diverged",
-                test_acc=acc["test"], val_acc=acc["val"], train_acc=acc["train"],
-                gamma_final=gamma_final, alpha_final=alpha_final,
-                layer_stats=[{"layer": i + 1, "g_pos": gp, "g_neg": gn, "seconds": self.seconds[i]}
-                             for i, (gp, gn) in enumerate(layer_goodness)],
-                curves=pd.DataFrame(self.curves[s], columns=CURVE_COLUMNS),
-                diverged_epoch=self.diverged_epoch[s], duration_s=duration_s / self.n_seeds,
-                device=str(self.device), notes=seed_notes))
+            weights = self.seed_weights(s)
+            out.append(finish_result(
+                config, splits, diverged_epoch=self.diverged_epoch[s],
+                accuracy=lambda x, y, w=weights, c=splits.n_classes: ff_accuracy(
+                    w, x.to(self.device), y.to(self.device), c),
+                train_eval_generator=gens["train_eval"],
+                layer_goodness=lambda g=goodness[s]: g, layer_seconds=self.seconds,
+                curves=self.curves[s],
+                finals=self.frozen_finals[s] or self.logit_rule.finals(s),
+                elapsed=lambda: duration_s / n_seeds, device=self.device, notes=notes,
+                closing_notes=[stacked_note]))
         return out
 
 

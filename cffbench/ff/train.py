@@ -25,7 +25,6 @@ import time
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
 from cffbench.data.splits import Splits
@@ -36,7 +35,7 @@ from cffbench.ff.config import TrainConfig, run_generators
 from cffbench.ff.goodness import MEAN_SQUARES
 from cffbench.ff.layers import FFLayer, OverlayInput, PlainInput, require_label_overlay
 from cffbench.ff.predict import ff_accuracy
-from cffbench.ff.result import RunResult, CURVE_COLUMNS, curve_epochs, resolve_device
+from cffbench.ff.result import RunResult, curve_epochs, finish_result, resolve_device
 from cffbench.ff.step import chain_inputs, layer_step, mean_layer_goodness
 from cffbench.ff.variants import variant_of
 
@@ -214,17 +213,8 @@ class FFTrainer:
         return [(float(g_pos), float(g_neg))
                 for g_pos, g_neg in mean_layer_goodness(self.layers, self.overlay)]
 
-    def curves_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.curves, columns=CURVE_COLUMNS)
-
     def weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(layer.weight.detach(), layer.bias.detach()) for layer in self.layers]
-
-
-def train_eval_subset(splits: Splits, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Sorted indices of the fixed train-accuracy subset (``min(size, N)`` rows)."""
-    n = splits.x_train.shape[0]
-    return torch.randperm(n, generator=generator)[: min(size, n)].sort().values
 
 
 def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
@@ -295,7 +285,7 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
                 checkpoint.ignore(f"does not fit this run ({type(exc).__name__}: {exc})")
                 trainer = FFTrainer(config, splits, torch_device, on_epoch)
                 trainer.started, trainer.checkpoint = started, checkpoint
-    status, diverged_epoch = "ok", None
+    diverged_epoch = None
     try:
         if config.schedule == "sequential":
             trainer.train_sequential(resume)
@@ -305,30 +295,15 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
                    for w, b in trainer.weights()):
             raise Diverged(config.epochs_per_layer)   # the last step produced non-finite weights
     except Diverged as signal:
-        status, diverged_epoch = "diverged", signal.epoch
-        notes.append(f"diverged (non-finite loss or gamma) at epoch {signal.epoch}")
+        diverged_epoch = signal.epoch
         log.warning("run diverged at epoch %d", signal.epoch)
-    accuracies = {"test": float("nan"), "val": float("nan"), "train": float("nan")}
-    goodness = [(float("nan"), float("nan"))] * config.n_layers
-    if status == "ok":
-        goodness = trainer.final_layer_goodness()
-        for index, (g_pos, g_neg) in enumerate(goodness, start=1):
-            if g_pos == 0.0 and g_neg == 0.0:
-                # Finite but dead: every ReLU of the layer is off, so it cannot tell pos from neg.
-                notes.append(f"layer {index} collapsed (G_pos = G_neg = 0: every unit dead)")
-        weights = trainer.weights()
-        subset = train_eval_subset(splits, config.train_eval_size, trainer.generators["train_eval"])
-        for name, x, y in (("test", splits.x_test, splits.y_test), ("val", splits.x_val, splits.y_val),
-                           ("train", splits.x_train[subset], splits.y_train[subset])):
-            accuracies[name] = ff_accuracy(weights, x.to(torch_device), y.to(torch_device),
-                                           splits.n_classes)
-    gamma_final, alpha_final = trainer.logit_rule.finals()
-    return RunResult(
-        status=status, test_acc=accuracies["test"], val_acc=accuracies["val"],
-        train_acc=accuracies["train"], gamma_final=gamma_final, alpha_final=alpha_final,
-        layer_stats=[{"layer": i + 1, "g_pos": gp, "g_neg": gn, "seconds": trainer.seconds[i]}
-                     for i, (gp, gn) in enumerate(goodness)],
-        curves=trainer.curves_frame(),
-        diverged_epoch=diverged_epoch, duration_s=trainer.elapsed(),
-        device=str(torch_device), notes=notes, resumed_at=resumed_at,
+    weights = trainer.weights()
+    return finish_result(
+        config, splits, diverged_epoch=diverged_epoch,
+        accuracy=lambda x, y: ff_accuracy(weights, x.to(torch_device), y.to(torch_device),
+                                          splits.n_classes),
+        train_eval_generator=trainer.generators["train_eval"],
+        layer_goodness=trainer.final_layer_goodness, layer_seconds=trainer.seconds,
+        curves=trainer.curves, finals=trainer.logit_rule.finals(), elapsed=trainer.elapsed,
+        device=torch_device, notes=notes, resumed_at=resumed_at,
         resumed_elapsed_s=trainer.elapsed_before)
