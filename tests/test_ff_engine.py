@@ -68,9 +68,10 @@ def test_step_on_one_layer_touches_no_other_layer(small_splits, variant, alpha):
         for layer in trainer.layers:
             layer.weight.grad = layer.bias.grad = None
         collab_before = None
-        if trainer.collab is not None:
-            collab_before = [trainer.collab.alpha_row(i).detach().clone() for i in range(3)]
-            gammas_before = [trainer.collab.gamma_value(i) for i in range(3)]
+        collab = trainer.logit_rule if config.is_collaborative else None
+        if collab is not None:
+            collab_before = [collab.alpha_row(i).detach().clone() for i in range(3)]
+            gammas_before = [collab.gamma_value(i) for i in range(3)]
         trainer.update_layer(layer_index, inp, lower)
         for other, layer in enumerate(trainer.layers):
             changed = not torch.equal(layer.weight, before[other][0])
@@ -81,10 +82,10 @@ def test_step_on_one_layer_touches_no_other_layer(small_splits, variant, alpha):
         if collab_before is not None:
             for other in range(3):
                 if other != layer_index:
-                    assert torch.equal(trainer.collab.alpha_row(other), collab_before[other])
-                    assert trainer.collab.gamma_value(other) == gammas_before[other]
+                    assert torch.equal(collab.alpha_row(other), collab_before[other])
+                    assert collab.gamma_value(other) == gammas_before[other]
             if variant == "a-cff":
-                assert trainer.collab.gamma_value(layer_index) != gammas_before[layer_index]
+                assert collab.gamma_value(layer_index) != gammas_before[layer_index]
 
 
 def _same_result(a: RunResult, b: RunResult) -> bool:

@@ -11,6 +11,8 @@ the maths shows up here as a mismatch beyond float tolerance.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,7 @@ from cffbench.ff.goodness import collaborative_logits, ff_loss, goodness, overla
 from cffbench.ff.layers import FFLayer, OverlayInput, PlainInput, init_linear
 from cffbench.ff.predict import label_goodness
 from cffbench.ff.reference import reference_train
+from cffbench.ff.stacked import StackedFFTrainer, stacking_unsupported
 from cffbench.ff.train import FFTrainer
 from conftest import make_synthetic_splits
 
@@ -169,6 +172,30 @@ REFERENCE_CASES = {
     "acff_alternating_learned_adam_minibatch": dict(
         variant="a-cff", schedule="alternating", alpha="learned", gamma_optimizer="adam",
         batch_size=50, theta_placement="single"),
+    # the cases below fill the pairs the ones above miss (see the pairwise test): each α
+    # structure with each θ placement, schedule, negatives mode and batching; SGD γ on minibatches
+    "fcff_ones_single_minibatch_redraw": dict(variant="f-cff", alpha="ones", gamma=0.3,
+                                              theta_placement="single", batch_size=50,
+                                              negatives="redraw"),
+    "acff_sgd_alternating_uniform_minibatch_redraw": dict(
+        variant="a-cff", schedule="alternating", gamma=0.5, gamma_lr=0.05, batch_size=40,
+        negatives="redraw"),
+    # batch 30, not 50: with 50, one layer-1 weight gets a first gradient of 1e-8, which Adam
+    # (eps 1e-8) turns into a step of about lr / 2, so a 1e-11 rounding difference between the
+    # engine's summed pos + neg gradient and autograd's becomes a 3e-5 weight difference
+    "fcff_alternating_distance_single_minibatch_permutation": dict(
+        variant="f-cff", schedule="alternating", alpha="distance", theta_placement="single",
+        batch_size=30, negatives="permutation"),
+    "acff_sgd_learned_redraw": dict(variant="a-cff", alpha="learned", gamma_lr=0.05,
+                                    negatives="redraw"),
+    "fcff_learned_adam_permutation": dict(variant="f-cff", alpha="learned",
+                                          gamma_optimizer="adam", gamma_lr=0.05,
+                                          negatives="permutation"),
+    "acff_adam_uniform_single_permutation": dict(variant="a-cff", gamma_optimizer="adam",
+                                                 gamma_lr=0.05, theta_placement="single",
+                                                 negatives="permutation"),
+    "ff_alternating_minibatch_redraw": dict(variant="ff", schedule="alternating", batch_size=40,
+                                            negatives="redraw"),
 }
 
 
@@ -200,6 +227,67 @@ def test_reference_cases_cover_every_structure_optimizer_mode_schedule_and_place
     assert {c.schedule for c in cff} == {"sequential", "alternating"}
     assert {c.theta_placement for c in cff} == {"per_term", "single"}
     assert any(c.batch_size for c in cff) and any(not c.batch_size for c in cff)
+
+
+def test_reference_cases_cover_every_pair_of_collaboration_settings():
+    # pairwise: a bug that shows only in one combination (say learned α with redrawn negatives,
+    # or the single placement in the alternating schedule) cannot hide between the cases
+    cff = [TrainConfig(**fields) for fields in REFERENCE_CASES.values()
+           if TrainConfig(**fields).is_collaborative]
+    settings = {"alpha": ("uniform", "distance", "ones", "learned"),
+                "theta_placement": ("per_term", "single"),
+                "schedule": ("sequential", "alternating"),
+                "negatives": ("fixed", "redraw", "permutation"),
+                "minibatch": (False, True)}
+
+    def value(config, name):
+        return config.batch_size > 0 if name == "minibatch" else getattr(config, name)
+
+    for first, second in itertools.combinations(settings, 2):
+        covered = {(value(c, first), value(c, second)) for c in cff}
+        missing = set(itertools.product(settings[first], settings[second])) - covered
+        assert not missing, f"no reference case for {first} x {second} = {sorted(missing)}"
+    learned = [c for c in cff if c.variant == "a-cff" or c.alpha == "learned"]
+    assert {(c.gamma_optimizer, c.batch_size > 0) for c in learned} == set(
+        itertools.product(("sgd", "adam"), (False, True)))
+    assert {(c.gamma_optimizer, c.schedule) for c in learned} == set(
+        itertools.product(("sgd", "adam"), ("sequential", "alternating")))
+    assert {c.gamma_optimizer for c in cff if c.variant == "f-cff" and c.alpha == "learned"} == {
+        "sgd", "adam"}
+
+
+#: The reference cases the seed-stacked engine trains itself (it falls back to train_run for
+#: the alternating schedule, minibatches and redrawn negatives).
+STACKABLE_CASES = sorted(name for name, fields in REFERENCE_CASES.items()
+                         if stacking_unsupported(TrainConfig(**fields), 150) is None)
+
+
+def test_stackable_cases_cover_every_variant_structure_optimizer_and_placement():
+    cases = [TrainConfig(**REFERENCE_CASES[name]) for name in STACKABLE_CASES]
+    cff = [c for c in cases if c.is_collaborative]
+    assert {c.variant for c in cases} == {"ff", "f-cff", "a-cff"}
+    assert {c.alpha for c in cff} == {"uniform", "distance", "ones", "learned"}
+    assert {(c.alpha == "learned", c.theta_placement) for c in cff} == set(
+        itertools.product((False, True), ("per_term", "single"))) - {(True, "single")}
+    assert {c.gamma_optimizer for c in cff if c.variant == "a-cff" or c.alpha == "learned"} == {
+        "sgd", "adam"}
+    assert {c.negatives for c in cases} == {"fixed", "permutation"}
+
+
+@pytest.mark.parametrize("name", STACKABLE_CASES)
+def test_stacked_engine_matches_the_plain_reference_loop(reference_splits, name):
+    # the seed-stacked engine against the definition itself, not only against train_run
+    configs = [TrainConfig(hidden=(20, 16, 12), epochs_per_layer=3, seed=seed,
+                           **REFERENCE_CASES[name]) for seed in (2, 5)]
+    trainer = StackedFFTrainer(configs, [reference_splits] * 2, torch.device("cpu"))
+    trainer.train_sequential()
+    for s, (config, result) in enumerate(zip(configs, trainer.results(0.0))):
+        reference = reference_train(config, reference_splits)
+        assert_engine_matches_reference(result, reference)
+        for (w, b), (w_ref, b_ref) in zip(trainer.seed_weights(s), reference.weights):
+            torch.testing.assert_close(w, w_ref, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(b, b_ref, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(trainer.seed_weights(0)[0][0], trainer.seed_weights(1)[0][0])
 
 
 def test_reference_gamma_moves_only_for_acff_and_alpha_rows_sum_to_one(reference_splits):

@@ -40,13 +40,14 @@ def alpha_matrix(structure: str, n_layers: int, decay: float = 0.5) -> torch.Ten
 
 
 def learned_alpha_row(logits: torch.Tensor, layer: int, n_layers: int) -> torch.Tensor:
-    """Row ``layer`` of the learned α: a softmax of ``logits`` (shape ``(L − 1,)``) over k ≠ l.
+    """Row ``layer`` of the learned α: a softmax of ``logits`` ``(..., L − 1)`` over k ≠ l.
 
-    Returns shape ``(L,)`` with ``α_ll = 0``; differentiable in ``logits``.
+    Returns ``(..., L)`` with ``α_ll = 0``; differentiable in ``logits``. Leading axes (the seed
+    axis of a seed stack) are independent rows.
     """
-    weights = torch.softmax(logits, dim=0)
-    zero = torch.zeros(1, dtype=weights.dtype, device=weights.device)
-    return torch.cat([weights[:layer], zero, weights[layer:]])[:n_layers]
+    weights = torch.softmax(logits, dim=-1)
+    zero = torch.zeros(*weights.shape[:-1], 1, dtype=weights.dtype, device=weights.device)
+    return torch.cat([weights[..., :layer], zero, weights[..., layer:]], dim=-1)[..., :n_layers]
 
 
 def normalised_structures_coincide(n_layers: int) -> bool:

@@ -19,7 +19,6 @@ import time
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -28,7 +27,7 @@ from cffbench.ff.checkpoint import RunCheckpoint, resume_note, run_identity
 from cffbench.ff.config import TrainConfig, run_generators
 from cffbench.ff.goodness import unit_direction
 from cffbench.ff.layers import init_linear
-from cffbench.ff.result import CURVE_COLUMNS, RunResult, curve_epochs, optimizer_step
+from cffbench.ff.result import RunResult, curve_epochs, finish_result, optimizer_step
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,8 @@ def train_backprop(config: TrainConfig, splits: Splits, device: torch.device,
     x, y = splits.x_train.to(device), splits.y_train.to(device)
     n_epochs = config.epochs_per_layer * config.n_layers
     recorded = set(curve_epochs(n_epochs).tolist())
-    curves, status, diverged_epoch = [], "ok", None
+    curves: list[dict] = []
+    diverged_epoch: int | None = None
     identity = run_identity(config, device, x.shape[0], x.shape[1])
     first_epoch, elapsed_before, resumed_at, resume_notes = 1, 0.0, "", []
     if checkpoint is not None and checkpoint.enabled:
@@ -116,7 +116,7 @@ def train_backprop(config: TrainConfig, splits: Splits, device: torch.device,
             losses.append(loss.detach())
         loss_value = float(torch.stack(losses).mean())
         if not np.isfinite(loss_value):
-            status, diverged_epoch = "diverged", epoch
+            diverged_epoch = epoch
             break
         if epoch in recorded:
             row = {"layer": 0, "epoch": epoch, "loss": loss_value, "g_pos": float("nan"),
@@ -136,29 +136,22 @@ def train_backprop(config: TrainConfig, splits: Splits, device: torch.device,
                              "epoch": epoch, "epochs_per_layer": n_epochs, "n_layers": 1,
                              "epochs_done": epoch, "epochs_total": n_epochs,
                              "elapsed_s": elapsed})
-    if status == "ok" and not all(bool(torch.isfinite(t).all()) for pair in params for t in pair):
-        status, diverged_epoch = "diverged", n_epochs   # the last step produced non-finite weights
+    if diverged_epoch is None and not all(bool(torch.isfinite(t).all())
+                                          for pair in params for t in pair):
+        diverged_epoch = n_epochs   # the last step produced non-finite weights
     train_seconds = elapsed_before + time.perf_counter() - started
-    accuracies = {"test": float("nan"), "val": float("nan"), "train": float("nan")}
-    if status == "ok":
-        from cffbench.ff.train import train_eval_subset
 
-        subset = train_eval_subset(splits, config.train_eval_size, generators["train_eval"])
-        with torch.no_grad():
-            for name, xs, ys in (("test", splits.x_test, splits.y_test),
-                                 ("val", splits.x_val, splits.y_val),
-                                 ("train", splits.x_train[subset], splits.y_train[subset])):
-                pred = mlp_logits(params, xs.to(device)).argmax(dim=1).cpu()
-                accuracies[name] = float((pred == ys).float().mean()) if len(ys) else float("nan")
-    notes = [f"bp: {n_epochs} epochs end-to-end; layer seconds are the whole network's",
-             *resume_notes]
-    if status == "diverged":
-        notes.append(f"diverged (non-finite loss) at epoch {diverged_epoch}")
-    return RunResult(
-        status=status, test_acc=accuracies["test"], val_acc=accuracies["val"],
-        train_acc=accuracies["train"], gamma_final=[], alpha_final=[],
-        layer_stats=[{"layer": i + 1, "g_pos": float("nan"), "g_neg": float("nan"),
-                      "seconds": train_seconds} for i in range(config.n_layers)],
-        curves=pd.DataFrame(curves, columns=CURVE_COLUMNS), diverged_epoch=diverged_epoch,
-        duration_s=elapsed_before + time.perf_counter() - started, device=str(device),
-        notes=notes, resumed_at=resumed_at, resumed_elapsed_s=elapsed_before)
+    @torch.no_grad()
+    def accuracy(xs: torch.Tensor, ys: torch.Tensor) -> float:
+        pred = mlp_logits(params, xs.to(device)).argmax(dim=1).cpu()
+        return float((pred == ys).float().mean()) if len(ys) else float("nan")
+
+    return finish_result(
+        config, splits, diverged_epoch=diverged_epoch,
+        accuracy=accuracy, train_eval_generator=generators["train_eval"], layer_goodness=None,
+        layer_seconds=[train_seconds] * config.n_layers, curves=curves, finals=([], []),
+        elapsed=lambda: elapsed_before + time.perf_counter() - started, device=device,
+        notes=[f"bp: {n_epochs} epochs end-to-end; layer seconds are the whole network's",
+               *resume_notes],
+        diverged_because="non-finite loss", resumed_at=resumed_at,
+        resumed_elapsed_s=elapsed_before)

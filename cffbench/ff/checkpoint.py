@@ -226,6 +226,14 @@ def read_sidecars(folder: Path | str) -> list[dict]:
 # ----------------------------------------------------------------------------- trainer state
 # What a checkpoint holds, read from and written into a cffbench.ff.train.FFTrainer.
 
+def copy_checked(target: torch.Tensor, value: torch.Tensor) -> None:
+    """``target.copy_(value)`` after checking shape and dtype (ValueError on a misfit)."""
+    if tuple(value.shape) != tuple(target.shape) or value.dtype != target.dtype:
+        raise ValueError(f"checkpoint tensor {tuple(value.shape)} {value.dtype} does not "
+                         f"fit {tuple(target.shape)} {target.dtype}")
+    target.copy_(value)
+
+
 def run_identity(config, device: torch.device, n_train: int, n_features: int) -> dict:
     """What a checkpoint must match to be resumed: the full configuration (seed included), the
     torch version, the device type and the training data's shape."""
@@ -242,7 +250,6 @@ def trainer_identity(trainer) -> dict:
 
 def trainer_state(trainer, index: int, epoch: int) -> dict:
     """Everything the rest of the run reads, after ``epoch`` of layer ``index`` (0-based)."""
-    collab = trainer.collab
     return {
         **trainer_identity(trainer),
         "phase": {"layer": index, "epoch": epoch},
@@ -250,11 +257,7 @@ def trainer_state(trainer, index: int, epoch: int) -> dict:
         "curves": [dict(row) for row in trainer.curves],
         "layers": [{"weight": layer.weight.detach(), "bias": layer.bias.detach(),
                     "optimizer": layer.optimizer.state_dict()} for layer in trainer.layers],
-        "gammas": [g.detach() for g in collab.gammas] if collab else [],
-        "alpha_logits": [a.detach() for a in collab.alpha_logits if a is not None]
-        if collab else [],
-        "collab_optimizers": [o.state_dict() if o is not None else None
-                              for o in collab.optimizers] if collab else [],
+        **trainer.logit_rule.state_dict(),   # gammas, alpha_logits, collab_optimizers
         "generators": {name: g.get_state() for name, g in trainer.generators.items()},
         "y_neg": trainer.y_neg,
     }
@@ -267,34 +270,14 @@ def restore_trainer(trainer, state: dict) -> tuple[int, int]:
     Raises (KeyError, ValueError, RuntimeError) on a state that does not fit this trainer;
     the trainer is then half-restored and must be discarded.
     """
-    def put(target: torch.Tensor, value: torch.Tensor) -> None:
-        if tuple(value.shape) != tuple(target.shape) or value.dtype != target.dtype:
-            raise ValueError(f"checkpoint tensor {tuple(value.shape)} {value.dtype} does not "
-                             f"fit {tuple(target.shape)} {target.dtype}")
-        target.copy_(value)
-
-    collab = trainer.collab
     if len(state["layers"]) != len(trainer.layers):
         raise ValueError("checkpoint has another number of layers")
     with torch.no_grad():
         for layer, saved in zip(trainer.layers, state["layers"]):
-            put(layer.weight, saved["weight"])
-            put(layer.bias, saved["bias"])
+            copy_checked(layer.weight, saved["weight"])
+            copy_checked(layer.bias, saved["bias"])
             layer.optimizer.load_state_dict(saved["optimizer"])
-        if collab is not None:
-            learned = [a for a in collab.alpha_logits if a is not None]
-            if len(state["gammas"]) != len(collab.gammas) or len(
-                    state["alpha_logits"]) != len(learned):
-                raise ValueError("checkpoint has another collaboration state")
-            for target, value in zip([*collab.gammas, *learned],
-                                     [*state["gammas"], *state["alpha_logits"]]):
-                put(target, value)
-            for optimizer, saved in zip(collab.optimizers, state["collab_optimizers"],
-                                        strict=True):
-                if (optimizer is None) != (saved is None):
-                    raise ValueError("checkpoint has other collaboration optimisers")
-                if optimizer is not None:
-                    optimizer.load_state_dict(saved)
+    trainer.logit_rule.load_state_dict(state)
     for name, generator in trainer.generators.items():
         generator.set_state(state["generators"][name])
     y_neg = state["y_neg"].to(trainer.device)

@@ -1,4 +1,16 @@
-"""γ (fixed or learned per layer) and α (fixed structure or learned rows) of the CFF variants."""
+"""Logit rules: how a layer's logit is formed from the goodness, and what a variant learns for it.
+
+A :class:`LogitRule` is the per-run state of a variant (:mod:`cffbench.ff.variants`): the engine
+asks it for layer l's logit ``(..., M)`` from ``G^l`` and, if it :attr:`~LogitRule.reads_other_layers`,
+every layer's goodness ``(..., L, M)``; it steps the rule's own parameters with layer l. Every
+tensor may carry a leading seed axis (``seed_shape = (S,)`` for seed-stacked runs, ``()`` for
+one run); the seeds never mix.
+
+- :class:`PlainLogits` (``ff``): ``G^l − θ``, nothing learned.
+- :class:`Collaboration` (``f-cff`` / ``a-cff``): the collaborative logit of
+  :func:`~cffbench.ff.goodness.collaborative_logits` with γ (fixed or learned per layer) and α
+  (a fixed structure or learned rows).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +19,80 @@ import json
 import torch
 
 from cffbench.ff.alpha import alpha_matrix, learned_alpha_row
+from cffbench.ff.checkpoint import copy_checked
 from cffbench.ff.config import TrainConfig
+from cffbench.ff.goodness import collaborative_logits
 from cffbench.ff.result import optimizer_step
+
+SeedShape = tuple[int, ...]
+
+
+class LogitRule:
+    """How layer l's logit is formed, and the parameters (with their optimisers) learned for it.
+
+    Subclasses set :attr:`reads_other_layers` and implement :meth:`logits`; the rest defaults to
+    "nothing learned". ``seed`` arguments pick one run of a seed stack (``None``: the only run).
+    """
+
+    #: Whether :meth:`logits` needs the other layers' goodness (the engine then runs the layers
+    #: above l forward-only on l's output every step; they cost time, so rules that do not read
+    #: them say so).
+    reads_other_layers: bool = False
+
+    def __init__(self, n_layers: int, seed_shape: SeedShape = ()) -> None:
+        self.n_layers, self.seed_shape = n_layers, tuple(seed_shape)
+
+    def logits(self, layer: int, own: torch.Tensor, others: torch.Tensor | None) -> torch.Tensor:
+        """Layer ``layer``'s logits ``(..., M)`` (positive = "positive sample"); ``own`` is its
+        goodness ``(..., M)`` (a leaf: gradients flow to it), ``others`` ``(..., L, M)`` every
+        layer's goodness, detached (``None`` unless :attr:`reads_other_layers`)."""
+        raise NotImplementedError
+
+    def zero_grad(self, layer: int) -> None:
+        """Clear the gradients of the parameters layer ``layer`` learns (before its step)."""
+
+    def step(self, layer: int) -> None:
+        """Step the parameters layer ``layer`` learns (after its weights' step)."""
+
+    def finite(self) -> torch.Tensor:
+        """Bool of shape ``seed_shape`` (on the CPU): every learned value of that run is finite."""
+        return torch.ones(self.seed_shape, dtype=torch.bool)
+
+    def curve_values(self, layer: int, seed: int | None = None) -> dict:
+        """The ``gamma`` / ``alpha_row`` cells of layer ``layer``'s curve row (see RunResult)."""
+        return {"gamma": float("nan"), "alpha_row": ""}
+
+    def finals(self, seed: int | None = None) -> tuple[list[float], list[list[float]]]:
+        """``(gamma_final, alpha_final)`` as :class:`~cffbench.ff.result.RunResult` reports them."""
+        return [], []
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of this rule (one run only)."""
+        return {"gammas": [], "alpha_logits": [], "collab_optimizers": []}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`; raises ValueError on a state that does not fit."""
+        if state["gammas"] or state["alpha_logits"] or any(state["collab_optimizers"]):
+            raise ValueError("checkpoint has another collaboration state")
+
+
+class PlainLogits(LogitRule):
+    """FF: ``logit = G^l − θ``; the other layers are not read, nothing is learned."""
+
+    def __init__(self, config: TrainConfig, seed_shape: SeedShape = ()) -> None:
+        super().__init__(config.n_layers, seed_shape)
+        self.threshold = config.threshold
+
+    def logits(self, layer: int, own: torch.Tensor, others: torch.Tensor | None) -> torch.Tensor:
+        return collaborative_logits(own, None, 0.0, None, self.threshold)
 
 
 def layer_optimizers(config: TrainConfig, gammas: list[torch.Tensor] | None,
                      alpha_logits: list[torch.Tensor | None] | None) -> list[torch.optim.Optimizer | None]:
     """One optimiser per layer (SGD or Adam, lr ``gamma_lr``) over that layer's learned γ and α
-    logits, so a step for layer l moves only γ_l and α's row l; None where nothing is learned."""
+    logits, so a step for layer l moves only γ_l and α's row l; None where nothing is learned.
+    SGD and Adam are elementwise, so one optimiser over a seed stack's ``(S,)`` γ takes exactly
+    the steps of S separate ones."""
     opt_cls = torch.optim.Adam if config.gamma_optimizer == "adam" else torch.optim.SGD
     optimizers: list[torch.optim.Optimizer | None] = []
     for layer in range(config.n_layers):
@@ -24,10 +102,46 @@ def layer_optimizers(config: TrainConfig, gammas: list[torch.Tensor] | None,
     return optimizers
 
 
-class LayerSteps:
-    """``zero_grad(l)`` / ``step(l)`` on layer l's optimiser of ``self.optimizers`` (if any)."""
+class Collaboration(LogitRule):
+    """The collaboration parameters of one run, or of S seed-stacked runs.
 
-    optimizers: list[torch.optim.Optimizer | None]
+    ``gammas[l]`` has shape ``seed_shape``: a constant for ``f-cff`` (``learn_gamma=False``), a
+    leaf trained by its own optimiser (SGD or Adam, lr ``gamma_lr``) for ``a-cff``.
+    ``alpha_row(l)`` is row l of α, ``seed_shape + (L,)``; for ``alpha="learned"`` it is the
+    softmax over k ≠ l of its own logits ``seed_shape + (L − 1,)`` (init 0, i.e. uniform),
+    trained with lr ``gamma_lr`` by the ``gamma_optimizer`` kind (for f-cff too). Each layer owns
+    separate γ / α optimisers, so :meth:`step` for layer l moves only γ_l and α's row l (Adam
+    momentum of other rows cannot leak).
+    """
+
+    reads_other_layers = True
+
+    def __init__(self, config: TrainConfig, device: torch.device, learn_gamma: bool,
+                 seed_shape: SeedShape = ()) -> None:
+        super().__init__(config.n_layers, seed_shape)
+        n_layers, seed_shape = self.n_layers, self.seed_shape
+        self.threshold, self.placement = config.threshold, config.theta_placement
+        self.learn_gamma = learn_gamma
+        self.learn_alpha = config.alpha == "learned" and n_layers > 1
+        self.fixed_alpha = alpha_matrix(config.alpha, n_layers, config.alpha_decay).to(device)
+        self.gammas = [torch.full(seed_shape, float(config.gamma), device=device,
+                                  requires_grad=learn_gamma) for _ in range(n_layers)]
+        self.alpha_logits = [torch.zeros(*seed_shape, n_layers - 1, device=device, requires_grad=True)
+                             if self.learn_alpha else None for _ in range(n_layers)]
+        self.optimizers = layer_optimizers(config, self.gammas if learn_gamma else None,
+                                           self.alpha_logits if self.learn_alpha else None)
+
+    def logits(self, layer: int, own: torch.Tensor, others: torch.Tensor | None) -> torch.Tensor:
+        return collaborative_logits(own, others, self.gammas[layer], self.alpha_row(layer),
+                                    self.threshold, self.placement)
+
+    def gamma(self, layer: int) -> torch.Tensor:
+        return self.gammas[layer]
+
+    def alpha_row(self, layer: int) -> torch.Tensor:
+        if self.learn_alpha:
+            return learned_alpha_row(self.alpha_logits[layer], layer, self.n_layers)
+        return self.fixed_alpha[layer].expand(*self.seed_shape, self.n_layers)
 
     def zero_grad(self, layer: int) -> None:
         if self.optimizers[layer] is not None:
@@ -37,51 +151,51 @@ class LayerSteps:
         if self.optimizers[layer] is not None:
             optimizer_step(self.optimizers[layer])
 
+    def finite(self) -> torch.Tensor:
+        return torch.stack([torch.isfinite(g.detach()) for g in self.gammas]).all(dim=0).cpu()
 
-class Collaboration(LayerSteps):
-    """The collaboration parameters of one run.
+    def gamma_value(self, layer: int, seed: int | None = None) -> float:
+        gamma = self.gammas[layer].detach()
+        return float(gamma if seed is None else gamma[seed])
 
-    ``gamma(l)`` is a scalar tensor: a constant for ``f-cff``, a leaf trained by its own optimiser
-    (SGD or Adam, lr ``gamma_lr``) for ``a-cff``. ``alpha_row(l)`` is row l of α, ``(L,)``; for
-    ``alpha="learned"`` it is the softmax over k ≠ l of its own logits ``(L − 1,)`` (init 0, i.e.
-    uniform), trained with lr ``gamma_lr`` by the ``gamma_optimizer`` kind (for f-cff too). Each layer owns separate γ / α optimisers, so
-    :meth:`step` for layer l moves only γ_l and α's row l (Adam momentum of other rows cannot leak).
-    """
+    def _alpha_values(self, layer: int, seed: int | None) -> list[float]:
+        with torch.no_grad():
+            row = self.alpha_row(layer)
+            return [float(v) for v in (row if seed is None else row[seed])]
 
-    def __init__(self, config: TrainConfig, device: torch.device) -> None:
-        n_layers = config.n_layers
-        self.n_layers = n_layers
-        self.learn_gamma = config.variant == "a-cff"
-        self.learn_alpha = config.alpha == "learned" and n_layers > 1
-        self.fixed_alpha = alpha_matrix(config.alpha, n_layers, config.alpha_decay).to(device)
-        self.gammas = [torch.tensor(float(config.gamma), device=device, requires_grad=self.learn_gamma)
-                       for _ in range(n_layers)]
-        self.alpha_logits = [torch.zeros(n_layers - 1, device=device, requires_grad=True)
-                             if self.learn_alpha else None for _ in range(n_layers)]
-        self.optimizers = layer_optimizers(config, self.gammas if self.learn_gamma else None,
-                                           self.alpha_logits if self.learn_alpha else None)
-
-    def gamma(self, layer: int) -> torch.Tensor:
-        return self.gammas[layer]
-
-    def alpha_row(self, layer: int) -> torch.Tensor:
-        if self.learn_alpha:
-            return learned_alpha_row(self.alpha_logits[layer], layer, self.n_layers)
-        return self.fixed_alpha[layer]
-
-    def gamma_value(self, layer: int) -> float:
-        return float(self.gammas[layer].detach())
-
-    def alpha_row_json(self, layer: int) -> str:
+    def alpha_row_json(self, layer: int, seed: int | None = None) -> str:
         """Row l of α as JSON text when α is learned, else ``""`` (the curves column)."""
         if not self.learn_alpha:
             return ""
-        with torch.no_grad():
-            return json.dumps([round(float(v), 6) for v in self.alpha_row(layer)])
+        return json.dumps([round(v, 6) for v in self._alpha_values(layer, seed)])
 
-    def alpha_final(self) -> list[list[float]]:
-        with torch.no_grad():
-            return [[float(v) for v in self.alpha_row(layer)] for layer in range(self.n_layers)]
+    def alpha_final(self, seed: int | None = None) -> list[list[float]]:
+        return [self._alpha_values(layer, seed) for layer in range(self.n_layers)]
 
-    def finite(self) -> bool:
-        return all(bool(torch.isfinite(g)) for g in self.gammas)
+    def curve_values(self, layer: int, seed: int | None = None) -> dict:
+        return {"gamma": self.gamma_value(layer, seed), "alpha_row": self.alpha_row_json(layer, seed)}
+
+    def finals(self, seed: int | None = None) -> tuple[list[float], list[list[float]]]:
+        return ([self.gamma_value(layer, seed) for layer in range(self.n_layers)],
+                self.alpha_final(seed))
+
+    def state_dict(self) -> dict:
+        return {"gammas": [g.detach() for g in self.gammas],
+                "alpha_logits": [a.detach() for a in self.alpha_logits if a is not None],
+                "collab_optimizers": [o.state_dict() if o is not None else None
+                                      for o in self.optimizers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        learned = [a for a in self.alpha_logits if a is not None]
+        if len(state["gammas"]) != len(self.gammas) or len(state["alpha_logits"]) != len(learned):
+            raise ValueError("checkpoint has another collaboration state")
+        with torch.no_grad():
+            for target, value in zip([*self.gammas, *learned],
+                                     [*state["gammas"], *state["alpha_logits"]]):
+                copy_checked(target, value)
+        for optimizer, saved in zip(self.optimizers, state["collab_optimizers"], strict=True):
+            if (optimizer is None) != (saved is None):
+                raise ValueError("checkpoint has other collaboration optimisers")
+            if optimizer is not None:
+                optimizer.load_state_dict(saved)
+

@@ -2,6 +2,9 @@
 
 These are the plain, readable definitions; :mod:`cffbench.ff.layers` computes the same quantities
 faster (shared base matmul, reused buffers, manual gradient) and the tests pin the two together.
+The goodness is an object (:class:`GoodnessFunction`; the built-in :data:`MEAN_SQUARES`) that
+carries its fast form and its gradient; the logit and the loss take tensors with optional leading
+axes, so one run and S seed-stacked runs share them.
 """
 
 from __future__ import annotations
@@ -34,19 +37,71 @@ def unit_direction(x: torch.Tensor) -> torch.Tensor:
     return x / (x.norm(p=2, dim=1, keepdim=True) + NORM_EPS)
 
 
+class GoodnessFunction:
+    """A layer's goodness ``G = g(h)``, ``(..., M, H)`` → ``(..., M)``, with what the fast engine
+    needs besides the definition.
+
+    ``h = relu(pre)`` are a layer's activations, rows = samples; any leading axes (the seed axis
+    of :mod:`cffbench.ff.stacked`) are carried through. Three methods:
+
+    - ``__call__(h)``: the plain, differentiable definition (what autograd and a reader see);
+    - :meth:`fast`: the same value computed by the engine, which may use the row norm ``‖h‖₂``
+      it computes anyway for the next layer's unit-direction input;
+    - :meth:`pre_activation_gradient_`: ``∂L/∂pre`` from ``∂L/∂G`` ``(..., M)``, i.e.
+      ``∂L/∂G · ∂G/∂h ⊙ 1[pre > 0]``, written into ``h`` (whose values the step no longer needs).
+
+    A new goodness implements all three; ``tests/test_ff_reference.py`` pins the last two to
+    autograd through the first.
+    """
+
+    name: str
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fast(self, h: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+        """``G`` ``(..., M)`` from ``h`` and its row norm ``‖h‖₂`` ``(..., M)``."""
+        return self(h)
+
+    def pre_activation_gradient_(self, h: torch.Tensor, grad_goodness: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class MeanSquares(GoodnessFunction):
+    """``G = mean_j h_j² = ‖h‖²/H`` (Hinton 2022). ``∂G/∂h = 2h/H`` is zero wherever the ReLU
+    is off (h = 0 there), so ``∂L/∂pre = ∂L/∂G · 2h/H`` needs no mask."""
+
+    name = "mean_squares"
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        return h.pow(2).mean(dim=-1)
+
+    def fast(self, h: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+        return norm.square() / h.shape[-1]
+
+    def pre_activation_gradient_(self, h: torch.Tensor, grad_goodness: torch.Tensor) -> torch.Tensor:
+        return h.mul_((grad_goodness * (2.0 / h.shape[-1]))[..., None])
+
+
+#: The goodness of every built-in variant.
+MEAN_SQUARES = MeanSquares()
+
+
 def goodness(h: torch.Tensor) -> torch.Tensor:
-    """``G = mean(h², dim=1)``; ``(N, H)`` → ``(N,)``."""
-    return h.pow(2).mean(dim=1)
+    """``G = mean(h², dim=-1)``; ``(..., N, H)`` → ``(..., N)`` (:data:`MEAN_SQUARES`)."""
+    return MEAN_SQUARES(h)
 
 
 def collaborative_logits(own: torch.Tensor, others: torch.Tensor | None, gamma: torch.Tensor | float,
                          alpha_row: torch.Tensor | None, threshold: float,
                          placement: str = "per_term") -> torch.Tensor:
-    """The logit whose sign says "positive" for each sample, shape ``(M,)``.
+    """The logit whose sign says "positive" for each sample, shape ``(..., M)``.
 
-    ``own`` is ``G^l`` ``(M,)``; ``others`` is ``(L, M)`` with every layer's goodness (row l is
-    ignored because ``α_ll = 0``; it must already be detached — stop-gradient); ``alpha_row`` is
-    α's row l, ``(L,)``. Plain FF (``others is None``): ``G^l − θ``. Collaborative:
+    ``own`` is ``G^l`` ``(..., M)``; ``others`` is ``(..., L, M)`` with every layer's goodness
+    (row l is ignored because ``α_ll = 0``; it must already be detached — stop-gradient);
+    ``alpha_row`` is α's row l, ``(..., L)``; ``gamma`` a number or a tensor of the leading shape
+    ``(...)``. The leading axes (none for one run, the seed axis ``S`` for seed-stacked runs) are
+    independent. Plain FF (``others is None``): ``G^l − θ``. Collaborative:
 
     - ``per_term``: ``(G^l − θ) + γ Σ_{k≠l} α_lk (G^k − θ)`` — every layer's goodness is judged
       against its own threshold, so with normalised α the collaborative term is the mean margin of
@@ -59,16 +114,28 @@ def collaborative_logits(own: torch.Tensor, others: torch.Tensor | None, gamma: 
     """
     if others is None:
         return own - threshold
+    if isinstance(gamma, torch.Tensor) and gamma.dim() > 0:
+        gamma = gamma[..., None]             # (...) → (..., 1): one γ per run, over its M samples
+
+    def weighted_sum(goodness_rows: torch.Tensor) -> torch.Tensor:   # Σ_k α_lk g_k, (..., M)
+        return _mm(alpha_row[..., None, :], goodness_rows)[..., 0, :]
+
     if placement == "per_term":
-        return (own - threshold) + gamma * (alpha_row @ (others - threshold))
+        return (own - threshold) + gamma * weighted_sum(others - threshold)
     if placement == "single":
-        return (own + gamma * (alpha_row @ others)) - threshold
+        return (own + gamma * weighted_sum(others)) - threshold
     raise ValueError(f"unknown theta placement {placement!r}; allowed: per_term, single")
 
 
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` as ``mm`` (2-D) or ``bmm`` (3-D: one product per run of a seed stack)."""
+    return torch.mm(a, b) if a.dim() == 2 else torch.bmm(a, b)
+
+
 def ff_loss(logits_pos: torch.Tensor, logits_neg: torch.Tensor) -> torch.Tensor:
-    """``mean(softplus(cat([−logit_pos, logit_neg])))``, a scalar.
+    """``mean(softplus(cat([−logit_pos, logit_neg])))`` over the last axis: ``(..., M)`` → ``(...)``
+    (a scalar for one run, one loss per run of a seed stack).
 
     For FF ``logit = G − θ``, i.e. the reference ``log(1 + exp(cat([θ − G_pos, G_neg − θ])))``.
     """
-    return F.softplus(torch.cat([-logits_pos, logits_neg])).mean()
+    return F.softplus(torch.cat([-logits_pos, logits_neg], dim=-1)).mean(dim=-1)

@@ -15,6 +15,12 @@ Speed levers (each pinned against the plain definitions of :mod:`cffbench.ff.goo
 - **buffers reused across epochs** (pre-activations, gradients, normalised outputs), so large
   tensors are not returned to the OS and page-faulted in again every epoch.
 - opt-in **bfloat16** matmuls (``precision="bf16"``); accumulation, Adam and evaluation stay fp32.
+
+The same code trains one run and S seed-stacked runs (:mod:`cffbench.ff.stacked`): every tensor
+may carry a leading seed axis (weights ``(S, H, D)``, inputs ``(S, 2N, D)``), and the products
+are then ``bmm`` / ``baddbmm``, one per seed, so seed s only touches slice s. Without the axis
+they are ``mm`` / ``addmm``, as fast as before. The goodness and its gradient come from a
+:class:`~cffbench.ff.goodness.GoodnessFunction` (mean of squares for every built-in variant).
 """
 
 from __future__ import annotations
@@ -24,8 +30,30 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cffbench.ff.goodness import NORM_EPS
+from cffbench.data.splits import Splits
+from cffbench.errors import TrainConfigError
+from cffbench.ff.goodness import MEAN_SQUARES, NORM_EPS, GoodnessFunction
 from cffbench.ff.result import optimizer_step
+
+
+def require_label_overlay(splits: Splits) -> None:
+    """Raise :class:`TrainConfigError` when the classes do not fit the label overlay."""
+    if splits.n_classes > splits.n_features:
+        raise TrainConfigError(f"{splits.name}: {splits.n_classes} classes do not fit the label "
+                               f"overlay of {splits.n_features} features")
+
+
+def batched_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b``: ``mm`` for 2-D operands, ``bmm`` for 3-D ones (one product per seed)."""
+    return torch.mm(a, b, out=out) if a.dim() == 2 else torch.bmm(a, b, out=out)
+
+
+def batched_addmm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """``c + a @ b``: ``addmm`` (2-D) or ``baddbmm`` (3-D); ``out=c`` adds in place."""
+    if out is c:
+        return c.addmm_(a, b) if a.dim() == 2 else c.baddbmm_(a, b)
+    return torch.addmm(c, a, b, out=out) if a.dim() == 2 else torch.baddbmm(c, a, b, out=out)
 
 
 @dataclass
@@ -34,7 +62,8 @@ class OverlayInput:
 
     ``x0_dir`` ``(N, D)``: image with its first ``n_labels`` pixels zeroed, times
     ``s = 1/(‖x̃‖+ε)``; ``label_pos`` / ``label_neg`` ``(N, n_labels)``: one-hot labels times ``m s``.
-    Together they equal ``unit_direction(overlay_labels(x, y))`` for each label vector.
+    Together they equal ``unit_direction(overlay_labels(x, y))`` for each label vector. A seed
+    stack (:meth:`stack`) has a leading seed axis on every field.
     """
 
     x0_dir: torch.Tensor
@@ -56,16 +85,24 @@ class OverlayInput:
         return cls(x0, label_scale, _one_hot_scaled(y_pos, label_scale, n_labels),
                    _one_hot_scaled(y_neg, label_scale, n_labels))
 
+    @classmethod
+    def stack(cls, inputs: list["OverlayInput"]) -> "OverlayInput":
+        """S overlays of equal shapes as one with a leading seed axis: ``x0_dir`` ``(S, N, D)``, ..."""
+        return cls(*(torch.stack([getattr(inp, name) for inp in inputs])
+                     for name in ("x0_dir", "label_scale", "label_pos", "label_neg")))
+
     @property
     def n(self) -> int:
-        return self.x0_dir.shape[0]
+        return self.x0_dir.shape[-2]
 
     def with_negatives(self, y_neg: torch.Tensor) -> "OverlayInput":
+        """The same images with other negative labels ``(N,)`` (one run, no seed axis)."""
         n_labels = self.label_pos.shape[1]
         return OverlayInput(self.x0_dir, self.label_scale, self.label_pos,
                             _one_hot_scaled(y_neg, self.label_scale, n_labels), self._cast)
 
     def rows(self, idx: torch.Tensor) -> "OverlayInput":
+        """The minibatch of images ``idx`` (one run, no seed axis)."""
         return OverlayInput(self.x0_dir[idx], self.label_scale[idx], self.label_pos[idx],
                             self.label_neg[idx])
 
@@ -79,16 +116,18 @@ class OverlayInput:
 
 @dataclass
 class PlainInput:
-    """Input of a later layer: ``x`` ``(2N, D)`` unit-direction rows, positives first."""
+    """Input of a later layer: ``x`` ``(2N, D)`` (or ``(S, 2N, D)``) unit-direction rows,
+    positives first."""
 
     x: torch.Tensor
     _cast: dict = field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:
-        return self.x.shape[0] // 2
+        return self.x.shape[-2] // 2
 
     def rows(self, idx: torch.Tensor) -> "PlainInput":
+        """The positive and negative rows of images ``idx`` (one run, no seed axis)."""
         return PlainInput(self.x[torch.cat([idx, idx + self.n])])
 
     def matrix(self, dtype: torch.dtype) -> torch.Tensor:
@@ -119,22 +158,40 @@ def init_linear(in_features: int, out_features: int, generator: torch.Generator
 class FFLayer:
     """``h = relu(W · unit_direction(x) + b)`` trained by its own Adam on its local loss.
 
-    Parameters are leaf tensors ``weight`` ``(H, D)`` and ``bias`` ``(H,)``; gradients are written
-    by :meth:`apply_goodness_gradient`, never by autograd through the layer.
+    Parameters are leaf tensors ``weight`` ``(H, D)`` and ``bias`` ``(H,)`` — or ``(S, H, D)``
+    and ``(S, H)`` for S seed-stacked runs (:meth:`from_parameters`; one Adam over the stack is
+    S Adams, it is elementwise); gradients are written by :meth:`apply_goodness_gradient`, never
+    by autograd through the layer. ``goodness`` is the layer's
+    :class:`~cffbench.ff.goodness.GoodnessFunction`.
     """
 
     def __init__(self, in_features: int, out_features: int, generator: torch.Generator,
-                 lr: float, device: torch.device, precision: str = "fp32") -> None:
+                 lr: float, device: torch.device, precision: str = "fp32",
+                 goodness: GoodnessFunction = MEAN_SQUARES) -> None:
         weight, bias = init_linear(in_features, out_features, generator)
+        self._setup(weight, bias, lr, device, precision, goodness)
+
+    @classmethod
+    def from_parameters(cls, weight: torch.Tensor, bias: torch.Tensor, lr: float,
+                        device: torch.device, precision: str = "fp32",
+                        goodness: GoodnessFunction = MEAN_SQUARES) -> "FFLayer":
+        """A layer with these initial ``weight`` ``(..., H, D)`` and ``bias`` ``(..., H)``."""
+        layer = cls.__new__(cls)
+        layer._setup(weight, bias, lr, device, precision, goodness)
+        return layer
+
+    def _setup(self, weight: torch.Tensor, bias: torch.Tensor, lr: float, device: torch.device,
+               precision: str, goodness: GoodnessFunction) -> None:
         self.weight = weight.to(device).requires_grad_()
         self.bias = bias.to(device).requires_grad_()
         self.optimizer = torch.optim.Adam([self.weight, self.bias], lr=lr)
         self.matmul_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.goodness_fn = goodness
         self._buffers: dict[tuple, torch.Tensor] = {}
 
     @property
     def width(self) -> int:
-        return self.weight.shape[0]
+        return self.weight.shape[-2]
 
     def buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float32
                ) -> torch.Tensor:
@@ -150,65 +207,82 @@ class FFLayer:
     def _matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
         """``out = a @ b (+ bias)`` in fp32, or with bf16 operands (bf16 result, copied to fp32)."""
+        if bias is not None and a.dim() == 3:
+            bias = bias.unsqueeze(-2)          # (S, H) → (S, 1, H): one bias row per seed
         if self.matmul_dtype == torch.float32:
-            return torch.mm(a, b, out=out) if bias is None else torch.addmm(bias, a, b, out=out)
+            return batched_mm(a, b, out=out) if bias is None else batched_addmm(bias, a, b, out=out)
         low = self.buffer("matmul_bf16", tuple(out.shape), self.matmul_dtype)
-        torch.mm(a.to(self.matmul_dtype), b.to(self.matmul_dtype), out=low)
+        batched_mm(a.to(self.matmul_dtype), b.to(self.matmul_dtype), out=low)
         out.copy_(low)
         return out if bias is None else out.add_(bias)
 
     @torch.no_grad()
     def forward(self, inp: OverlayInput | PlainInput, name: str = "h") -> torch.Tensor:
-        """Activations ``(2N, H)`` (positives first) into a reused buffer."""
+        """Activations ``(..., 2N, H)`` (positives first) into a reused buffer."""
         n, width = inp.n, self.width
-        h = self.buffer(name, (2 * n, width))
-        weight_t = self.weight.t()
+        h = self.buffer(name, (*self.weight.shape[:-2], 2 * n, width))
+        weight_t = self.weight.transpose(-2, -1)
         if isinstance(inp, OverlayInput):
             # the shared base x₀ s W^T + b goes into the positive half, is copied (+ negative
             # labels) into the negative half, then the positive labels are added in place
-            base = self._matmul(inp.matrix(self.matmul_dtype), weight_t, h[:n], self.bias)
-            label_w = weight_t[: inp.label_pos.shape[1]]
-            torch.addmm(base, inp.label_neg, label_w, out=h[n:])
-            base.addmm_(inp.label_pos, label_w)
+            base = self._matmul(inp.matrix(self.matmul_dtype), weight_t, h[..., :n, :], self.bias)
+            label_w = weight_t[..., : inp.label_pos.shape[-1], :]
+            batched_addmm(base, inp.label_neg, label_w, out=h[..., n:, :])
+            batched_addmm(base, inp.label_pos, label_w, out=base)
         else:
             self._matmul(inp.matrix(self.matmul_dtype), weight_t, h, self.bias)
         return h.clamp_(min=0.0)
 
     @torch.no_grad()
     def forward_rows(self, x_dir: torch.Tensor, name: str = "fwd") -> torch.Tensor:
-        """Forward-only activations for unit-direction rows ``x_dir`` ``(M, D)`` → ``(M, H)``."""
-        h = self.buffer(name, (x_dir.shape[0], self.width))
-        return self._matmul(x_dir, self.weight.t(), h, self.bias).clamp_(min=0.0)
+        """Forward-only activations for unit-direction rows ``x_dir`` ``(..., M, D)`` → ``(..., M, H)``."""
+        h = self.buffer(name, (*x_dir.shape[:-1], self.width))
+        return self._matmul(x_dir, self.weight.transpose(-2, -1), h, self.bias).clamp_(min=0.0)
+
+    def goodness(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(G, ‖h‖₂)``, both ``(..., M)``, of activations ``h`` ``(..., M, H)``."""
+        norm = torch.linalg.vector_norm(h, dim=-1)
+        return self.goodness_fn.fast(h, norm), norm
+
+    def goodness_and_direction(self, h: torch.Tensor, name: str = "dir"
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``G`` ``(..., M)`` and the next layer's input ``h / (‖h‖ + ε)`` (into a buffer)."""
+        own, norm = self.goodness(h)
+        return own, self.direction(h, norm, name)
 
     def direction(self, h: torch.Tensor, norm: torch.Tensor, name: str = "dir") -> torch.Tensor:
         """``h / (‖h‖ + ε)`` into a reused buffer; ``norm`` is ``‖h‖₂`` per row."""
         out = self.buffer(name, tuple(h.shape))
-        return torch.div(h, (norm + NORM_EPS)[:, None], out=out)
+        return torch.div(h, (norm + NORM_EPS)[..., None], out=out)
 
     @torch.no_grad()
     def apply_goodness_gradient(self, inp: OverlayInput | PlainInput, h: torch.Tensor,
                                 grad_goodness: torch.Tensor) -> None:
-        """Set ``weight.grad`` / ``bias.grad`` from ``∂L/∂G`` ``(2N,)``; overwrites ``h``.
+        """Set ``weight.grad`` / ``bias.grad`` from ``∂L/∂G`` ``(..., 2N)``; overwrites ``h``.
 
-        ``∂L/∂pre = ∂L/∂G · 2h/H``, ``∂L/∂W = δ^T x_dir``, ``∂L/∂b = Σ_rows δ``.
+        ``δ = ∂L/∂pre`` from the goodness function (``∂L/∂G · 2h/H`` for the mean of squares),
+        ``∂L/∂W = δ^T x_dir``, ``∂L/∂b = Σ_rows δ``; per seed when stacked.
         """
-        n, width = inp.n, self.width
-        delta = h.mul_((grad_goodness * (2.0 / width))[:, None])
+        n = inp.n
+        delta = self.goodness_fn.pre_activation_gradient_(h, grad_goodness)
         grad_w = self.buffer("grad_w", tuple(self.weight.shape))
         if isinstance(inp, OverlayInput):
-            n_labels = inp.label_pos.shape[1]
-            label_grad = delta[:n].t() @ inp.label_pos
-            label_grad.addmm_(delta[n:].t(), inp.label_neg)
-            delta_sum = delta[:n].add_(delta[n:])
-            self._matmul(self._low(delta_sum).t(), inp.matrix(self.matmul_dtype), grad_w)
-            grad_w[:, :n_labels] += label_grad
+            n_labels = inp.label_pos.shape[-1]
+            delta_pos, delta_neg = delta[..., :n, :], delta[..., n:, :]
+            label_grad = batched_mm(delta_pos.transpose(-2, -1), inp.label_pos)
+            batched_addmm(label_grad, delta_neg.transpose(-2, -1), inp.label_neg, out=label_grad)
+            delta_sum = delta_pos.add_(delta_neg)
+            self._matmul(self._in_matmul_dtype(delta_sum).transpose(-2, -1),
+                         inp.matrix(self.matmul_dtype), grad_w)
+            grad_w[..., :n_labels] += label_grad
         else:
             delta_sum = delta
-            self._matmul(self._low(delta).t(), inp.matrix(self.matmul_dtype), grad_w)
+            self._matmul(self._in_matmul_dtype(delta).transpose(-2, -1),
+                         inp.matrix(self.matmul_dtype), grad_w)
         self.weight.grad = grad_w
-        self.bias.grad = delta_sum.sum(dim=0)
+        self.bias.grad = delta_sum.sum(dim=-2)
 
-    def _low(self, x: torch.Tensor) -> torch.Tensor:
+    def _in_matmul_dtype(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the matmul dtype, through a reused buffer (no fresh large tensor per epoch)."""
         if self.matmul_dtype == x.dtype:
             return x

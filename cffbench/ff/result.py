@@ -1,16 +1,21 @@
-"""What one run reports, and small helpers shared by the FF and BP trainers."""
+"""What one run reports (:class:`RunResult`, assembled once by :func:`finish_result` for every
+engine: one run, seed-stacked runs, backprop), and small helpers shared by the trainers."""
 
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from cffbench.data.splits import Splits
 from cffbench.errors import TrainConfigError
+
+if TYPE_CHECKING:
+    from cffbench.ff.config import TrainConfig
 
 #: Version of the engines' numerics (train_run, train_stacked, the backprop reference): bumped
 #: by any change that alters a result bit on the same torch build (an RNG stream drawn in
@@ -58,6 +63,62 @@ class RunResult:
     #: start) and the training seconds before it; neither is stored (the result is the same)
     resumed_at: str = ""
     resumed_elapsed_s: float = 0.0
+
+
+def train_eval_subset(splits: Splits, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Sorted indices of the fixed train-accuracy subset (``min(size, N)`` rows)."""
+    n = splits.x_train.shape[0]
+    return torch.randperm(n, generator=generator)[: min(size, n)].sort().values
+
+
+def finish_result(config: "TrainConfig", splits: Splits, *, diverged_epoch: int | None,
+                  accuracy: Callable[[torch.Tensor, torch.Tensor], float],
+                  train_eval_generator: torch.Generator,
+                  layer_goodness: Callable[[], list[tuple[float, float]]] | None,
+                  layer_seconds: Sequence[float], curves: list[dict],
+                  finals: tuple[list[float], list[list[float]]], elapsed: Callable[[], float],
+                  device: torch.device | str, notes: Sequence[str] = (),
+                  diverged_because: str = "non-finite loss or gamma",
+                  closing_notes: Sequence[str] = (), resumed_at: str = "",
+                  resumed_elapsed_s: float = 0.0) -> RunResult:
+    """Evaluate a trained run and assemble its :class:`RunResult` (the one place that does).
+
+    A run that finished (``diverged_epoch is None``) gets its mean G_pos / G_neg per layer from
+    ``layer_goodness()`` (nan when ``None``: bp), a note for each layer that collapsed (G_pos =
+    G_neg = 0: every unit dead), and its accuracies ``accuracy(x, y)`` (CPU tensors) on the test
+    set, the validation set and the fixed train subset (:func:`train_eval_subset`, drawn from
+    ``train_eval_generator``). A diverged run gets nan accuracies and goodness and the note
+    "diverged (<diverged_because>) at epoch E". ``notes`` come first, ``closing_notes`` last;
+    ``finals`` is ``(gamma_final, alpha_final)``; ``elapsed()`` is read after the evaluation.
+    """
+    nan = float("nan")
+    notes = list(notes)
+    accuracies = {"test": nan, "val": nan, "train": nan}
+    goodness = [(nan, nan)] * config.n_layers
+    if diverged_epoch is not None:
+        notes.append(f"diverged ({diverged_because}) at epoch {diverged_epoch}")
+    else:
+        if layer_goodness is not None:
+            goodness = layer_goodness()
+            for index, (g_pos, g_neg) in enumerate(goodness, start=1):
+                if g_pos == 0.0 and g_neg == 0.0:
+                    # Finite but dead: every ReLU of the layer is off, so it cannot tell pos from neg.
+                    notes.append(f"layer {index} collapsed (G_pos = G_neg = 0: every unit dead)")
+        subset = train_eval_subset(splits, config.train_eval_size, train_eval_generator)
+        for name, x, y in (("test", splits.x_test, splits.y_test), ("val", splits.x_val, splits.y_val),
+                           ("train", splits.x_train[subset], splits.y_train[subset])):
+            accuracies[name] = accuracy(x, y)
+    notes.extend(closing_notes)
+    gamma_final, alpha_final = finals
+    return RunResult(
+        status="ok" if diverged_epoch is None else "diverged", test_acc=accuracies["test"],
+        val_acc=accuracies["val"], train_acc=accuracies["train"],
+        gamma_final=list(gamma_final), alpha_final=list(alpha_final),
+        layer_stats=[{"layer": i + 1, "g_pos": g_pos, "g_neg": g_neg, "seconds": layer_seconds[i]}
+                     for i, (g_pos, g_neg) in enumerate(goodness)],
+        curves=pd.DataFrame(curves, columns=CURVE_COLUMNS), diverged_epoch=diverged_epoch,
+        duration_s=elapsed(), device=str(device), notes=notes, resumed_at=resumed_at,
+        resumed_elapsed_s=resumed_elapsed_s)
 
 
 def largest_step_factor(group: dict) -> float:

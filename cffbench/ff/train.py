@@ -3,7 +3,9 @@
 Protocol (Hinton 2022, the pytorch_forward_forward reference): label one-hot in the first
 ``n_classes`` pixels (value = batch max); negatives = the same images with a wrong label; each
 layer trained by its own Adam on ``mean(softplus(cat([−logit_pos, logit_neg])))`` with
-``logit = G − θ`` (FF) or the collaborative logit of :func:`~cffbench.ff.goodness.collaborative_logits`.
+``logit = G − θ`` (FF) or the collaborative logit of :func:`~cffbench.ff.goodness.collaborative_logits`,
+as the variant's logit rule forms it (:mod:`cffbench.ff.variants`); one step of one layer is
+:func:`cffbench.ff.step.layer_step`, the step the seed-stacked engine takes too.
 
 Schedules: ``sequential`` trains layer 1 for E epochs, then layer 2 on layer 1's frozen output,
 ...; ``alternating`` gives every layer one step per epoch (per minibatch), in order, each on the
@@ -23,20 +25,19 @@ import time
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
 from cffbench.data.splits import Splits
 from cffbench.errors import TrainConfigError
-from cffbench.ff.alpha import normalised_structures_coincide
 from cffbench.ff.checkpoint import (RunCheckpoint, restore_trainer, resume_note,
                                    trainer_identity, trainer_state)
-from cffbench.ff.collaboration import Collaboration
 from cffbench.ff.config import TrainConfig, run_generators
-from cffbench.ff.goodness import collaborative_logits, ff_loss
-from cffbench.ff.layers import FFLayer, OverlayInput, PlainInput
+from cffbench.ff.goodness import MEAN_SQUARES
+from cffbench.ff.layers import FFLayer, OverlayInput, PlainInput, require_label_overlay
 from cffbench.ff.predict import ff_accuracy
-from cffbench.ff.result import RunResult, CURVE_COLUMNS, curve_epochs, resolve_device
+from cffbench.ff.result import RunResult, curve_epochs, finish_result, resolve_device
+from cffbench.ff.step import chain_inputs, layer_step, mean_layer_goodness
+from cffbench.ff.variants import variant_of
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def draw_negative_labels(y: torch.Tensor, n_classes: int, generator: torch.Gener
 
 
 class FFTrainer:
-    """The state of one FF-family run: layers, collaboration, inputs, curves."""
+    """The state of one FF-family run: layers, the variant's logit rule, inputs, curves."""
 
     def __init__(self, config: TrainConfig, splits: Splits, device: torch.device,
                  on_epoch: Callable[[dict], None] | None) -> None:
@@ -70,13 +71,12 @@ class FFTrainer:
         self.on_epoch = on_epoch
         self.generators = run_generators(config.seed)
         self.n_labels = splits.n_classes
-        if splits.n_classes > splits.n_features:
-            raise TrainConfigError(f"{splits.name}: {splits.n_classes} classes do not fit the label "
-                                   f"overlay of {splits.n_features} features")
+        require_label_overlay(splits)
         widths = (splits.n_features, *config.hidden)
         self.layers = [FFLayer(d_in, d_out, self.generators["init"], config.lr, device,
-                               config.precision) for d_in, d_out in zip(widths[:-1], widths[1:])]
-        self.collab = Collaboration(config, device) if config.is_collaborative else None
+                               config.precision, MEAN_SQUARES)
+                       for d_in, d_out in zip(widths[:-1], widths[1:])]
+        self.logit_rule = variant_of(config).logit_rule(config, device)
         self.y_train = splits.y_train.to(device)
         self.y_neg = self._draw_negatives()
         self.overlay = OverlayInput.build(splits.x_train.to(device), self.y_train,
@@ -84,7 +84,6 @@ class FFTrainer:
         self.recorded = set(curve_epochs(config.epochs_per_layer).tolist())
         self.curves: list[dict] = []
         self.seconds = [0.0] * len(self.layers)
-        self.final_goodness: list[tuple[float, float]] = [(float("nan"),) * 2] * len(self.layers)
         self.checkpoint: RunCheckpoint | None = None
         self.started = time.perf_counter()
         self.elapsed_before = 0.0    # training seconds of earlier processes (a resumed run)
@@ -98,17 +97,9 @@ class FFTrainer:
         self.y_neg = self._draw_negatives()
         self.overlay = self.overlay.with_negatives(self.y_neg)
 
-    @torch.no_grad()
     def chain_inputs(self, upto: int) -> tuple[OverlayInput | PlainInput, list[torch.Tensor]]:
         """Input of layer ``upto`` and the goodness ``(2N,)`` of layers ``< upto`` (current weights)."""
-        inp: OverlayInput | PlainInput = self.overlay
-        lower: list[torch.Tensor] = []
-        for layer in self.layers[:upto]:
-            h = layer.forward(inp)
-            norm = torch.linalg.vector_norm(h, dim=1)
-            lower.append(norm.square() / layer.width)
-            inp = PlainInput(layer.direction(h, norm))
-        return inp, lower
+        return chain_inputs(self.layers, self.overlay, upto)
 
     def _batches(self) -> list[torch.Tensor | None]:
         n, size = self.overlay.n, self.config.batch_size
@@ -118,38 +109,10 @@ class FFTrainer:
         return list(order.split(size))
 
     # ------------------------------------------------------------------ one update
-    def update_layer(self, index: int, inp, lower: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def update_layer(self, index: int, inp: OverlayInput | PlainInput, lower: list[torch.Tensor]
+                     ) -> tuple[torch.Tensor, ...]:
         """One optimiser step of layer ``index`` on ``inp``; returns (loss, G_pos mean, G_neg mean)."""
-        layer, n = self.layers[index], inp.n
-        h = layer.forward(inp)
-        norm = torch.linalg.vector_norm(h, dim=1)
-        own = norm.square() / layer.width
-        others = None
-        if self.collab is not None:
-            upper, h_dir = [], layer.direction(h, norm, name="dir_collab")
-            for position, later in enumerate(self.layers[index + 1:], start=index + 1):
-                h_later = later.forward_rows(h_dir)
-                norm_later = torch.linalg.vector_norm(h_later, dim=1)
-                upper.append(norm_later.square() / later.width)
-                if position + 1 < len(self.layers):
-                    h_dir = later.direction(h_later, norm_later, name="dir_collab")
-            others = torch.stack([*lower, own, *upper])
-        own_leaf = own.detach().requires_grad_()
-        with torch.enable_grad():
-            if self.collab is None:
-                logits = collaborative_logits(own_leaf, None, 0.0, None, self.config.threshold)
-            else:
-                self.collab.zero_grad(index)
-                logits = collaborative_logits(own_leaf, others, self.collab.gamma(index),
-                                              self.collab.alpha_row(index), self.config.threshold,
-                                              self.config.theta_placement)
-            loss = ff_loss(logits[:n], logits[n:])
-            loss.backward()
-        layer.apply_goodness_gradient(inp, h, own_leaf.grad)
-        layer.step()
-        if self.collab is not None:
-            self.collab.step(index)
-        return loss.detach(), own[:n].mean(), own[n:].mean()
+        return layer_step(self.layers, index, inp, lower, self.logit_rule)
 
     def _update_batches(self, index: int, inp, lower, batches) -> tuple[float, float, float]:
         stats = []
@@ -163,13 +126,11 @@ class FFTrainer:
 
     # ------------------------------------------------------------------ bookkeeping
     def _record(self, index: int, epoch: int, loss: float, g_pos: float, g_neg: float) -> None:
-        gamma_ok = self.collab is None or self.collab.finite()
-        if not (np.isfinite(loss) and gamma_ok):
+        if not (np.isfinite(loss) and bool(self.logit_rule.finite())):
             raise Diverged(epoch)
         if epoch in self.recorded:
             row = {"layer": index + 1, "epoch": epoch, "loss": loss, "g_pos": g_pos, "g_neg": g_neg,
-                   "gamma": self.collab.gamma_value(index) if self.collab else float("nan"),
-                   "alpha_row": self.collab.alpha_row_json(index) if self.collab else ""}
+                   **self.logit_rule.curve_values(index)}
             self.curves.append(row)
             if self.on_epoch is not None:
                 self.on_epoch(dict(row))
@@ -224,10 +185,9 @@ class FFTrainer:
                 per_layer[index].append(self.update_layer(index, inp, lower))
                 if index + 1 < len(self.layers):
                     with torch.no_grad():
-                        h = layer.forward(inp)
-                        norm = torch.linalg.vector_norm(h, dim=1)
-                        lower.append(norm.square() / layer.width)
-                        inp = PlainInput(layer.direction(h, norm))
+                        own, direction = layer.goodness_and_direction(layer.forward(inp))
+                        lower.append(own)
+                        inp = PlainInput(direction)
                 self.seconds[index] += time.perf_counter() - start
         return per_layer
 
@@ -248,33 +208,13 @@ class FFTrainer:
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
 
-    @torch.no_grad()
     def final_layer_goodness(self) -> list[tuple[float, float]]:
         """Mean G_pos / G_neg per layer on the training data with the final weights."""
-        for layer in self.layers:
-            layer.release_buffers()
-        inp: OverlayInput | PlainInput = self.overlay
-        out = []
-        for layer in self.layers:
-            h = layer.forward(inp)
-            norm = torch.linalg.vector_norm(h, dim=1)
-            g = norm.square() / layer.width
-            out.append((float(g[:inp.n].mean()), float(g[inp.n:].mean())))
-            inp = PlainInput(layer.direction(h, norm))
-            layer.release_buffers()   # inp keeps the one tensor the next layer needs
-        return out
-
-    def curves_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.curves, columns=CURVE_COLUMNS)
+        return [(float(g_pos), float(g_neg))
+                for g_pos, g_neg in mean_layer_goodness(self.layers, self.overlay)]
 
     def weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(layer.weight.detach(), layer.bias.detach()) for layer in self.layers]
-
-
-def train_eval_subset(splits: Splits, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Sorted indices of the fixed train-accuracy subset (``min(size, N)`` rows)."""
-    n = splits.x_train.shape[0]
-    return torch.randperm(n, generator=generator)[: min(size, n)].sort().values
 
 
 def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
@@ -316,18 +256,14 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
         raise TrainConfigError(f"train_run expects a TrainConfig, got {type(config).__name__}")
     torch_device = resolve_device(device)
     started = time.perf_counter()
-    notes: list[str] = []
-    if config.variant == "bp":
+    variant = variant_of(config)
+    if variant.end_to_end:
         from cffbench.ff.backprop import train_backprop
 
         return train_backprop(config, splits, torch_device, on_epoch, started, checkpoint)
-    if config.is_collaborative and normalised_structures_coincide(config.n_layers):
-        note = ("with 2 hidden layers all normalised alpha structures coincide "
-                "(uniform = distance = learned = ones: alpha = [[0, 1], [1, 0]])")
-        notes.append(note)
+    notes = variant.notes(config)
+    for note in notes:
         log.info(note)
-    if config.variant == "a-cff" and config.gamma == 0 and config.gamma_lr > 0:
-        notes.append("a-cff with gamma init 0: gamma receives gradient and moves away from 0")
     trainer = FFTrainer(config, splits, torch_device, on_epoch)
     trainer.started = started
     resume, resumed_at = (0, 0), ""
@@ -349,7 +285,7 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
                 checkpoint.ignore(f"does not fit this run ({type(exc).__name__}: {exc})")
                 trainer = FFTrainer(config, splits, torch_device, on_epoch)
                 trainer.started, trainer.checkpoint = started, checkpoint
-    status, diverged_epoch = "ok", None
+    diverged_epoch = None
     try:
         if config.schedule == "sequential":
             trainer.train_sequential(resume)
@@ -359,32 +295,15 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
                    for w, b in trainer.weights()):
             raise Diverged(config.epochs_per_layer)   # the last step produced non-finite weights
     except Diverged as signal:
-        status, diverged_epoch = "diverged", signal.epoch
-        notes.append(f"diverged (non-finite loss or gamma) at epoch {signal.epoch}")
+        diverged_epoch = signal.epoch
         log.warning("run diverged at epoch %d", signal.epoch)
-    accuracies = {"test": float("nan"), "val": float("nan"), "train": float("nan")}
-    goodness = [(float("nan"), float("nan"))] * config.n_layers
-    if status == "ok":
-        goodness = trainer.final_layer_goodness()
-        for index, (g_pos, g_neg) in enumerate(goodness, start=1):
-            if g_pos == 0.0 and g_neg == 0.0:
-                # Finite but dead: every ReLU of the layer is off, so it cannot tell pos from neg.
-                notes.append(f"layer {index} collapsed (G_pos = G_neg = 0: every unit dead)")
-        weights = trainer.weights()
-        subset = train_eval_subset(splits, config.train_eval_size, trainer.generators["train_eval"])
-        for name, x, y in (("test", splits.x_test, splits.y_test), ("val", splits.x_val, splits.y_val),
-                           ("train", splits.x_train[subset], splits.y_train[subset])):
-            accuracies[name] = ff_accuracy(weights, x.to(torch_device), y.to(torch_device),
-                                           splits.n_classes)
-    collab = trainer.collab
-    return RunResult(
-        status=status, test_acc=accuracies["test"], val_acc=accuracies["val"],
-        train_acc=accuracies["train"],
-        gamma_final=[collab.gamma_value(i) for i in range(config.n_layers)] if collab else [],
-        alpha_final=collab.alpha_final() if collab else [],
-        layer_stats=[{"layer": i + 1, "g_pos": gp, "g_neg": gn, "seconds": trainer.seconds[i]}
-                     for i, (gp, gn) in enumerate(goodness)],
-        curves=trainer.curves_frame(),
-        diverged_epoch=diverged_epoch, duration_s=trainer.elapsed(),
-        device=str(torch_device), notes=notes, resumed_at=resumed_at,
+    weights = trainer.weights()
+    return finish_result(
+        config, splits, diverged_epoch=diverged_epoch,
+        accuracy=lambda x, y: ff_accuracy(weights, x.to(torch_device), y.to(torch_device),
+                                          splits.n_classes),
+        train_eval_generator=trainer.generators["train_eval"],
+        layer_goodness=trainer.final_layer_goodness, layer_seconds=trainer.seconds,
+        curves=trainer.curves, finals=trainer.logit_rule.finals(), elapsed=trainer.elapsed,
+        device=torch_device, notes=notes, resumed_at=resumed_at,
         resumed_elapsed_s=trainer.elapsed_before)
