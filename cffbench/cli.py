@@ -303,7 +303,7 @@ def train(
     n_train: Optional[int] = typer.Option(None, help="Stratified training subset (default: all 50k)."),
     overrides: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=(
         "Set any training setting, written as in a study file's \\[train] / \\[collab] "
-        "(TOML; a bare word is text): --set lr=0.01 --set hidden=[500,500] --set alpha=distance. "
+        "(TOML; a bare word is text): --set lr=0.01 --set 'hidden=[500, 500]' --set alpha=distance. "
         "Repeatable; validated by TrainConfig, with the message a study file gets.")),
     device: str = typer.Option("cpu", help="cpu | cuda | auto"),
     threads: int = typer.Option(0, help="torch CPU threads (0 = torch default)."),

@@ -285,3 +285,11 @@ def test_docs_tables_list_each_section_key_with_train_config_default(section):
     assert list(rows) == list(expected)
     for name, default in expected.items():
         assert rows[name] == (list(default) if isinstance(default, tuple) else default), name
+
+
+def test_architecture_doc_lists_the_derived_parameter_columns():
+    from cffbench.study.store import PARAMETER_COLUMNS
+
+    text = " ".join((REPO / "docs" / "architecture.md").read_text(encoding="utf-8").split())
+    listed = text.split("derived from `TrainConfig`: `", 1)[1].split("`", 1)[0]
+    assert [c.split(" (")[0] for c in listed.split(", ")] == list(PARAMETER_COLUMNS)
