@@ -293,3 +293,16 @@ def test_architecture_doc_lists_the_derived_parameter_columns():
     text = " ".join((REPO / "docs" / "architecture.md").read_text(encoding="utf-8").split())
     listed = text.split("derived from `TrainConfig`: `", 1)[1].split("`", 1)[0]
     assert [c.split(" (")[0] for c in listed.split(", ")] == list(PARAMETER_COLUMNS)
+
+
+def test_the_reports_main_configuration_defaults_are_train_configs():
+    # report/tables.py keeps its own MAIN_DEFAULTS (in a report-specific key order); they must
+    # stay TrainConfig's defaults, written as the store writes them.
+    from cffbench.analysis.factors import AXIS_COLUMNS
+    from cffbench.report.tables import MAIN_DEFAULTS
+
+    assert set(MAIN_DEFAULTS) <= set(AXIS_COLUMNS)
+    for name, default in MAIN_DEFAULTS.items():
+        if name in TrainConfig.model_fields:
+            expected = TrainConfig.model_fields[name].default
+            assert default == ("-".join(map(str, expected)) if isinstance(expected, tuple) else expected), name
