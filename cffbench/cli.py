@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+import typer.core
+import typer.main
 
 from cffbench.errors import CffbenchError
 
@@ -195,43 +197,143 @@ def analyze(
 
 
 # --------------------------------------------------------------------------- train
-@app.command("train")
+def _config_options() -> list:
+    """One option per ``TrainConfig`` field (``--lr``, ``--gamma-lr``, ...), from its type, default
+    and description; typer builds them from a generated signature (public API only)."""
+    import inspect
+    import typing
+
+    from cffbench.ff.config import TrainConfig, settings
+
+    parameters = []
+    for name, info in TrainConfig.model_fields.items():
+        # Every value is text read like a --set value and checked by TrainConfig, so `--seed 1.0`
+        # and `--set seed=1.0` (and `seeds = [1.0]` in a study file) are refused alike.
+        kind = info.annotation
+        if typing.get_origin(kind) is typing.Literal:
+            metavar = "|".join(typing.get_args(kind))
+        else:
+            metavar = {int: "INTEGER", float: "NUMBER"}.get(
+                kind, "WIDTHS" if typing.get_origin(kind) is tuple else "TEXT")
+        default = info.default
+        shown = "-".join(map(str, default)) if isinstance(default, tuple) else default
+        flags = [*filter(None, [settings()[name].cli_short]), f"--{name.replace('_', '-')}"]
+        text = info.description.replace("[", "\\[")   # rich markup would eat y[randperm(N)]
+        option = typer.Option(None, *flags, metavar=metavar, show_default=False,
+                              help=f"{text} \\[default: {shown}]")
+        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                            annotation=Optional[str]))
+
+    def fields(**values) -> None:  # pragma: no cover - never called; only its signature is read
+        pass
+
+    fields.__signature__ = inspect.Signature(parameters)   # type: ignore[attr-defined]
+    holder = typer.Typer()
+    holder.command()(fields)
+    return list(typer.main.get_command(holder).params)
+
+
+class _TrainCommand(typer.core.TyperCommand):
+    """``train`` with an option per ``TrainConfig`` field, built when ``train`` itself is parsed
+    (``cffbench.ff`` imports torch, which ``cffbench --help`` and the other commands must not pay
+    for). The fields' values reach the command through ``ctx.meta``."""
+
+    def get_params(self, ctx):
+        if "_config_options" not in ctx.meta:
+            ctx.meta["_config_options"] = _config_options()
+        params = super().get_params(ctx)
+        help_options = [p for p in params if p.name == "help"]
+        return [p for p in params if p.name != "help"] + ctx.meta["_config_options"] + help_options
+
+    def invoke(self, ctx):
+        names = {option.name for option in ctx.meta.get("_config_options", [])}
+        ctx.meta["train_options"] = {n: ctx.params.pop(n) for n in list(ctx.params) if n in names}
+        return super().invoke(ctx)
+
+
+def _option_value(name: str, text: str):
+    """An option's text as a ``TrainConfig`` value: read like a ``--set`` value (TOML, else text);
+    layer widths may also be written ``500-500``."""
+    import re
+    import typing
+
+    from cffbench.ff.config import TrainConfig, toml_value
+
+    if (typing.get_origin(TrainConfig.model_fields[name].annotation) is tuple
+            and re.fullmatch(r"\s*\d+(\s*[-,]\s*\d+)*\s*", text)):
+        return tuple(int(w) for w in re.split(r"[-,]", text))
+    return toml_value(text)
+
+
+def _check_option(option, value) -> None:
+    """Refuse a bad option value as click refuses one, with TrainConfig's words for what is wrong."""
+    import typing
+
+    import pydantic
+
+    from cffbench.errors import TrainConfigError
+    from cffbench.ff.config import TrainConfig, describe_error
+
+    field = TrainConfig.model_fields[option.name]
+    try:   # the field's own annotation: its type and constraints, as in TrainConfig
+        pydantic.TypeAdapter(field.rebuild_annotation()).validate_python(value)
+    except pydantic.ValidationError as exc:
+        flags = " / ".join(f"'{flag}'" for flag in option.opts)
+        clauses = []
+        for err in exc.errors():
+            loc, clause = describe_error(err)
+            clauses.append(f"{option.name}{''.join(f'.{p}' for p in loc)}: {clause}")
+        hint = ""
+        if isinstance(value, str) and typing.get_origin(field.annotation) is tuple:
+            hint = "; write layer widths as 500-500 or [500, 500]"
+        raise TrainConfigError(f"Invalid value for {flags}: {'; '.join(clauses)}{hint}") from None
+
+
+_TRAIN_HELP = (
+    "Train one run and print its accuracies (percent) and per-layer statistics.\n\n"
+    "Every training setting (a TrainConfig field) has an option of its own (--lr, --gamma-lr, "
+    "...; --epochs is short for --epochs-per-layer) and can also be given as --set key=value; "
+    "unset ones take TrainConfig's defaults.")
+
+
+@app.command("train", cls=_TrainCommand, help=_TRAIN_HELP)
 def train(
-    variant: str = typer.Option("ff", help="ff | f-cff | a-cff | bp"),
+    ctx: typer.Context,
     dataset: str = typer.Option("mnist", help="Dataset name (see `cffbench data fetch`)."),
     n_train: Optional[int] = typer.Option(None, help="Stratified training subset (default: all 50k)."),
-    epochs: int = typer.Option(1000, "--epochs", help="Epochs per layer."),
-    hidden: str = typer.Option("500-500", help="Hidden widths, e.g. 500-500."),
-    seed: int = typer.Option(0),
-    gamma: float = typer.Option(1.0),
-    alpha: str = typer.Option("uniform", help="uniform | distance | learned | ones"),
-    theta_placement: str = typer.Option("per_term", help="per_term | single"),
-    schedule: str = typer.Option("sequential", help="sequential | alternating"),
-    negatives: str = typer.Option("fixed", help="fixed | redraw | permutation"),
-    batch_size: int = typer.Option(0, help="0 = full batch."),
-    precision: str = typer.Option("fp32", help="fp32 | bf16"),
+    overrides: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=(
+        "Set any training setting, written as in a study file's \\[train] / \\[collab] "
+        "(TOML; a bare word is text): --set lr=0.01 --set 'hidden=[500, 500]' --set alpha=distance. "
+        "Repeatable; validated by TrainConfig, with the message a study file gets.")),
     device: str = typer.Option("cpu", help="cpu | cuda | auto"),
     threads: int = typer.Option(0, help="torch CPU threads (0 = torch default)."),
     data_root: Optional[Path] = DataRootOption,
 ) -> None:
-    """Train one run and print its accuracies (percent) and per-layer statistics."""
+    """Train one run (help: ``_TRAIN_HELP``); the TrainConfig options arrive in ``ctx.meta``."""
     import torch
 
     from cffbench.data import load_splits
     from cffbench.errors import TrainConfigError
     from cffbench.ff import TrainConfig, train_run
+    from cffbench.ff.config import parse_override
 
-    try:
-        widths = tuple(int(w) for w in hidden.replace(",", "-").split("-"))
-    except ValueError:
-        raise TrainConfigError(f"--hidden {hidden!r}: expected widths like 500-500") from None
-    config = TrainConfig(variant=variant, hidden=widths, epochs_per_layer=epochs, seed=seed,
-                         gamma=gamma, alpha=alpha, theta_placement=theta_placement,
-                         schedule=schedule, negatives=negatives, batch_size=batch_size,
-                         precision=precision)
+    fields: dict = {}
+    given: dict[str, str] = {}
+    options = {option.name: option for option in ctx.meta.get("_config_options", [])}
+    for name, text in ctx.meta.get("train_options", {}).items():
+        if text is not None:
+            fields[name] = _option_value(name, text)
+            _check_option(options[name], fields[name])
+            given[name] = options[name].opts[0]
+    for text in overrides:
+        name, value = parse_override(text)
+        if name in given:
+            raise TrainConfigError(f"--set {text!r}: {name} is already set by {given[name]}")
+        fields[name], given[name] = value, f"--set {text!r}"
+    config = TrainConfig(**fields)
     if threads > 0:
         torch.set_num_threads(threads)
-    splits = load_splits(dataset, _data_root(data_root), n_train=n_train, seed=seed)
+    splits = load_splits(dataset, _data_root(data_root), n_train=n_train, seed=config.seed)
     result = train_run(config, splits, device=device)
     typer.echo(f"status: {result.status}" + (f" (epoch {result.diverged_epoch})"
                                               if result.diverged_epoch else ""))

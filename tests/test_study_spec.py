@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from cffbench.errors import StudyError
-from cffbench.ff import TrainConfig
 from cffbench.study import expand, load_study, parse_study
-from cffbench.study.spec import CollabSection, TrainSection
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,14 +121,6 @@ theta_placement = ["per_term", "single"]
     assert len(runs) == 2 * 2 * 2 * 2 * 2     # 4 axes of 2 x 2 seeds
     assert {r.config.hidden for r in runs} == {(500, 500), (500, 500, 500, 500)}
     assert {r.config.schedule for r in runs} == {"sequential", "alternating"}
-
-
-def test_study_sections_mirror_train_config_fields_and_defaults():
-    section_fields = {**TrainSection.model_fields, **CollabSection.model_fields}
-    config_fields = {k: v for k, v in TrainConfig.model_fields.items() if k != "seed"}
-    assert set(section_fields) == set(config_fields)
-    for key, info in config_fields.items():
-        assert section_fields[key].default == info.default, key
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "studies").glob("*.toml")), ids=lambda p: p.name)

@@ -4,7 +4,7 @@ and :func:`~cffbench.stats.compare` over it for the omnibus tests, written as ta
 Plan per dataset (recorded as the first decision of each comparison):
 
 - the *factors* are the run-row columns that vary among the dataset's ``ok`` runs (non-null
-  values; see :data:`FACTOR_COLUMNS`);
+  values; see :data:`FACTOR_COLUMNS`, derived from ``TrainConfig`` in :mod:`cffbench.analysis.factors`);
 - when no factor is null anywhere and at most two vary, one analysis (``main``) crosses them;
 - otherwise (``ff`` / ``bp`` have null collaboration columns, so they sit outside a
   ``variant x alpha`` crossing; or more than two factors vary) two analyses: ``conditions``, one
@@ -27,15 +27,12 @@ import numpy as np
 import pandas as pd
 
 from cffbench.analysis.contrasts import PlanResult, analyze_runs, store_plan
+from cffbench.analysis.factors import FACTOR_COLUMNS  # derived from TrainConfig; re-exported
 from cffbench.analysis.saved import save as save_plan_result
 from cffbench.analysis.render import plan_text
 from cffbench.errors import StatsError, StudyError
 from cffbench.stats.compare import Comparison, Decision, compare
 from cffbench.stats.inputs import level_labels
-
-FACTOR_COLUMNS = ("variant", "alpha", "theta_placement", "schedule", "hidden", "epochs_per_layer",
-                  "n_train", "lr", "threshold", "batch_size", "negatives", "gamma", "gamma_lr",
-                  "gamma_optimizer", "alpha_decay", "precision", "train_eval_size")
 
 
 @dataclass

@@ -19,15 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cffbench.analysis.factors import AXIS_COLUMNS  # the grid-axis columns, from TrainConfig
 from cffbench.analysis.plan import Plan, resolve_plan
 from cffbench.errors import StatsError, StudyError
 from cffbench.stats import paired as P
 from cffbench.stats.power import seeds_needed
 
-#: Run-row columns that can be grid axes (the training config fields a study may vary).
-AXIS_COLUMNS = ("alpha", "theta_placement", "schedule", "hidden", "epochs_per_layer", "n_train",
-                "lr", "threshold", "batch_size", "negatives", "gamma", "gamma_lr",
-                "gamma_optimizer", "alpha_decay", "precision", "train_eval_size")
 #: Seeds below this count make "seeds needed" an order-of-magnitude figure (a small pilot).
 SMALL_PILOT = 10
 

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import pydantic
 
 from cffbench.errors import CffbenchError, StudyError
+from cffbench.ff.config import TrainConfig
 from cffbench.study.spec import Study
 
 RUN_ID_LENGTH = 16
@@ -80,18 +81,12 @@ class RunTask:
     dataset: str
     n_train: Optional[int]
     seed: int
-    config: Any
+    config: TrainConfig
     effective: dict = field(compare=False)
 
     @property
     def variant(self) -> str:
         return self.config.variant
-
-
-def _train_config_class():
-    from cffbench.ff import TrainConfig
-
-    return TrainConfig
 
 
 def grid_points(study: Study) -> list[dict[str, Any]]:
@@ -128,14 +123,13 @@ def expand(study: Study) -> list[RunTask]:
     StudyError
         If a grid point is not a valid ``TrainConfig`` (message names the study file).
     """
-    train_config = _train_config_class()
     where = study.source or study.name
     tasks: dict[str, RunTask] = {}
     for seed in study.seeds:
         for dataset in study.data.datasets:
             for point in grid_points(study):
                 try:
-                    config = train_config(**point, seed=seed)
+                    config = TrainConfig(**point, seed=seed)
                 except pydantic.ValidationError as exc:
                     from cffbench.study.spec import study_error
 

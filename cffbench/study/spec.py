@@ -3,7 +3,10 @@
 A study file has the sections ``[data]``, ``[train]``, ``[collab]``, ``[grid]``,
 ``[execution]`` and ``[analysis]`` (the pre-registered analysis plan; it never enters a run id) plus the top-level keys ``name``, ``description`` and ``seeds``. Every key of
 ``[train]`` / ``[collab]`` may instead appear in ``[grid]`` as a list, which makes it an axis of
-the study; the study is the product of the grid axes x datasets x seeds. Unknown keys are
+the study; the study is the product of the grid axes x datasets x seeds. The ``[train]`` and
+``[collab]`` keys, their types, ranges and defaults, the ``[grid]`` axes and the ``seeds`` entries
+are derived from :class:`~cffbench.ff.TrainConfig` (each field's ``Setting.section``), never
+declared here, so they cannot drift from what a run accepts. Unknown keys are
 rejected. Every mistake raises :class:`~cffbench.errors.StudyError` with one line that names the
 file, the key and what is allowed.
 """
@@ -19,62 +22,50 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from cffbench.errors import StudyError
+from cffbench.ff.config import TrainConfig, Variant, describe_error, section_fields
 
-Variant = Literal["ff", "f-cff", "a-cff", "bp"]
-AlphaStructure = Literal["uniform", "distance", "learned", "ones"]
 ExecutorName = Literal["serial", "local", "dask"]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
-class TrainSection(BaseModel):
-    """``[train]``: the per-run training settings (defaults are ``TrainConfig``'s)."""
+def _section_model(name: str, section: str, doc: str) -> type[BaseModel]:
+    """A study-file section whose keys are the ``TrainConfig`` fields of ``section``.
 
-    model_config = _STRICT
-
-    variant: Variant = "ff"
-    hidden: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1)] = (500, 500)
-    epochs_per_layer: Annotated[int, Field(ge=1)] = 1000
-    lr: Annotated[float, Field(gt=0)] = 0.03
-    threshold: float = 2.0
-    batch_size: Annotated[int, Field(ge=0)] = 0
-    schedule: Literal["sequential", "alternating"] = "sequential"
-    negatives: Literal["fixed", "redraw", "permutation"] = "fixed"
-    precision: Literal["fp32", "bf16"] = "fp32"
-    train_eval_size: Annotated[int, Field(ge=1)] = 10000
+    Each key has ``TrainConfig``'s type, constraints, default and description, so a value is
+    accepted or rejected here exactly as ``TrainConfig`` would, with the same message.
+    """
+    fields: dict[str, Any] = {}
+    for key in section_fields(section):
+        info = TrainConfig.model_fields[key]
+        fields[key] = (info.rebuild_annotation(), Field(info.default, description=info.description))
+    return pydantic.create_model(name, __config__=_STRICT, __doc__=doc, **fields)
 
 
-class CollabSection(BaseModel):
-    """``[collab]``: the collaboration settings, ignored by ``ff`` and ``bp``."""
-
-    model_config = _STRICT
-
-    gamma: float = 1.0
-    gamma_lr: Annotated[float, Field(ge=0)] = 0.01
-    gamma_optimizer: Literal["sgd", "adam"] = "sgd"
-    alpha: AlphaStructure = "uniform"
-    alpha_decay: Annotated[float, Field(ge=0)] = 0.5
-    theta_placement: Literal["per_term", "single"] = "per_term"
-
+TrainSection = _section_model(
+    "TrainSection", "train", "``[train]``: the per-run training settings (``TrainConfig``'s).")
+CollabSection = _section_model(
+    "CollabSection", "collab", "``[collab]``: the collaboration settings, ignored by ``ff`` and ``bp``.")
+_SECTIONS = {"train": TrainSection, "collab": CollabSection}
 
 #: Every key a ``[grid]`` may hold, with the section it belongs to.
-GRID_KEYS: dict[str, str] = {
-    **{k: "train" for k in TrainSection.model_fields},
-    **{k: "collab" for k in CollabSection.model_fields},
-}
+GRID_KEYS: dict[str, str] = {key: section for section, model in _SECTIONS.items()
+                             for key in model.model_fields}
 
 
 def _grid_model() -> type[BaseModel]:
     """A ``[grid]`` model whose fields are non-empty lists of the section fields' types."""
     fields: dict[str, Any] = {}
-    for section in (TrainSection, CollabSection):
+    for section in _SECTIONS.values():
         for key, info in section.model_fields.items():
-            item = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            item = info.rebuild_annotation()
             fields[key] = (Optional[Annotated[list[item], Field(min_length=1)]], None)
     return pydantic.create_model("GridSection", __config__=_STRICT, **fields)
 
 
 GridSection = _grid_model()
+#: One entry of the top-level ``seeds`` list: validated as ``TrainConfig.seed`` (strict, 0 <= s < 2^63).
+_Seed = TrainConfig.model_fields["seed"].rebuild_annotation()
 
 
 def _dataset_registry() -> dict:
@@ -250,7 +241,7 @@ class Study(BaseModel):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     description: str = ""
-    seeds: Annotated[list[Annotated[int, Field(strict=True, ge=0, lt=2**63)]], Field(min_length=1)] = [0]
+    seeds: Annotated[list[_Seed], Field(min_length=1)] = [0]  # type: ignore[valid-type]
     data: DataSection = DataSection()
     train: TrainSection = TrainSection()
     collab: CollabSection = CollabSection()
@@ -290,25 +281,20 @@ def _describe_error(err: dict, raw: dict) -> str:
         if section == ["grid"] or section == []:
             allowed = GRID_KEYS if section == ["grid"] else Study.model_fields
         else:
-            model = {"data": DataSection, "train": TrainSection, "collab": CollabSection,
-                     "execution": ExecutionSection, "analysis": AnalysisSection,
-                     "execution.slurm": SlurmSection}.get(".".join(section))
+            model = {"data": DataSection, **_SECTIONS, "execution": ExecutionSection,
+                     "analysis": AnalysisSection, "execution.slurm": SlurmSection}.get(".".join(section))
             allowed = model.model_fields if model else {}
         allowed_keys = [k for k in allowed if k != "source"]
         hint = ""
         if section == [] and key in GRID_KEYS:
             hint = f" (it belongs in [{GRID_KEYS[key]}] or [grid])"
         return f"unknown key {key!r} at {where}{hint}; allowed: {', '.join(allowed_keys)}"
+    loc, clause = describe_error(err)   # the clause TrainConfig would give for the same value
     if len(loc) >= 2:
         name = f"[{loc[0]}] {'.'.join(loc[1:])}"
     else:
         name = loc[0] if loc else "file"
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    value = err.get("input")
-    shown = "" if isinstance(value, (dict, type(None))) else f" (got {value!r})"
-    return f"{name}: {msg}{shown}"
+    return f"{name}: {clause}"
 
 
 def study_error(path: Path | str, exc: pydantic.ValidationError, raw: dict | None = None) -> StudyError:

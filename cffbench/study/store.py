@@ -25,13 +25,14 @@ import tomllib
 import uuid
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional, get_args, get_origin, get_type_hints
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cffbench.errors import StudyError
+from cffbench.ff.config import TrainConfig, settings as train_settings
 from cffbench.study.grid import RunTask
 from cffbench.study.spec import Study, parse_study
 
@@ -41,15 +42,45 @@ CURVES_DIR = "curves"
 #: In-flight runs' checkpoints (cffbench.ff.checkpoint); git-ignored, deleted once stored.
 CHECKPOINTS_DIR = "checkpoints"
 
+def _arrow_type(annotation: Any) -> pa.DataType:
+    """The Parquet type of a ``TrainConfig`` field (or property) of type ``annotation``."""
+    if get_origin(annotation) is Literal and all(isinstance(a, str) for a in get_args(annotation)):
+        return pa.string()
+    if get_origin(annotation) is tuple:
+        return pa.string()    # layer widths as text, "500-500"
+    known = {int: pa.int64(), float: pa.float64()}
+    if annotation in known:
+        return known[annotation]
+    raise TypeError(f"no Parquet column type for a TrainConfig field of type {annotation!r}")
+
+
+def _parameter_fields() -> tuple[list[pa.Field], list[pa.Field]]:
+    """``(leading, other)`` parameter columns, derived from ``TrainConfig``'s fields.
+
+    Each field is a column of its own type, followed by the properties its ``Setting.store_after``
+    names (``hidden``, then ``n_layers``); fields marked ``store_lead`` come first.
+    """
+    lead: list[pa.Field] = []
+    rest: list[pa.Field] = []
+    for name, info in TrainConfig.model_fields.items():
+        setting = train_settings()[name]
+        columns = [pa.field(name, _arrow_type(info.annotation))]
+        columns += [pa.field(prop, _arrow_type(get_type_hints(getattr(TrainConfig, prop).fget)["return"]))
+                    for prop in setting.store_after]
+        (lead if setting.store_lead else rest).extend(columns)
+    return lead, rest
+
+
+_LEAD_PARAMETERS, _OTHER_PARAMETERS = _parameter_fields()
+#: The run's parameters: every ``TrainConfig`` field (and ``n_layers``), with the data's ``n_train``
+#: after the leading ones (``variant, alpha, seed``). Derived, never listed by hand: a new
+#: ``TrainConfig`` field is a new column (and makes older part files a legacy schema).
+PARAMETER_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in (*_LEAD_PARAMETERS, pa.field("n_train", pa.int64()), *_OTHER_PARAMETERS))
+
 RUN_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("study", pa.string()), ("dataset", pa.string()),
-    ("variant", pa.string()), ("alpha", pa.string()), ("seed", pa.int64()),
-    ("n_train", pa.int64()), ("hidden", pa.string()), ("n_layers", pa.int64()),
-    ("epochs_per_layer", pa.int64()), ("lr", pa.float64()), ("threshold", pa.float64()),
-    ("batch_size", pa.int64()), ("schedule", pa.string()), ("negatives", pa.string()),
-    ("gamma", pa.float64()), ("gamma_lr", pa.float64()), ("gamma_optimizer", pa.string()),
-    ("alpha_decay", pa.float64()), ("theta_placement", pa.string()),
-    ("precision", pa.string()), ("train_eval_size", pa.int64()),
+    *_LEAD_PARAMETERS, ("n_train", pa.int64()), *_OTHER_PARAMETERS,
     ("status", pa.string()), ("test_acc", pa.float64()), ("val_acc", pa.float64()),
     ("train_acc", pa.float64()), ("gamma_final", pa.float64()),
     ("gamma_final_layers", pa.string()), ("alpha_final", pa.string()),
@@ -100,15 +131,16 @@ def run_row(task: RunTask, outcome) -> dict[str, Any]:
     config, result = task.config, outcome.result
     row: dict[str, Any] = {
         "run_id": task.run_id, "study": task.study, "dataset": task.dataset,
-        "seed": task.seed, "n_train": outcome.n_train if outcome.n_train is not None else task.n_train,
-        "hidden": "-".join(str(h) for h in config.hidden), "n_layers": len(config.hidden),
+        "n_train": outcome.n_train if outcome.n_train is not None else task.n_train,
     }
-    for name in RUN_SCHEMA.names:
-        if name in row or not hasattr(config, name):
-            continue
+    for name, info in TrainConfig.model_fields.items():
         # A parameter that does not affect this run (alpha of ff, threshold of bp, ...) is missing;
         # the others are stored as the run id saw them (e.g. the canonical alpha of 2-layer CFF).
-        row[name] = task.effective[name] if name in task.effective else None
+        value = task.effective.get(name)
+        if value is not None and get_origin(info.annotation) is tuple:
+            value = "-".join(str(v) for v in value)
+        row[name] = value
+        row.update({prop: getattr(config, prop) for prop in train_settings()[name].store_after})
     gammas = [float(g) for g in (getattr(result, "gamma_final", None) or [])]
     row.update({
         "status": outcome.status,
