@@ -203,14 +203,16 @@ def _config_options() -> list:
     import inspect
     import typing
 
-    from cffbench.ff.config import TrainConfig, settings
+    from cffbench.ff.config import TrainConfig, registry_of, settings
 
     parameters = []
     for name, info in TrainConfig.model_fields.items():
         # Every value is text read like a --set value and checked by TrainConfig, so `--seed 1.0`
         # and `--set seed=1.0` (and `seeds = [1.0]` in a study file) are refused alike.
         kind = info.annotation
-        if typing.get_origin(kind) is typing.Literal:
+        if registry_of(name) is not None:
+            metavar = "|".join(registry_of(name).names())
+        elif typing.get_origin(kind) is typing.Literal:
             metavar = "|".join(typing.get_args(kind))
         else:
             metavar = {int: "INTEGER", float: "NUMBER"}.get(

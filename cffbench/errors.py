@@ -30,3 +30,7 @@ class StatsError(CffbenchError):
 
 class ReportError(CffbenchError):
     """A report cannot be produced from the given results."""
+
+
+class ExtensionError(CffbenchError):
+    """A plugin or a registered extension (variant, goodness, negatives rule, dataset) is invalid."""

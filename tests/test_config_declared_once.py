@@ -22,7 +22,7 @@ from pydantic.fields import FieldInfo
 from cffbench.cli import main
 from cffbench.errors import StudyError, TrainConfigError
 from cffbench.ff import TrainConfig
-from cffbench.ff.config import settings
+from cffbench.ff.config import registry_of, settings
 from cffbench.study import RUN_SCHEMA, RunStore, RunTask, expand, parse_study, read_runs
 from cffbench.study.spec import GRID_KEYS
 from cffbench.study.store import LEGACY_RUN_SCHEMAS
@@ -58,6 +58,8 @@ def base_value(name: str) -> Any:
 def other_value(name: str) -> Any:
     """A valid value of ``name`` that differs from :data:`BASE`'s (derived from the type only)."""
     kind = TrainConfig.model_fields[name].annotation
+    if registry_of(name) is not None:
+        return next(v for v in registry_of(name).names() if v != base_value(name))
     if get_origin(kind) is Literal:
         return next(v for v in get_args(kind) if v != base_value(name))
     if get_origin(kind) is tuple:
@@ -69,7 +71,7 @@ def bad_values(name: str) -> list[Any]:
     """Values ``TrainConfig`` must refuse, from the field's type and declared constraints."""
     info: FieldInfo = TrainConfig.model_fields[name]
     kind = info.annotation
-    if get_origin(kind) is Literal:
+    if get_origin(kind) is Literal or registry_of(name) is not None:
         return ["nope"]
     if get_origin(kind) is tuple:
         return [[], [0], [5, 1.5], "500-500"]

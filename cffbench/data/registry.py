@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cffbench import extensions
 from cffbench.errors import DataError
 
 MAIN_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
@@ -115,7 +116,7 @@ _CIFAR10_MD5S = ("c99cafc152244af753f735de768cd75f", "d4bba439e000b95fd0a9bffe97
 _SVHN_MD5S = ("e26dedcc434d2e4c54c9b2d4a06d8373", "eb5a983be6a315427106f1b164d9cef3")
 
 
-DATASETS: dict[str, DatasetInfo] = {
+_BUILTIN_DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(
         name="mnist", torchvision_class="MNIST", mean=(0.1307,), std=(0.3081,), n_classes=10,
         image_shape=(1, 28, 28), raw_dir="MNIST/raw", raw_files=_IDX_FILES,
@@ -160,6 +161,14 @@ DATASETS: dict[str, DatasetInfo] = {
         n_official_train=73257, n_official_test=26032,
     ),
 }
+
+
+for _info in _BUILTIN_DATASETS.values():
+    extensions.DATASETS.register(_info, builtin=True)
+
+#: Every registered dataset by name: the built-ins above, then any a plugin registers
+#: (:data:`cffbench.extensions.DATASETS`; a mapping, in registration order).
+DATASETS = extensions.DATASETS
 
 
 def get_dataset_info(name: str) -> DatasetInfo:

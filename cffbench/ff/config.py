@@ -22,6 +22,7 @@ import pydantic
 import torch
 from pydantic import AfterValidator, Field
 
+from cffbench import extensions
 from cffbench.errors import TrainConfigError
 from cffbench.ff.alpha import ALPHA_STRUCTURES, normalised_structures_coincide
 
@@ -59,8 +60,30 @@ class Setting:
     cli_short: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class Named:
+    """``Annotated`` metadata of a field whose value names an entry of ``registry`` (a
+    :class:`cffbench.extensions.Registry`); the allowed values are the registry's names."""
+
+    registry: Any
+
+
+def _registry_name(registry) -> Any:
+    """The type of a setting that names a registered object: validated against the registry when
+    the value is checked (so a plugin's names are allowed once it is loaded), with the words of a
+    ``Literal``'s error (``Input should be 'ff', 'f-cff', 'a-cff' or 'bp'``)."""
+    return Annotated[str, AfterValidator(registry.check_name), Named(registry)]
+
+
+def registry_of(name: str):
+    """The :class:`cffbench.extensions.Registry` whose names field ``name`` takes, or ``None``."""
+    found = [m for m in TrainConfig.model_fields[name].metadata if isinstance(m, Named)]
+    return found[0].registry if found else None
+
+
 #: Types shared with the study file's other sections (``[analysis]`` names variants too).
-Variant = Literal["ff", "f-cff", "a-cff", "bp"]
+Variant = _registry_name(extensions.VARIANTS)
+NegativesName = _registry_name(extensions.NEGATIVES)
 AlphaStructure = Literal[ALPHA_STRUCTURES]  # type: ignore[valid-type]
 
 _FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -118,7 +141,7 @@ class TrainConfig(pydantic.BaseModel, frozen=True, extra="forbid"):
                         Setting(bp_ignores=True, factor=3)] = Field(
         "sequential", description="sequential (layer by layer) or alternating (every layer "
         "once per epoch)")
-    negatives: Annotated[Literal["fixed", "redraw", "permutation"], Setting(bp_ignores=True)] = Field(
+    negatives: Annotated[NegativesName, Setting(bp_ignores=True)] = Field(
         "fixed", description="negative labels: fixed (a uniformly drawn wrong label, drawn once), "
         "redraw (drawn anew every epoch) or permutation (the reference's y[randperm(N)], drawn "
         "once; may equal the true label)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cffbench import extensions
+
 #: Added to the row norm before dividing, as in the reference implementation.
 NORM_EPS = 1e-4
 #: Number of leading pixels that carry the one-hot label.
@@ -85,6 +87,7 @@ class MeanSquares(GoodnessFunction):
 
 #: The goodness of every built-in variant.
 MEAN_SQUARES = MeanSquares()
+extensions.GOODNESS.register(MEAN_SQUARES, builtin=True)
 
 
 def goodness(h: torch.Tensor) -> torch.Tensor:

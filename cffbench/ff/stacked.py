@@ -39,6 +39,7 @@ from cffbench.errors import TrainConfigError
 from cffbench.ff.config import TrainConfig, run_generators
 from cffbench.ff.goodness import MEAN_SQUARES
 from cffbench.ff.layers import FFLayer, OverlayInput, init_linear, require_label_overlay
+from cffbench.ff.negatives import negative_rule
 from cffbench.ff.predict import ff_accuracy
 from cffbench.ff.result import RunResult, curve_epochs, finish_result, resolve_device
 from cffbench.ff.step import chain_inputs, layer_step, mean_layer_goodness
@@ -60,8 +61,8 @@ def stacking_unsupported(config: TrainConfig, n_train: int) -> str | None:
         return f"minibatches (batch_size {config.batch_size})"
     if config.precision != "fp32":
         return f"precision {config.precision}"
-    if config.negatives == "redraw":
-        return "negatives redraw"
+    if negative_rule(config.negatives).redraw_each_epoch:
+        return f"negatives {config.negatives}"
     return None
 
 

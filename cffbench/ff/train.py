@@ -34,6 +34,7 @@ from cffbench.ff.checkpoint import (RunCheckpoint, restore_trainer, resume_note,
 from cffbench.ff.config import TrainConfig, run_generators
 from cffbench.ff.goodness import MEAN_SQUARES
 from cffbench.ff.layers import FFLayer, OverlayInput, PlainInput, require_label_overlay
+from cffbench.ff.negatives import negative_rule
 from cffbench.ff.predict import ff_accuracy
 from cffbench.ff.result import RunResult, curve_epochs, finish_result, resolve_device
 from cffbench.ff.step import chain_inputs, layer_step, mean_layer_goodness
@@ -54,11 +55,7 @@ def draw_negative_labels(y: torch.Tensor, n_classes: int, generator: torch.Gener
                          mode: str) -> torch.Tensor:
     """Negative labels ``(N,)`` on the CPU: a uniformly drawn wrong label (``fixed`` / ``redraw``)
     or the reference's ``y[randperm(N)]`` (``permutation``; may equal the true label)."""
-    y = y.cpu()
-    if mode == "permutation":
-        return y[torch.randperm(y.shape[0], generator=generator)]
-    shift = torch.randint(1, n_classes, y.shape, generator=generator)
-    return (y + shift) % n_classes
+    return negative_rule(mode).draw(y.cpu(), n_classes, generator)
 
 
 class FFTrainer:
@@ -145,11 +142,11 @@ class FFTrainer:
             for layer in self.layers:   # drop the previous phase's scratch before allocating anew
                 layer.release_buffers()
             inp, lower = self.chain_inputs(index)
-            if self.config.negatives != "redraw":
+            if not negative_rule(self.config.negatives).redraw_each_epoch:
                 for frozen in self.layers[:index]:  # inp / lower keep what they need alive
                     frozen.release_buffers()
             for epoch in range(epochs_done + 1 if index == first_layer else 1, n_epochs + 1):
-                if self.config.negatives == "redraw":
+                if negative_rule(self.config.negatives).redraw_each_epoch:
                     self._redraw_negatives()
                     inp, lower = self.chain_inputs(index)
                 try:
@@ -164,7 +161,7 @@ class FFTrainer:
     def train_alternating(self, resume: tuple[int, int] = (0, 0)) -> None:
         """Every layer once per epoch; ``resume = (_, epochs done)`` from a checkpoint."""
         for epoch in range(resume[1] + 1, self.config.epochs_per_layer + 1):
-            if self.config.negatives == "redraw":
+            if negative_rule(self.config.negatives).redraw_each_epoch:
                 self._redraw_negatives()
             try:
                 per_layer = self._alternating_epoch()

@@ -6,7 +6,7 @@ and (if it reads them) the other layers' goodness and that owns the extra parame
 learns and their optimisers; the engines (:mod:`cffbench.ff.train`, :mod:`cffbench.ff.stacked`)
 only call it. ``bp`` is trained end to end by :mod:`cffbench.ff.backprop` instead.
 
-The engine looks variants up in :data:`VARIANTS` by ``TrainConfig.variant``; it does not branch
+The engine looks variants up in :data:`VARIANTS` (the registry of :mod:`cffbench.extensions`) by ``TrainConfig.variant``; it does not branch
 on their names.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from cffbench import extensions
 from cffbench.ff.alpha import normalised_structures_coincide
 from cffbench.ff.collaboration import Collaboration, LogitRule, PlainLogits, SeedShape
 from cffbench.ff.config import TrainConfig
@@ -76,10 +77,13 @@ class Backprop(Variant):
     end_to_end = True
 
 
-#: The built-in variants by name.
-VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    PlainFF(), CollaborativeFF("f-cff", learn_gamma=False), CollaborativeFF("a-cff", learn_gamma=True),
-    Backprop())}
+for _variant in (PlainFF(), CollaborativeFF("f-cff", learn_gamma=False),
+                 CollaborativeFF("a-cff", learn_gamma=True), Backprop()):
+    extensions.VARIANTS.register(_variant, builtin=True)
+
+#: Every registered variant by name: the four built-ins, then any a plugin registers
+#: (:data:`cffbench.extensions.VARIANTS`).
+VARIANTS = extensions.VARIANTS
 
 
 def variant_of(config: TrainConfig) -> Variant:

@@ -48,7 +48,7 @@ def _arrow_type(annotation: Any) -> pa.DataType:
         return pa.string()
     if get_origin(annotation) is tuple:
         return pa.string()    # layer widths as text, "500-500"
-    known = {int: pa.int64(), float: pa.float64()}
+    known = {int: pa.int64(), float: pa.float64(), str: pa.string()}   # str: a registry's name
     if annotation in known:
         return known[annotation]
     raise TypeError(f"no Parquet column type for a TrainConfig field of type {annotation!r}")
