@@ -155,3 +155,20 @@ def test_interrupt_in_the_driver_loop_stops_every_worker_without_waiting(executo
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if alive(pid)]
+
+
+# ----------------------------------------------------------------------------- epoch relay
+@pytest.mark.slow
+def test_local_workers_relay_every_curve_row_to_the_driver():
+    tasks = expand(parse_study(STUDY))
+    received: list[tuple[str, dict]] = []
+    engine = make_executor("local", 2, None, "cpu", train_run, tiny_load,
+                           on_epoch=lambda run_id, record: received.append((run_id, record)))
+    outcomes = {o.run_id: o for o in engine.map_runs(tasks)}
+    assert all(o.status == "ok" for o in outcomes.values())
+    # each row goes through a manager queue synchronously before its run returns, and the
+    # driver drains the queue once more at the end: every row arrives, in order per run
+    for run_id, outcome in outcomes.items():
+        rows = [(r["layer"], r["epoch"], r["loss"]) for rid, r in received if rid == run_id]
+        curves = outcome.result.curves
+        assert rows == list(zip(curves["layer"], curves["epoch"], curves["loss"]))
