@@ -1,8 +1,9 @@
 """Executors: where runs execute. Workers train and return results; only the driver writes.
 
 Every executor has one method, ``map_runs(tasks) -> iterator of RunOutcome`` in completion
-order, and pulls tasks lazily (at most ``workers`` in flight, :func:`cffbench.study.inflight.in_flight`),
-so the driver can skip a task that another process finished in the meantime. ``serial`` runs in
+order, and pulls tasks lazily (at most ``workers`` in flight,
+:func:`cffbench.study.inflight.in_flight`), so the driver can skip a task that another process
+finished in the meantime. ``serial`` runs in
 this process, ``local`` on a pool of worker processes on this machine (here), ``dask`` on a Dask
 cluster (:mod:`cffbench.study.dask_executor`). What runs inside a worker is
 :mod:`cffbench.study.worker`.

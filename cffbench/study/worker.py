@@ -180,10 +180,7 @@ def execute_run(task: RunTask, settings: RunSettings,
     try:
         train = settings.train_fn or default_train_fn()
         splits = cached_splits(task, settings)
-        callback = None
-        if on_epoch is not None:
-            def callback(record: dict, _rid=task.run_id) -> None:
-                on_epoch(_rid, record)
+        callback = None if on_epoch is None else functools.partial(on_epoch, task.run_id)
         extra = {}
         if settings.checkpoints is not None and takes_checkpoint(train):
             extra["checkpoint"] = settings.checkpoints.for_run(task.run_id)
@@ -242,7 +239,7 @@ def execute_stacked(tasks: list[RunTask], settings: RunSettings,
         return [outcomes.get(t.run_id) or execute_run(t, settings, on_epoch) for t in tasks]
     try:
         callbacks = None if on_epoch is None else [
-            (lambda record, _rid=task.run_id: on_epoch(_rid, record)) for task, _ in loaded]
+            functools.partial(on_epoch, task.run_id) for task, _ in loaded]
         results = train_stacked([t.config for t, _ in loaded], [s for _, s in loaded],
                                 device=resolved, on_epoch=callbacks)
         share = (time.perf_counter() - t0) / max(len(loaded), 1)
