@@ -98,6 +98,18 @@ class Registry(Mapping[str, T], Generic[T]):
             self._builtins.add(name)
         return obj
 
+    def __setitem__(self, name: str, obj: T) -> None:
+        """Swap the entry ``name`` for ``obj`` in place (a test's stand-in, a wrapper around a
+        built-in); ``obj.name`` must be ``name``. A new name goes through :meth:`register`, so
+        nothing is added, or a built-in shadowed, by assignment by accident."""
+        self._load_builtins()
+        if name not in self._entries:
+            raise ExtensionError(f"no {self.kind} {name!r} to replace; register() adds new ones")
+        if getattr(obj, "name", name) != name:
+            raise ExtensionError(f"the replacement for {self.kind} {name!r} is named "
+                                 f"{getattr(obj, 'name')!r}")
+        self._entries[name] = obj
+
     def unregister(self, name: str) -> None:
         """Remove a registered plugin object (built-ins cannot be removed)."""
         if name in self._builtins:

@@ -132,3 +132,26 @@ def test_stacked_logit_rule_equals_one_rule_per_seed(alpha, placement):
             expected = collaborative_logits(others[s, layer], others[s], stacked.gammas[layer][s],
                                             alpha_row, config.threshold, placement)
             torch.testing.assert_close(logits[s], expected, rtol=1e-6, atol=1e-6)
+
+
+def test_registry_assignment_only_swaps_an_existing_entry_of_the_same_name():
+    import dataclasses
+
+    import pytest
+
+    from cffbench.errors import ExtensionError
+    from cffbench.extensions import DATASETS
+
+    original = DATASETS["mnist"]
+    stand_in = dataclasses.replace(original, raw_md5s=None)
+    DATASETS["mnist"] = stand_in
+    try:
+        assert DATASETS["mnist"] is stand_in
+    finally:
+        DATASETS["mnist"] = original
+    assert DATASETS["mnist"] is original
+    with pytest.raises(ExtensionError, match="register"):
+        DATASETS["not-a-dataset"] = stand_in
+    with pytest.raises(ExtensionError, match="named 'mnist'"):
+        DATASETS["fashion-mnist"] = stand_in
+    assert DATASETS["fashion-mnist"] is not stand_in
