@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,20 @@ REPO = Path(__file__).resolve().parents[1]
 def data_root() -> Path:
     """The real dataset root (fetched by the test command before pytest starts)."""
     return Path(os.environ.get("CFFBENCH_DATA", REPO / "data"))
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def foreground_job() -> dict:
+    """``subprocess.Popen`` keywords for a child that a terminal's Ctrl-C reaches: its own
+    process group (``os.killpg`` then signals it and its workers, as a terminal signals its
+    foreground job) and SIGINT at its default action. A test run started in the background by
+    a script (``bash .ci/run &``) has SIGINT ignored; a child inherits that and rightly honours
+    it (as under ``nohup``), so without the reset a Ctrl-C test cannot deliver its Ctrl-C."""
+    return {"start_new_session": True, "preexec_fn": _default_sigint}
 
 
 def make_synthetic_splits(n_train: int = 600, n_eval: int = 300, n_features: int = 64,

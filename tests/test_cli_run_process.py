@@ -87,13 +87,14 @@ def test_sigkill_loses_only_runs_in_flight_and_rerun_does_only_the_rest(tmp_path
     assert not [p for p in results.rglob(".*.tmp")]
 
 
-def test_ctrl_c_stops_workers_keeps_finished_runs_and_exits_130(tmp_path, data_root):
+def test_ctrl_c_stops_workers_keeps_finished_runs_and_exits_130(tmp_path, data_root,
+                                                               foreground_job):
     study = tmp_path / "tiny.toml"
     study.write_text(TINY.format(epochs=20).replace('"serial"', '"local"\nworkers = 2'))
     results = tmp_path / "results"
     # a terminal's Ctrl-C sends SIGINT to the whole foreground process group
     process = cffbench(["run", str(study), "--results", str(results), "-v"], data_root,
-                       start_new_session=True)
+                       **foreground_job)
     deadline = time.monotonic() + 240
     while len(part_files(results) if (results / "runs").is_dir() else {}) < 1:
         assert process.poll() is None, process.communicate()

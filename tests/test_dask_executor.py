@@ -231,14 +231,14 @@ def train_slow_unless_ff_seed_0(config, splits, device="cpu", on_epoch=None):
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_runs_stops_every_worker_and_resumes(study_file, tmp_path,
-                                                                   local_runs):
+                                                                   local_runs, foreground_job):
     results = tmp_path / "r"
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(tests=str(Path(__file__).parent), study=str(study_file),
                                     results=str(results)))
     env = {**os.environ, "CFFBENCH_TEST_SLOW": "1"}
-    driver = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True,
-                              stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE,
+                              text=True, **foreground_job)
     seen: dict[int, psutil.Process] = {}
     deadline = time.monotonic() + 180
     while not list(results.glob("runs/*.parquet")) and time.monotonic() < deadline:
