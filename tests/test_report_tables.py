@@ -12,8 +12,9 @@ from scipy import stats as sps
 
 from cffbench import fmt
 from cffbench.report.latex import escape, to_latex
-from cffbench.report.tables import (Table, describe_groups, load_paper_values,
-                                    main_configuration, paper_comparison)
+from cffbench.analysis.descriptives import condition_descriptives
+from cffbench.report.tables import Table, load_paper_values, main_configuration, paper_comparison
+from cffbench.stats.descriptives import mean_ci
 
 
 def check_latex(text: str) -> list[str]:
@@ -71,11 +72,12 @@ def test_paper_values_file_holds_only_the_two_confirmed_networkff_numbers():
     assert got == {("mnist", "a-cff"): 93.8, ("mnist", "ff"): 92.6}
 
 
-def test_describe_groups_matches_the_t_interval_of_scipy():
+def test_condition_descriptives_match_the_t_interval_of_scipy():
     rng = np.random.default_rng(3)
     values = rng.normal(0.9, 0.01, 7)
     frame = pd.DataFrame({"dataset": "mnist", "variant": "ff", "test_acc": values})
-    row = describe_groups(frame, ["dataset", "variant"]).iloc[0]
+    row = condition_descriptives(frame, []).iloc[0]
+    assert row.drop("gamma_final_mean").equals(mean_ci(frame, ["dataset", "variant"], "test_acc").iloc[0])
     low, high = sps.t.interval(0.95, 6, loc=values.mean(), scale=sps.sem(values))
     assert row["n"] == 7
     assert row["ci_low"] == pytest.approx(low) and row["ci_high"] == pytest.approx(high)
@@ -83,7 +85,7 @@ def test_describe_groups_matches_the_t_interval_of_scipy():
 
 def test_one_seed_leaves_std_and_ci_undefined():
     frame = pd.DataFrame({"dataset": ["mnist"], "variant": ["ff"], "test_acc": [0.9]})
-    row = describe_groups(frame, ["dataset", "variant"]).iloc[0]
+    row = condition_descriptives(frame, []).iloc[0]
     assert row["n"] == 1 and np.isnan(row["std"]) and np.isnan(row["ci_low"])
 
 
@@ -160,7 +162,8 @@ def test_depth_ablation_table_holds_one_column_per_depth_and_fixes_the_other_axe
         "hidden": ["500-500", "500-500", "500-500-500", "500-500-500"] * 2,
         "alpha": [None] * 4 + ["uniform", "uniform", "distance", "distance"],
         "test_acc": [0.90, 0.92, 0.91, 0.93, 0.94, 0.96, 0.99, 0.99]})
-    table = ablation_table(runs, "hidden", {"hidden": "500-500", "alpha": "uniform"})
+    table = ablation_table(condition_descriptives(runs, ["hidden", "alpha"]), "hidden",
+                           {"hidden": "500-500", "alpha": "uniform"})
     assert table.columns[2:] == ["depth (hidden units per layer) = 500-500",
                                  "depth (hidden units per layer) = 500-500-500"]
     rows = {r[1]: r[2:] for r in table.rows}
@@ -218,5 +221,5 @@ def test_a_condition_at_chance_is_flagged_did_not_learn():
     rows = [{"dataset": "mnist", "variant": v, "seed": s, "status": "ok", "theta_placement": t,
              "test_acc": acc} for s in range(3)
             for v, t, acc in (("ff", None, 0.9), ("f-cff", "single", 0.101), ("f-cff", "per_term", 0.8))]
-    flagged = did_not_learn(pd.DataFrame(rows))
+    flagged = did_not_learn(condition_descriptives(pd.DataFrame(rows), ["theta_placement"]))
     assert len(flagged) == 1 and flagged[0].startswith("mnist, F-CFF (θ placement single): did not learn")

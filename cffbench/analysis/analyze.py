@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cffbench.analysis.contrasts import PlanResult, analyze_runs, store_plan
+from cffbench.analysis.contrasts import PlanResult, analyze_runs, store_plan, store_planned
 from cffbench.analysis.saved import save as save_plan_result
+from cffbench.analysis.registration import store_registration
 from cffbench.analysis.render import plan_text
 from cffbench.errors import StatsError, StudyError
 from cffbench.stats.compare import Comparison, Decision, compare
@@ -182,7 +183,9 @@ def analyze_results(results_dir: Path | str, dv: str = "test_acc", out: Path | s
                              pretest=False, pairs=False)
             result.decisions.insert(0, Decision("analysis plan", choice, reason))
             analysis.comparisons[f"{dataset}/{name}"] = result
-    analysis.plan = analyze_runs(ok, store_plan(results_dir), dv)
+    plan = store_plan(results_dir)
+    analysis.plan = analyze_runs(ok, plan, dv, store_planned(results_dir))
+    analysis.plan.register(store_registration(results_dir, plan))
     write_analysis(analysis)
     return analysis
 

@@ -113,6 +113,12 @@ def plan_sentence(plan) -> str:
             f"interval. d_z is bias-corrected by Hedges' J.")
 
 
+def registration_lines(result) -> list[str]:
+    """["", the sentence saying whether the plan was the one recorded before the runs] (nothing
+    for runs analysed without a store)."""
+    return ["", result.registration.text] if result.registration.text else []
+
+
 def verdict_rules() -> list[str]:
     """The verdict table as lines "verdict: rule"."""
     return [f"{name}: {rule}" for name, rule in VERDICT_TABLE]
@@ -131,7 +137,7 @@ def verdict_lines(result) -> list[str]:
 
 def plan_text(result) -> str:
     """The console / summary.txt rendering: plan, verdicts, contrast and sensitivity tables."""
-    lines = [plan_sentence(result.plan), "", "Verdicts (primary contrasts):"]
+    lines = [plan_sentence(result.plan), *registration_lines(result), "", "Verdicts (primary contrasts):"]
     lines += [f"  {v}" for v in verdict_lines(result)]
     for dataset in dict.fromkeys(result.contrasts["dataset"]):
         rows = result.contrasts[result.contrasts["dataset"] == dataset].to_dict("records")

@@ -55,8 +55,8 @@ def sensitivity_table(result: PlanResult, dataset: str) -> Table:
 
 
 def plan_section(result: PlanResult) -> dict:
-    """``sentence, hash, rules, verdicts, notes, datasets`` (each: name, contrasts, sensitivity,
-    flagged) for the template."""
+    """``sentence, hash, registration, deviation, rules, verdicts, notes, datasets`` (each: name,
+    contrasts, sensitivity, flagged) for the template."""
     datasets = []
     for dataset in dict.fromkeys(result.contrasts["dataset"]):
         sens = result.sensitivity[result.sensitivity["dataset"] == dataset]
@@ -65,5 +65,6 @@ def plan_section(result: PlanResult) -> dict:
                          "sensitivity": sensitivity_table(result, dataset),
                          "flagged": int(sens["changes_decision"].sum())})
     return {"sentence": plan_render.plan_sentence(result.plan), "hash": result.plan.hash,
+            "registration": result.registration.text, "deviation": result.registration.deviation,
             "rules": plan_render.verdict_rules(), "verdicts": plan_render.verdict_lines(result),
             "notes": result.notes, "datasets": datasets}

@@ -273,7 +273,9 @@ def sd_interval(sd: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
 #: The verdict of a primary contrast, first matching row wins. p values are Holm-adjusted over
 #: the primary family, separately for each of the three questions.
 VERDICT_TABLE = (
-    ("undefined", "the test is undefined (fewer than 2 seeds, constant differences, a missing cell)"),
+    ("not yet run", "a planned contrast with no stored run of one of its two conditions yet; it "
+                    "still counts in its family, as a p of 1 would"),
+    ("undefined", "the test is undefined (fewer than 2 paired seeds, constant differences)"),
     ("confirmed", "two-sided p_adj < alpha and the estimate > 0: better than FF"),
     ("worse than FF", "two-sided p_adj < alpha and the estimate < 0"),
     ("equivalent to FF", "TOST p_adj < alpha: the difference lies within ±margin"),
