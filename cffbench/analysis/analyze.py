@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cffbench import fmt
+
 from cffbench.analysis.contrasts import PlanResult, analyze_runs, store_plan, store_planned
 from cffbench.analysis.saved import save as save_plan_result
 from cffbench.analysis.registration import store_registration
@@ -196,7 +198,7 @@ def _write_frame(frame: pd.DataFrame, stem: Path, files: list[Path]) -> None:
     for column in frame.columns:  # Parquet needs one type per column: text columns become str
         if frame[column].dtype == object:
             frame[column] = frame[column].map(lambda v: v if v is None or isinstance(v, str) else str(v))
-    frame.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.12g")  # 12 digits: the same on any BLAS
+    frame.to_csv(stem.with_suffix(".csv"), index=False, float_format=fmt.CSV_FLOAT_FORMAT)  # 12 digits: the same on any BLAS
     frame.to_parquet(stem.with_suffix(".parquet"), index=False)
     files += [stem.with_suffix(".csv"), stem.with_suffix(".parquet")]
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cffbench import fmt
+
 from cffbench.analysis.contrasts import (PlanResult, analyze_store, runs_fingerprint, store_plan,
                                         store_planned, usable_runs)
 from cffbench.analysis.plan import Plan
@@ -38,7 +40,7 @@ def save(result: PlanResult, out_dir: Path | str) -> list[Path]:
                         ("descriptives", result.descriptives),
                         *((("pilot", result.pilot),) if result.plan.pilot_seeds else ())):
         frame.to_parquet(out / f"{name}.parquet", index=False)
-        frame.to_csv(out / f"{name}.csv", index=False, float_format="%.12g")
+        frame.to_csv(out / f"{name}.csv", index=False, float_format=fmt.CSV_FLOAT_FORMAT)
         files += [out / f"{name}.parquet", out / f"{name}.csv"]
     return files
 
