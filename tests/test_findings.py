@@ -87,6 +87,22 @@ def test_block_lists_every_condition_and_the_pilot(theta_store):
     assert "| F-CFF − FF | theta_placement = single |" in block
     assert "| BP − FF | — |" in block and "BP (θ placement" not in block
     assert "Pilot (the first 3 seeds" in block and "6 seeds" in block
+    # the pilot rows: the SD of the first 3 seeds' differences (pandas) and the seeds a paired t
+    # at .05/4 needs for power .8 at 1.2 pp with that SD (statsmodels)
+    from statsmodels.stats.power import TTestPower
+
+    ok = _ok(theta_store)
+    first = ok[ok["seed"] < 3]
+    ff = first[first["variant"] == "ff"].set_index("seed")["test_acc"]
+    for variant in ("f-cff", "a-cff"):
+        for theta in ("per_term", "single"):
+            cff = first[(first["variant"] == variant) & (first["theta_placement"] == theta)]
+            sd = (cff.set_index("seed")["test_acc"] - ff).std(ddof=1)
+            n = 2
+            while TTestPower().power(effect_size=0.012 / sd, nobs=n, alpha=0.05 / 4) < 0.8:
+                n += 1
+            row = (f"| mnist | {variant.upper()} − FF | theta_placement = {theta} | {100 * sd:.2f} | {n} [")
+            assert row in block and "(small pilot) | 3 |" in block.split(row, 1)[1].splitlines()[0]
 
 
 def test_update_rewrites_only_the_generated_blocks_of_a_page(theta_store, tmp_path, capsys):
