@@ -296,7 +296,7 @@ def test_cli_analyze_uses_the_stored_plan_and_writes_its_hash(tmp_path):
 
 
 def test_a_confirmed_gain_smaller_than_the_claim_says_so():
-    from cffbench.analysis.contrasts import verdict_text
+    from cffbench.analysis.verdicts import verdict_text
 
     assert verdict_text("confirmed", 10, 5, 20, 10, smaller_than_claimed=True).startswith(
         "confirmed, but smaller than the claimed size")

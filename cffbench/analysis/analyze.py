@@ -28,7 +28,8 @@ import pandas as pd
 
 from cffbench import fmt
 
-from cffbench.analysis.contrasts import PlanResult, analyze_runs, store_plan, store_planned
+from cffbench.analysis.contrasts import PlanResult, analyze_runs
+from cffbench.analysis.stored import store_plan, store_planned
 from cffbench.analysis.saved import save as save_plan_result
 from cffbench.analysis.registration import store_registration
 from cffbench.analysis.render import plan_text

@@ -14,16 +14,17 @@ import hashlib
 import itertools
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cffbench.analysis.descriptives import condition_descriptives
 from cffbench.analysis.plan import Plan, resolve_plan
-from cffbench.analysis.planned import AXIS_COLUMNS, conditions_fingerprint, level_text, planned_runs
-from cffbench.analysis.registration import Registration, store_registration
-from cffbench.errors import StatsError, StudyError
+from cffbench.analysis.planned import AXIS_COLUMNS, conditions_fingerprint, level_text, varying_axes
+from cffbench.analysis.ranking import rank_summary
+from cffbench.analysis.verdicts import NOT_YET_RUN, smallest_decisive_n, verdict_text
+from cffbench.analysis.registration import Registration
+from cffbench.errors import StatsError
 from cffbench.stats import paired as P
 from cffbench.stats.power import seeds_needed
 
@@ -88,10 +89,6 @@ class PlanResult:
         return self.contrasts[self.contrasts["role"] == "primary"]
 
 
-def _axes(runs: pd.DataFrame) -> list[str]:
-    return [c for c in AXIS_COLUMNS if c in runs.columns and runs[c].dropna().astype(str).nunique() > 1]
-
-
 def _matches(rows: pd.DataFrame, key: dict) -> pd.Series:
     keep = pd.Series(True, index=rows.index)
     for axis, value in key.items():
@@ -104,8 +101,11 @@ def _keys(rows: pd.DataFrame, axes: list[str]) -> list[dict]:
     used = [a for a in axes if rows[a].notna().any()]
     if not used:
         return [{}]
-    combos = rows[used].astype(str).drop_duplicates().sort_values(used)
-    return [dict(zip(used, r)) for r in combos.itertuples(index=False)]
+    shown: dict[tuple, tuple] = {}     # one key per level by value (1000 and 1000.0 are one level)
+    for combo in rows[used].itertuples(index=False):
+        text = tuple("nan" if pd.isna(v) else str(v) for v in combo)
+        shown.setdefault(tuple("nan" if pd.isna(v) else level_text(v) for v in combo), text)
+    return [dict(zip(used, text)) for text in sorted(shown.values())]
 
 
 def _scope(key: dict) -> str:
@@ -147,10 +147,6 @@ def _pairs(planned: pd.DataFrame, runs: pd.DataFrame, plan: Plan, axes: list[str
     return out
 
 
-#: The note of a planned contrast one of whose conditions has no stored run yet.
-NOT_YET_RUN = "not yet run"
-
-
 def _differences(pair: dict, dv: str) -> tuple[np.ndarray, str]:
     a, why_a = _per_seed(pair["rows"], dv)
     b, why_b = _per_seed(pair["minus_rows"], dv)
@@ -186,47 +182,6 @@ def _seeds(sd: float, n: int, plan: Plan, alpha: float) -> tuple[float, float, f
         return math.nan, math.nan, math.nan
     low_sd, high_sd = P.sd_interval(sd, n)
     return tuple(seeds_needed(s, plan.sesoi, alpha, plan.power) for s in (sd, low_sd, high_sd))
-
-
-def smallest_decisive_n(test: str, m: int, alpha: float) -> int:
-    """The fewest seeds at which the plan's test can reject at all in a family of ``m``.
-
-    The sign-flip and signed-rank tests have a smallest two-sided p of 2 / 2^n (every seed on one
-    side), so the first Holm (or Bonferroni) step needs m · 2 / 2^n < alpha; the t-test has no
-    such floor (0).
-    """
-    if test == "t":
-        return 0
-    n = 1
-    while max(m, 1) * 2.0 / 2.0 ** n >= alpha:
-        n += 1
-    return n
-
-
-def _count(value: float) -> str:
-    return str(int(value)) if np.isfinite(value) else "more than 10^7"
-
-
-def verdict_text(verdict: str, seeds: float, seeds_low: float, seeds_high: float, n: int,
-                 note: str = "", smaller_than_claimed: bool = False, floor_n: int = 0,
-                 test_label: str = "") -> str:
-    """The verdict with its clause: "inconclusive — about 54 seeds would decide it (95 %: 27–174;
-    this study has 10)"; "undefined: <why>"; a confirmed gain whose minimum-effect test also
-    rejects says so ("confirmed, but smaller than the claimed size")."""
-    if verdict == NOT_YET_RUN:
-        return note
-    if verdict == "undefined":
-        return f"undefined: {note}" if note else "undefined"
-    if verdict == "confirmed" and smaller_than_claimed:
-        return "confirmed, but smaller than the claimed size (minimum-effect test rejects)"
-    if verdict != "inconclusive":
-        return verdict
-    floor = (f"; the {test_label} cannot reject with fewer than {floor_n} seeds"
-             if n < floor_n else "")
-    if not np.isfinite(seeds):
-        return "inconclusive" + floor
-    return (f"inconclusive — about {_count(seeds)} seeds would decide it (95 %: "
-            f"{_count(seeds_low)}–{_count(seeds_high)}; this study has {n}{floor})")
 
 
 def _family(rows: list[dict], plan: Plan) -> None:
@@ -279,7 +234,8 @@ def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_a
 
     ``planned``: the study's planned runs (:func:`cffbench.analysis.planned.planned_runs`), which
     fix the contrasts and so each family's size; a contrast whose runs are missing is reported
-    as "not yet run", never dropped. Without it the stored runs stand for the plan.
+    as "not yet run", never dropped. Without it, or when ``runs`` holds a ``run_id`` the plan does
+    not (runs that are not the study's, said in the notes), the stored runs stand for the plan.
     """
     plan = plan if plan is not None else resolve_plan()
     missing = [c for c in ("dataset", "variant", "seed", dv) if c not in runs.columns]
@@ -289,12 +245,18 @@ def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_a
     settings = P.PermutationSettings(plan.permutation_exact_max_n, plan.permutation_resamples,
                                      plan.permutation_seed)
     rows, notes = [], []
+    if planned is not None and "run_id" in ok.columns:
+        unknown = set(ok["run_id"].astype(str)) - set(planned["run_id"].astype(str))
+        if unknown:   # not this study's runs: its grid cannot say which contrasts they form
+            notes.append(f"{len(unknown)} of the {len(ok)} stored runs are not runs of the study file "
+                         "beside them, so the contrasts and family sizes come from the stored runs")
+            planned = None
     names = ok["dataset"].astype(str) if planned is None else pd.concat(
         [planned["dataset"].astype(str), ok["dataset"].astype(str)])
     for dataset in dataset_order(names):
         part = ok[ok["dataset"].astype(str) == dataset]
         conditions = part if planned is None else planned[planned["dataset"].astype(str) == dataset]
-        axes = _axes(conditions)
+        axes = varying_axes(conditions)
         if plan.reference not in set(part["variant"]):
             notes.append(f"{dataset}: no {plan.reference} runs yet, so no primary contrast is decided")
         for variant in plan.primary:
@@ -342,43 +304,13 @@ def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_a
             rows += family_rows
     result = _frames(rows, plan, notes, runs_fingerprint(ok, dv, planned))
     result.ranks, result.rank_pairs, result.cliques = rank_summary(ok, plan, dv)
-    result.descriptives = condition_descriptives(ok, _axes(ok), dv)
+    result.descriptives = condition_descriptives(ok, varying_axes(ok), dv)
     if plan.pilot_seeds:   # the same analysis, one code path, of the first seeds alone
         first = sorted(ok["seed"].unique())[:plan.pilot_seeds]
         pilot_plan = None if planned is None else planned[planned["seed"].isin(first)]
         result.pilot = analyze_runs(ok[ok["seed"].isin(first)], replace(plan, pilot_seeds=0), dv,
                                     pilot_plan).contrasts
     return result
-
-
-#: The critical-difference summary needs at least this many conditions.
-MIN_RANKED = 4
-
-
-def _condition(row: dict, axes: list[str]) -> str:
-    levels = ", ".join(f"{a} {row[a]}" for a in axes if pd.notna(row.get(a)))
-    return row["variant"].upper() + (f" ({levels})" if levels else "")
-
-
-def rank_summary(ok: pd.DataFrame, plan: Plan, dv: str) -> tuple[pd.DataFrame, pd.DataFrame, list[list[str]]]:
-    """Average ranks of every condition over the complete (dataset, seed) blocks, Wilcoxon-Holm
-    pairs and cliques (:mod:`cffbench.stats.ranks`); empty when there is too little to rank."""
-    from cffbench.stats import ranks as R
-
-    empty = (pd.DataFrame(columns=["condition", "avg_rank", "n_blocks"]),
-             pd.DataFrame(columns=["a", "b", "p", "p_adj", "exact"]), [])
-    if ok.empty:
-        return empty
-    axes = _axes(ok)
-    frame = ok.assign(condition=[_condition(r, axes) for r in ok.to_dict("records")])
-    wide = frame.pivot_table(index=["dataset", "seed"], columns="condition", values=dv, aggfunc="first")
-    wide = wide.dropna()
-    if wide.shape[1] < MIN_RANKED or wide.shape[0] < 2:
-        return empty
-    avg = R.average_ranks(wide)
-    pairs = R.wilcoxon_holm(wide[list(avg.index)])
-    ranks = pd.DataFrame({"condition": avg.index, "avg_rank": avg.to_numpy(), "n_blocks": wide.shape[0]})
-    return ranks, pairs, R.cliques(list(avg.index), pairs, plan.alpha)
 
 
 def dataset_order(names: pd.Series) -> list[str]:
@@ -441,43 +373,3 @@ def _frames(rows: list[dict], plan: Plan, notes: list[str], runs_hash: str) -> P
         contrasts = contrasts.assign(_o=order).sort_values(["_o"], kind="stable").drop(columns="_o")
         contrasts = contrasts.reset_index(drop=True)
     return PlanResult(plan, contrasts, sensitivity, list(dict.fromkeys(notes)), runs_hash)
-
-
-def store_study(results_dir: Path):
-    """The store's ``study.toml`` as a :class:`Study`, or None when the store has none."""
-    from cffbench.study import read_study
-
-    try:
-        return read_study(results_dir)
-    except StudyError:
-        if (Path(results_dir) / "study.toml").exists():
-            raise
-        return None
-
-
-def store_plan(results_dir: Path) -> Plan:
-    """The resolved plan of a store's ``study.toml`` (all defaults when the store has none)."""
-    study = store_study(Path(results_dir))
-    return resolve_plan(study.analysis if study is not None else None)
-
-
-def store_planned(results_dir: Path) -> pd.DataFrame | None:
-    """The planned runs of a store's study (:func:`planned_runs`), None when it has no study."""
-    study = store_study(Path(results_dir))
-    return planned_runs(study) if study is not None else None
-
-
-def analyze_store(results_dir: Path | str, dv: str = "test_acc") -> PlanResult:
-    """The plan (from the stored ``study.toml``'s ``[analysis]``) applied to the store's runs,
-    its contrasts those the study's grid plans."""
-    from cffbench.study import read_runs
-
-    results_dir = Path(results_dir)
-    try:
-        runs = read_runs(results_dir)
-    except StudyError as exc:
-        raise StatsError(f"nothing to analyse: {' '.join(str(exc).split())}") from None
-    plan = store_plan(results_dir)
-    result = analyze_runs(runs, plan, dv, store_planned(results_dir))
-    result.register(store_registration(results_dir, plan))
-    return result

@@ -39,6 +39,11 @@ def planned_runs(study) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run_id", "dataset", "variant", "seed", *AXIS_COLUMNS])
 
 
+def varying_axes(frame: pd.DataFrame) -> list[str]:
+    """The :data:`AXIS_COLUMNS` that take more than one non-null level in ``frame``."""
+    return [c for c in AXIS_COLUMNS if c in frame.columns and frame[c].dropna().map(level_text).nunique() > 1]
+
+
 def level_text(value) -> str:
     """A level as compared across the plan and the store: numbers by value (1000, 1000.0 and
     "1000" are one level), anything else as text."""

@@ -12,8 +12,8 @@ import pandas as pd
 
 from cffbench import fmt
 
-from cffbench.analysis.contrasts import (PlanResult, analyze_store, runs_fingerprint, store_plan,
-                                        store_planned, usable_runs)
+from cffbench.analysis.contrasts import PlanResult, runs_fingerprint, usable_runs
+from cffbench.analysis.stored import analyze_store, store_plan, store_planned
 from cffbench.analysis.plan import Plan
 from cffbench.analysis.registration import (registration_from_json, registration_json,
                                             store_registration)
