@@ -70,7 +70,8 @@ def test_plan_hash_covers_the_decision_fields_and_no_prose():
 
 
 def test_the_default_sesoi_label_says_where_the_number_comes_from_not_which_contrast_it_tests():
-    bp = resolve_plan(parse_study(BASE + '[analysis]\nprimary = ["bp"]\n').analysis)
+    study = BASE.replace('variant = ["ff", "f-cff", "a-cff"]', 'variant = ["ff", "f-cff", "a-cff", "bp"]')
+    bp = resolve_plan(parse_study(study + '[analysis]\nprimary = ["bp"]\n').analysis)
     assert bp.sesoi == pytest.approx(0.012)
     assert bp.sesoi_source.startswith("default, from NetworkFF")
     assert "A-CFF − FF gain on MNIST (93.8 − 92.6 %)" in bp.sesoi_source
@@ -84,6 +85,17 @@ def test_the_default_sesoi_label_says_where_the_number_comes_from_not_which_cont
     ('[analysis]\nalpha = 0.7\n', ["[analysis] alpha", "less than 0.5"]),
     ('[analysis]\nprimary = ["ff"]\n', ["cannot also be a primary variant"]),
     ('[analysis]\nsesoi_pp = -1\n', ["[analysis] sesoi_pp", "greater than 0"]),
+    # a plan naming a variant the grid never runs could only ever say "not yet run"
+    ('[analysis]\nprimary = ["bp"]\n', ["[analysis] primary names 'bp', which the study does "
+                                         "not run (its variants: ff, f-cff, a-cff)"]),
+    ('[analysis]\nreference = "bp"\nsesoi_pp = 1.0\n', ["[analysis] reference names 'bp'"]),
+    ('[analysis]\npilot_seeds = 50\n', ["pilot_seeds = 50 is more than the study's 3 seeds"]),
+    # strict types: a string or a boolean where a number belongs is not coerced
+    ('[analysis]\nalpha = "0.05"\n', ["[analysis] alpha", "valid number"]),
+    ('[analysis]\npermutation_exact_max_n = true\n', ["[analysis] permutation_exact_max_n",
+                                                       "valid integer"]),
+    ('[analysis]\npermutation_resamples = 1000000000\n', ["[analysis] permutation_resamples",
+                                                           "less than or equal to 1000000"]),
 ])
 def test_malformed_plan_is_a_one_line_study_error(tmp_path, extra, fragments):
     path = tmp_path / "study.toml"
@@ -169,6 +181,10 @@ def test_constant_differences_give_undefined_not_p_zero():
     assert (cff["verdict"] == "undefined").all() and cff["p_adj"].isna().all()
     assert all("do not vary" in t for t in cff["verdict_text"])
     assert not (result.sensitivity["p"] == 0).any()
+    # no zero-width interval that claims a certainty the data cannot give
+    assert cff[["ci_low", "ci_high", "ci_adj_low", "ci_adj_high"]].isna().all().all()
+    sens = result.sensitivity[result.sensitivity["role"] == "primary"]   # BP - FF is not constant
+    assert len(sens) and sens[["ci_low", "ci_high"]].isna().all().all()
 
 
 def test_missing_cell_is_named_and_reported_not_yet_run():
@@ -390,3 +406,41 @@ def test_contrast_table_prints_a_discrete_interval_at_its_attainable_level():
     for r in primary.to_dict("records"):
         assert r["ci_confidence"] == pytest.approx(0.75)
         assert contrast_cells(r)[4].endswith("(75.0 %)")
+
+
+def test_a_verdict_that_another_test_would_not_reach_is_flagged_not_only_a_decision():
+    # 5 seeds, F-CFF = FF + noise of SD 0.15 pp: the t TOST says "equivalent"; a sign-flip or
+    # signed-rank TOST at n = 5 cannot go below 1/32 one-sided (x2 under Holm), so neither can
+    rng = np.random.default_rng(3)
+    rows = []
+    for seed in range(5):
+        base = 0.9 + 0.01 * seed
+        rows.append({"dataset": "mnist", "variant": "ff", "seed": seed, "status": "ok", "test_acc": base})
+        for variant in ("f-cff", "a-cff"):
+            rows.append({"dataset": "mnist", "variant": variant, "seed": seed, "status": "ok",
+                         "test_acc": base + rng.normal(0, 0.0015)})
+    result = analyze_runs(pd.DataFrame(rows))
+    row = result.primary.set_index("variant").loc["f-cff"]
+    assert row["verdict"] == "equivalent to FF" and row["decision"] == "not significant"
+    sens = result.sensitivity.set_index(["label", "test"])
+    for test in ("permutation", "wilcoxon"):
+        other = sens.loc[("F-CFF − FF", test)]
+        assert other["decision"] == "not significant"          # the same two-sided decision
+        assert other["verdict"] == "inconclusive" and bool(other["changes_decision"])
+    assert "sign-flip" in row["sensitivity"] and "inconclusive" in row["sensitivity"]
+
+
+def test_a_signed_rank_interval_that_cannot_reach_the_simultaneous_level_is_unbounded():
+    # n = 5: the exact signed-rank interval is at most 93.75 %; the simultaneous level of a
+    # family of 2 at alpha .05 is 97.5 %, so no bounded interval at that level exists
+    from cffbench.analysis.plan import resolve_plan
+
+    study = parse_study(BASE.replace("seeds = [0, 1, 2]", "seeds = [0, 1, 2, 3, 4]")
+                        .replace('theta_placement = ["per_term", "single"]\n', "")
+                        + '[analysis]\ntest = "wilcoxon"\n')
+    runs = _runs(seeds=range(5))
+    result = analyze_runs(runs[runs["theta_placement"].ne("single") & runs["variant"].ne("bp")],
+                          resolve_plan(study.analysis))
+    row = result.primary.iloc[0]
+    assert row["ci_confidence"] == pytest.approx(0.9375)
+    assert (row["ci_adj_low"], row["ci_adj_high"]) == (-math.inf, math.inf)

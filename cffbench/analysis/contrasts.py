@@ -52,7 +52,9 @@ class PlanResult:
         the SD's 95 % chi-square interval; ``small_pilot``; ``sensitivity`` (tests that would
         change the decision); ``note`` (why a contrast is undefined).
     sensitivity : one row per (contrast, test) for every test: ``estimate, ci_low, ci_high,
-        confidence, method, p, p_adj, decision, changes_decision``.
+        confidence, method, p, p_adj, decision, verdict`` (what that test's own two-sided,
+        minimum-effect and TOST p values would conclude, for a primary contrast) and
+        ``changes_decision`` (its decision or its verdict differs from the plan's test's).
     notes : things a reader must know (missing cells, too few seeds; a deviation from the
         pre-registered plan first).
     registration : whether the plan analysed is the one the store recorded before its runs
@@ -193,10 +195,11 @@ def _family(rows: list[dict], plan: Plan) -> None:
         for r, value in zip(rows, adjusted):
             r[f"{column}_adj"] = float(value)
     for test in P.TESTS:
-        adjusted = P.adjust(np.array([r["by_test"][test].p for r in rows], dtype=float),
-                            plan.adjust, m)
-        for r, value in zip(rows, adjusted):
-            r["by_test_adj"][test] = float(value)
+        for key in ("by_test", "by_test_me", "by_test_tost"):
+            values = [r[key][test].p if key == "by_test" else r[key][test] for r in rows]
+            adjusted = P.adjust(np.array(values, dtype=float), plan.adjust, m)
+            for r, value in zip(rows, adjusted):
+                r[f"{key}_adj"][test] = float(value)
     power_alpha = plan.alpha / max(m, 1) if plan.adjust != "none" else plan.alpha
     settings = P.PermutationSettings(plan.permutation_exact_max_n, plan.permutation_resamples,
                                      plan.permutation_seed)
@@ -213,13 +216,31 @@ def _family(rows: list[dict], plan: Plan) -> None:
             else None
         r["ci_adj_low"] = adj.low if adj is not None else r["ci_low"]
         r["ci_adj_high"] = adj.high if adj is not None else r["ci_high"]
-        changed = [t for t in P.TESTS if t != plan.test
-                   and _decision(r["by_test_adj"][t], plan.alpha) != r["decision"]]
-        r["sensitivity"] = ("; ".join(f"{P.TEST_LABEL[t]}: {_decision(r['by_test_adj'][t], plan.alpha)}"
-                                      for t in changed))
+        if adj is not None and adj.confidence < 1 - plan.alpha / m - 5e-4:
+            # a discrete test (signed rank at small n) has no bounded interval at 1 - alpha/m;
+            # its widest one is of lower confidence and would pass for the simultaneous one
+            r["ci_adj_low"], r["ci_adj_high"] = -math.inf, math.inf
+        if r["note"]:
+            r["ci_adj_low"] = r["ci_adj_high"] = math.nan
         if r["role"] == "primary":
             r["verdict"] = (NOT_YET_RUN if r["not_yet_run"] else "undefined") if r["note"] else P.verdict(
-                r["p_adj"], r["estimate"], r["p_tost_adj"], r["p_me_adj"], plan.alpha)
+                r["p_adj"], r["estimate"], r["p_tost_adj"], r["p_me_adj"], plan.alpha,
+                reference=plan.reference.upper())
+        # what each test would conclude: its two-sided decision and, for a primary contrast,
+        # the verdict from its own minimum-effect and TOST p values (a sign-flip TOST at n = 5
+        # can never support equivalence, so a t-test's "equivalent" must be flagged)
+        r["by_test_verdict"] = {
+            t: ("" if r["role"] != "primary" or r["note"] else P.verdict(
+                r["by_test_adj"][t], r["by_test"][t].estimate, r["by_test_tost_adj"][t],
+                r["by_test_me_adj"][t], plan.alpha, reference=plan.reference.upper()))
+            for t in P.TESTS}
+        changed = [t for t in P.TESTS if t != plan.test and not r["note"]
+                   and (_decision(r["by_test_adj"][t], plan.alpha) != r["decision"]
+                        or r["by_test_verdict"][t] != r["by_test_verdict"][plan.test])]
+        r["sensitivity"] = "; ".join(
+            f"{P.TEST_LABEL[t]}: {_decision(r['by_test_adj'][t], plan.alpha)}"
+            + (f", {r['by_test_verdict'][t]}" if r["by_test_verdict"][t] else "") for t in changed)
+        if r["role"] == "primary":
             r["verdict_text"] = verdict_text(
                 r["verdict"], r["seeds_needed"], r["seeds_low"], r["seeds_high"], r["n"], r["note"],
                 smaller_than_claimed=bool(np.isfinite(r["p_me_adj"]) and r["p_me_adj"] < plan.alpha),
@@ -284,7 +305,10 @@ def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_a
                 "n": n, "seeds": ",".join(str(s) for s in sorted(
                     set(pair["rows"]["seed"]) & set(pair["minus_rows"]["seed"]))),
                 "estimate": main.estimate if main else (float(d[0]) if n == 1 else math.nan),
-                "ci_low": main.low if main else math.nan, "ci_high": main.high if main else math.nan,
+                # constant differences: the test is undefined, and so is its interval (not a
+                # zero-width one that claims certainty)
+                "ci_low": main.low if main and not note else math.nan,
+                "ci_high": main.high if main and not note else math.nan,
                 "ci_confidence": main.confidence if main else math.nan,
                 "p": main.p if main else math.nan,
                 "p_me": P.minimum_effect_p(d, plan.sesoi, plan.test, settings) if n >= 2 else math.nan,
@@ -295,6 +319,11 @@ def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_a
                 "pi_low": pi_low, "pi_high": pi_high,
                 "small_pilot": bool(n < SMALL_PILOT), "note": note,
                 "d": d, "by_test": by_test, "by_test_adj": {},
+                "by_test_me": {t: P.minimum_effect_p(d, plan.sesoi, t, settings) if n >= 2
+                               else math.nan for t in P.TESTS},
+                "by_test_tost": {t: P.tost_p(d, plan.margin, t, settings) if n >= 2 else math.nan
+                                 for t in P.TESTS},
+                "by_test_me_adj": {}, "by_test_tost_adj": {},
                 "not_yet_run": note.startswith(NOT_YET_RUN),
             }
             if note and n >= 2:  # constant differences: no test decides anything
@@ -349,14 +378,18 @@ def _frames(rows: list[dict], plan: Plan, notes: list[str], runs_hash: str) -> P
             sensitivity.append({
                 "contrast_id": r["contrast_id"], "dataset": r["dataset"], "scope": r["scope"],
                 "label": r["label"], "role": r["role"], "test": test,
-                "primary_test": test == plan.test, "estimate": res.estimate, "ci_low": res.low,
-                "ci_high": res.high, "confidence": res.confidence, "method": res.method,
+                "primary_test": test == plan.test, "estimate": res.estimate,
+                "ci_low": res.low if not r["note"] else math.nan,
+                "ci_high": res.high if not r["note"] else math.nan,
+                "confidence": res.confidence, "method": res.method,
                 "p": res.p if not r["note"] or test != "t" else math.nan,
                 "p_adj": p_adj if not r["note"] or test != "t" else math.nan,
                 "decision": (_decision(p_adj, plan.alpha) if not r["note"] else
                              NOT_YET_RUN if r["not_yet_run"] else "undefined"),
-                "changes_decision": bool(test != plan.test and not r["note"]
-                                         and _decision(p_adj, plan.alpha) != r["decision"]),
+                "verdict": r["by_test_verdict"][test],
+                "changes_decision": bool(test != plan.test and not r["note"] and (
+                    _decision(p_adj, plan.alpha) != r["decision"]
+                    or r["by_test_verdict"][test] != r["by_test_verdict"][plan.test])),
             })
     columns = ["contrast_id", "dataset", "scope", "label", "variant", "minus", "role", "test",
                "test_method", "n", "seeds", "estimate", "ci_low", "ci_high", "ci_confidence",

@@ -22,7 +22,7 @@ CONTRAST_COLUMNS = ["comparison", "at", "n", "verdict", "difference [pp] (95 % C
 EFFECT_COLUMNS = ["comparison", "at", "n", "P(improvement) [95 % Wilson]", "d_z (corrected)",
                   "SD of diff. [pp]", "seeds needed [95 %]"]
 SENSITIVITY_COLUMNS = ["comparison", "at", "test", "estimate [pp] (95 % CI)", "interval",
-                       "p", "p_adj", "decision", "changes the decision"]
+                       "p", "p_adj", "decision; verdict", "changes the decision"]
 
 
 def _finite(x) -> bool:
@@ -32,10 +32,14 @@ def _finite(x) -> bool:
         return False
 
 
-def pp_ci(estimate, low, high) -> str:
-    """"+1.27 [−0.93, +3.47]" (fractions in, pp out); the interval only when it exists."""
+def pp_ci(estimate, low, high, defined: bool = True) -> str:
+    """"+1.27 [−0.93, +3.47]" (fractions in, pp out); "[unbounded]" when a bound is missing
+    (an inverted sign-flip interval at small n), "[CI undefined]" when the test is
+    (``defined=False``: constant differences, whose interval is no zero-width certainty)."""
     if not _finite(estimate):
         return "undefined"
+    if not defined:
+        return fmt.pp(estimate) + " [CI undefined]"
     ci = f" [{fmt.pp(low)}, {fmt.pp(high)}]" if _finite(low) and _finite(high) else " [unbounded]"
     return fmt.pp(estimate) + ci
 
@@ -59,9 +63,10 @@ def seeds_cell(r) -> str:
 def contrast_cells(r) -> list[str]:
     """One contrast row (a record of ``PlanResult.contrasts``) as the cells of CONTRAST_COLUMNS."""
     primary = r["role"] == "primary"
-    simultaneous = (pp_ci(r["estimate"], r["ci_adj_low"], r["ci_adj_high"]).split(" ", 1)[-1]
+    defined = not r.get("note")
+    simultaneous = (pp_ci(r["estimate"], r["ci_adj_low"], r["ci_adj_high"], defined).split(" ", 1)[-1]
                     if _finite(r["estimate"]) else "undefined")
-    difference = pp_ci(r["estimate"], r["ci_low"], r["ci_high"])
+    difference = pp_ci(r["estimate"], r["ci_low"], r["ci_high"], defined)
     if _finite(r.get("ci_confidence")) and abs(r["ci_confidence"] - 0.95) > 5e-4:
         difference += f" ({fmt.pct(r['ci_confidence'], 1)} %)"   # e.g. Hodges–Lehmann at small n
     return [r["label"], r["scope"] or "—", str(int(r["n"])), r["verdict"] if primary else "(secondary)",
@@ -88,8 +93,10 @@ def sensitivity_cells(r) -> list[str]:
         interval += f"; {r['method']}"
     test = TEST_LABEL[r["test"]] + (" (primary)" if bool(r["primary_test"]) else "")
     return [r["label"], r["scope"] or "—", test,
-            pp_ci(r["estimate"], r["ci_low"], r["ci_high"]), interval, p_cell(r["p"]),
-            p_cell(r["p_adj"]), r["decision"], "YES" if bool(r["changes_decision"]) else ""]
+            pp_ci(r["estimate"], r["ci_low"], r["ci_high"], r["decision"] != "undefined"),
+            interval, p_cell(r["p"]),
+            p_cell(r["p_adj"]), r["decision"] + (f"; {r['verdict']}" if r.get("verdict") else ""),
+            "YES" if bool(r["changes_decision"]) else ""]
 
 
 def plan_sentence(plan) -> str:
@@ -130,7 +137,7 @@ def verdict_lines(result) -> list[str]:
     for r in result.primary.to_dict("records"):
         at = f" ({r['scope']})" if r["scope"] else ""
         out.append(f"{r['dataset']}, {r['label']}{at}: {r['verdict_text']}; "
-                   f"Δ = {pp_ci(r['estimate'], r['ci_low'], r['ci_high'])} pp, "
+                   f"Δ = {pp_ci(r['estimate'], r['ci_low'], r['ci_high'], not r.get('note'))} pp, "
                    f"{fmt.p_value(r['p_adj']).replace('p', 'p_adj', 1)}")
     return out
 
@@ -149,7 +156,8 @@ def plan_text(result) -> str:
     lines += ["", "Sensitivity tests that change a decision:" if len(flagged) else
               "No sensitivity test changes a decision."]
     lines += [f"  {r['dataset']}, {r['label']} ({r['scope'] or '—'}): {TEST_LABEL[r['test']]} "
-              f"{fmt.p_value(r['p_adj']).replace('p', 'p_adj', 1)} ({r['decision']})" for r in flagged.to_dict("records")]
+              f"{fmt.p_value(r['p_adj']).replace('p', 'p_adj', 1)} ({r['decision']}"
+              f"{'; ' + r['verdict'] if r.get('verdict') else ''})" for r in flagged.to_dict("records")]
     if result.notes:
         lines += ["", "Notes:"] + [f"  {n}" for n in result.notes]
     return "\n".join(lines)

@@ -276,9 +276,9 @@ VERDICT_TABLE = (
     ("not yet run", "a planned contrast with no stored run of one of its two conditions yet; it "
                     "still counts in its family, as a p of 1 would"),
     ("undefined", "the test is undefined (fewer than 2 paired seeds, constant differences)"),
-    ("confirmed", "two-sided p_adj < alpha and the estimate > 0: better than FF"),
-    ("worse than FF", "two-sided p_adj < alpha and the estimate < 0"),
-    ("equivalent to FF", "TOST p_adj < alpha: the difference lies within ±margin"),
+    ("confirmed", "two-sided p_adj < alpha and the estimate > 0: better than the reference"),
+    ("worse than <reference>", "two-sided p_adj < alpha and the estimate < 0"),
+    ("equivalent to <reference>", "TOST p_adj < alpha: the difference lies within ±margin"),
     ("claimed size ruled out", "minimum-effect p_adj < alpha: the gain is smaller than the SESOI"),
     ("inconclusive", "none of the above; 'about N seeds would decide it' gives the seeds a paired t "
                      "at the plan's alpha / m needs to detect the SESOI with power .8"),
@@ -286,16 +286,17 @@ VERDICT_TABLE = (
 
 
 def verdict(p_adj: float, estimate: float, p_tost_adj: float, p_me_adj: float,
-            alpha: float) -> str:
-    """The first row of :data:`VERDICT_TABLE` that holds (without the 'N seeds' suffix)."""
+            alpha: float, reference: str = "FF") -> str:
+    """The first row of :data:`VERDICT_TABLE` that holds (without the 'N seeds' suffix), with
+    ``reference`` (the plan's reference variant, as printed) for ``<reference>``."""
     if not (np.isfinite(p_adj) and np.isfinite(estimate)):
         return "undefined"
     if p_adj < alpha and estimate > 0:
         return "confirmed"
     if p_adj < alpha and estimate < 0:
-        return "worse than FF"
+        return f"worse than {reference}"
     if np.isfinite(p_tost_adj) and p_tost_adj < alpha:
-        return "equivalent to FF"
+        return f"equivalent to {reference}"
     if np.isfinite(p_me_adj) and p_me_adj < alpha:
         return "claimed size ruled out"
     return "inconclusive"

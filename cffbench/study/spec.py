@@ -202,7 +202,8 @@ class AnalysisSection(BaseModel):
       again alone and reported as a pilot (its SD and "seeds needed"); it decides nothing.
     """
 
-    model_config = _STRICT
+    # strict: a string "0.05" or a boolean where a number belongs is a mistake, not a value
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     reference: Variant = "ff"
     primary: Annotated[list[Variant], Field(min_length=1)] = ["f-cff", "a-cff"]
@@ -213,7 +214,7 @@ class AnalysisSection(BaseModel):
     sesoi_pp: Optional[Annotated[float, Field(gt=0, lt=100)]] = None
     margin_pp: Optional[Annotated[float, Field(gt=0, lt=100)]] = None
     permutation_exact_max_n: Annotated[int, Field(ge=1, le=20)] = 15
-    permutation_resamples: Annotated[int, Field(ge=100)] = 10000
+    permutation_resamples: Annotated[int, Field(ge=100, le=1_000_000)] = 10000
     permutation_seed: Annotated[int, Field(ge=0)] = 0
     pilot_seeds: Annotated[int, Field(ge=0)] = 0
 
@@ -266,6 +267,22 @@ class Study(BaseModel):
             raise ValueError("seeds are listed more than once")
         return seeds
 
+    @model_validator(mode="after")
+    def _plan_fits_the_grid(self) -> "Study":
+        """An ``[analysis]`` that names a variant the study never runs, or a pilot larger than
+        its seeds, could only ever report 'not yet run': a mistake, said before any run."""
+        plan = self.analysis
+        variants = self.grid_axes().get("variant") or [TrainConfig.model_fields["variant"].default]
+        for key, named in (("reference", [plan.reference]), ("primary", plan.primary)):
+            missing = [v for v in named if v not in variants]
+            if key in plan.model_fields_set and missing:
+                raise ValueError(f"[analysis] {key} names {', '.join(map(repr, missing))}, which "
+                                 f"the study does not run (its variants: {', '.join(variants)})")
+        if plan.pilot_seeds > len(self.seeds):
+            raise ValueError(f"[analysis] pilot_seeds = {plan.pilot_seeds} is more than the "
+                             f"study's {len(self.seeds)} seeds")
+        return self
+
     def grid_axes(self) -> dict[str, list]:
         """The grid axes that were set, in file order: ``{key: [values...]}``."""
         return {k: v for k, v in self.grid.model_dump(exclude_none=True).items()}
@@ -293,10 +310,9 @@ def _describe_error(err: dict, raw: dict) -> str:
             hint = f" (it belongs in [{GRID_KEYS[key]}] or [grid])"
         return f"unknown key {key!r} at {where}{hint}; allowed: {', '.join(allowed_keys)}"
     loc, clause = describe_error(err)   # the clause TrainConfig would give for the same value
-    if len(loc) >= 2:
-        name = f"[{loc[0]}] {'.'.join(loc[1:])}"
-    else:
-        name = loc[0] if loc else "file"
+    if not loc:   # a check of the whole file, whose clause names its keys itself
+        return clause
+    name = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) >= 2 else loc[0]
     return f"{name}: {clause}"
 
 
