@@ -9,8 +9,10 @@ the way an out-of-memory kill or a user's ``kill`` meets a real worker.
 from __future__ import annotations
 
 import _thread
+import logging
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -155,6 +157,40 @@ def test_interrupt_in_the_driver_loop_stops_every_worker_without_waiting(executo
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if alive(pid)]
+
+
+@pytest.mark.slow
+def test_interrupt_right_after_a_submit_stops_the_pool_without_a_traceback(pid_folder, capfd,
+                                                                           caplog):
+    # Ctrl-C lands most often just after a run finished, when the driver has handed the next
+    # job to the pool and no worker holds it yet. That job must not make the pool's shutdown
+    # print a traceback (it did: "Exception in executor manager thread ... InvalidStateError").
+    tasks = expand(parse_study(STUDY))
+    engine = make_executor("local", 3, None, "cpu", train_sleeping, tiny_load)
+    switch_interval = sys.getswitchinterval()
+
+    def jobs():
+        yield tasks[0]
+        wait_for_pids(pid_folder, "run", 1)   # the pool is up and trains its first job
+        # keep the driver on the GIL from the next submit to the interrupt, so that the pool's
+        # manager thread cannot hand the job to a worker in between (as a busy driver does)
+        sys.setswitchinterval(30)
+        yield tasks[1]
+        raise KeyboardInterrupt   # what Ctrl-C does while the driver asks for the next job
+
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
+            for _ in engine.map_runs(jobs()):
+                pytest.fail("a run finished: the workers were meant to be busy")
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert "Traceback" not in capfd.readouterr().err
+    (worker,) = pids_in(pid_folder, "run")
+    deadline = time.monotonic() + 20
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(worker)
 
 
 # ----------------------------------------------------------------------------- epoch relay

@@ -93,7 +93,7 @@ class LocalExecutor:
         pool = _LocalPool(self)
         try:
             yield from in_flight(jobs, submit=pool.submit, wait=_finished, settle=pool.settle,
-                                 limit=lambda: self.workers, cancel=_cancel,
+                                 limit=lambda: self.workers, cancel=_leave_to_shutdown,
                                  between=pool.relay_epochs)
         finally:
             pool.close()
@@ -103,9 +103,12 @@ def _finished(futures: list[cf.Future], timeout: float) -> set[cf.Future]:
     return cf.wait(futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)[0]
 
 
-def _cancel(futures: list[cf.Future]) -> None:
-    for future in futures:
-        future.cancel()
+def _leave_to_shutdown(futures: list[cf.Future]) -> None:
+    """The pending futures are not cancelled: :meth:`_LocalPool.close` kills the workers, and
+    loky's ``shutdown(kill_workers=True)`` settles every future it holds. Cancelling one that
+    loky has not yet handed to a worker (a job submitted just before Ctrl-C) makes loky's
+    manager thread fail on it at shutdown (``InvalidStateError`` when it sets the shutdown
+    error on the cancelled future; loky 3.7 logs that with a traceback on stderr)."""
 
 
 class _LocalPool:
