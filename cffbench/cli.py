@@ -381,6 +381,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(f"cffbench: error: {' '.join(message.split())}", file=sys.stderr)
             sys.exit(getattr(exc, "exit_code", None) or 2)
         raise
+    if code == 130:   # typer's answer to a Ctrl-C outside a command's own handler (imports)
+        print("cffbench: interrupted", file=sys.stderr)
     if isinstance(code, int) and code:
         sys.exit(code)
 

@@ -65,3 +65,19 @@ def test_malformed_analysis_plan_is_one_line_and_exit_2_for_analyze_and_report(c
     assert len(lines) == 1 and "[analysis] test" in lines[0] and "ttest" in lines[0]
     out = tmp_path / "out"   # nothing rendered from a plan that is not valid
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_ctrl_c_outside_a_commands_own_handler_says_interrupted_and_exits_130(monkeypatch, capsys,
+                                                                              tmp_path):
+    # e.g. Ctrl-C while a command still imports: typer turns it into exit code 130, silently
+    import cffbench.study
+    from cffbench import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cffbench.study, "study_status", interrupted)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["status", str(tmp_path)])
+    assert info.value.code == 130
+    assert capsys.readouterr().err.splitlines() == ["cffbench: interrupted"]

@@ -11,13 +11,14 @@ Public API (see docs/architecture.md and docs/studies.md)::
     read_runs / read_curves / read_study(results_dir)
 """
 
-from cffbench.study.executors import LocalExecutor, RunOutcome, SerialExecutor, make_executor
+from cffbench.study.executors import LocalExecutor, SerialExecutor, make_executor
 from cffbench.study.grid import RunTask, canonical_json, expand, run_id
 from cffbench.study.planning import StudyPlan, plan_study
 from cffbench.study.runner import RunSummary, in_flight_runs, run_study, study_status
 from cffbench.study.spec import Study, load_study, parse_study
 from cffbench.study.store import (CURVE_SCHEMA, RUN_SCHEMA, RunStore, read_curves, read_runs,
                                   read_study)
+from cffbench.study.worker import RunOutcome
 
 __all__ = ["CURVE_SCHEMA", "LocalExecutor", "RUN_SCHEMA", "RunOutcome", "RunStore", "RunSummary",
            "RunTask", "SerialExecutor", "Study", "StudyPlan", "canonical_json", "expand",

@@ -1,10 +1,12 @@
 """The Dask executor: runs on a local Dask cluster, a running Dask scheduler, or SLURM jobs.
 
-Workers execute :func:`cffbench.study.executors.execute_run` and return the
-:class:`~cffbench.study.executors.RunOutcome` to the driver, which alone writes the Parquet
-store, so workers need no shared filesystem with the driver. Each worker process loads a dataset
-from its own data root once and keeps it in the per-process cache of ``execute_run``; tasks carry
-only the configuration, never tensors.
+Workers execute :func:`cffbench.study.worker.run_job` for one run at a time and return its
+:class:`~cffbench.study.worker.RunOutcome` to the driver, which alone writes the Parquet store,
+so workers need no shared filesystem with the driver for the results (checkpoints do need one,
+see :class:`DaskExecutor`). Each worker process loads a dataset from its own data root once and
+keeps it in the worker module's per-process cache; tasks carry only the configuration, never
+tensors. Runs are kept in flight by :func:`cffbench.study.inflight.in_flight`, as in the
+``local`` executor.
 
 Where the cluster comes from (first match wins):
 
@@ -30,6 +32,8 @@ import contextlib
 import itertools
 import logging
 import queue as queue_module
+import signal
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,63 +43,69 @@ from distributed import WorkerPlugin
 
 from cffbench.errors import StudyError
 from cffbench.ff.checkpoint import CheckpointPlan
-from cffbench.study.executors import (EpochCallback, LoadFn, RunOutcome, TrainFn, _one_line,
-                                      execute_run)
 from cffbench.study.grid import RunTask
-
-EPOCH_TOPIC = "cffbench-epoch"
-POLL_SECONDS = 0.25
+from cffbench.study.inflight import in_flight
+from cffbench.study.worker import (EPOCH_TOPIC, EpochCallback, LoadFn, RunOutcome, RunSettings,
+                                   TrainFn, configure_process, error_line, publish_epoch,
+                                   run_job)
 
 
 # ----------------------------------------------------------------------------- worker side
-class TorchThreadsPlugin(WorkerPlugin):
-    """Dask worker plugin: pin torch to ``threads`` intra-op threads in each worker process.
+class WorkerSetupPlugin(WorkerPlugin):
+    """Dask worker plugin: each worker process trains on ``threads`` torch thread(s)
+    (:func:`cffbench.study.worker.configure_process`) and sends curve rows to the driver as Dask
+    events (:func:`cffbench.study.worker.publish_epoch`; used only when the driver asks)."""
 
-    Several workers each using every core oversubscribe the machine (six-fold slower epochs on
-    2 cores, see ``LocalExecutor``), hence one thread per worker.
-    """
-
-    name = "cffbench-torch-threads"
+    name = "cffbench-worker-setup"
 
     def __init__(self, threads: int = 1):
         self.threads = threads
 
     def setup(self, worker: Any) -> None:
-        import torch
-
-        torch.set_num_threads(self.threads)
-
-
-def _publish_epoch(run_id: str, record: dict) -> None:
-    """Send one curve row to the driver as a Dask event (best effort, never fails a run)."""
-    try:
-        from distributed import get_worker
-
-        plain = {k: (v if isinstance(v, (str, int, type(None))) else float(v))
-                 for k, v in record.items()}
-        get_worker().log_event(EPOCH_TOPIC, {"run_id": run_id, "record": plain})
-    except Exception:
-        pass
-
-
-def dask_entry(task: RunTask, data_root: Optional[Path], device: str,
-               train_fn: Optional[TrainFn], load_fn: Optional[LoadFn],
-               verbose: bool, checkpoints: Optional[CheckpointPlan] = None) -> RunOutcome:
-    """What a Dask worker runs for one task: :func:`execute_run`, epochs sent as events.
-
-    ``checkpoints`` names the driver's checkpoint folder: the worker reads and writes the run's
-    checkpoint there, so on SLURM it must be on a filesystem every node shares with the driver
-    (a run resubmitted after its job hit the walltime resumes from it on any node)."""
-    return execute_run(task, data_root, device, train_fn, load_fn,
-                       _publish_epoch if verbose else None, checkpoints)
+        configure_process(self.threads, relay=publish_epoch)
 
 
 # ----------------------------------------------------------------------------- cluster setup
+def import_dask_jobqueue() -> Any:
+    """``import dask_jobqueue``, keeping this process's Ctrl-C handler.
+
+    Importing it runs ``dask_jobqueue.runner``, which replaces the SIGINT handler with
+    ``sys.exit()``: Ctrl-C in ``cffbench run`` would then exit silently (``SystemExit``) instead of
+    raising ``KeyboardInterrupt``, which stops the jobs and says so. The handler is put back.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    import dask_jobqueue
+
+    if (signal.getsignal(signal.SIGINT) is not handler and handler is not None
+            and threading.current_thread() is threading.main_thread()):
+        signal.signal(signal.SIGINT, handler)
+    return dask_jobqueue
+
+
+def check_interface(interface: Optional[str]) -> None:
+    """Raise :class:`StudyError` unless ``interface`` (None: any) is a network interface of
+    this machine: with ``[execution.slurm] interface`` the Dask scheduler started here listens
+    on it (whether the compute nodes have it only their workers can tell)."""
+    if interface is None:
+        return
+    import psutil
+
+    here = sorted(psutil.net_if_addrs())
+    if interface not in here:
+        raise StudyError(f"[execution.slurm] interface {interface!r} is not a network interface "
+                         f"of this machine, where the Dask scheduler runs (it has: "
+                         f"{', '.join(here)})")
+
+
 def slurm_cluster(slurm: Any, threads_per_worker: int = 1):
     """A ``dask_jobqueue.SLURMCluster`` for an ``[execution.slurm]`` table (not yet scaled).
 
     Each job runs ``cores`` worker processes of ``threads_per_worker`` thread(s) on
     ``cores * threads_per_worker`` CPUs; ``gpus > 0`` adds ``#SBATCH --gres=gpu:N``.
+    ``interface`` is SLURMCluster's ``interface`` (the scheduler here and the workers listen on
+    it), ``log_directory`` its ``log_directory`` (made absolute against the working directory,
+    so the jobs write where the driver created it) and ``local_directory`` its
+    ``local_directory`` (as written: the job's shell expands ``$TMPDIR`` and the like).
 
     Parameters
     ----------
@@ -106,17 +116,29 @@ def slurm_cluster(slurm: Any, threads_per_worker: int = 1):
     -------
     dask_jobqueue.SLURMCluster
         ``cluster.job_script()`` shows the batch script; nothing is submitted until ``scale``.
+
+    Raises
+    ------
+    StudyError
+        When ``interface`` is not a network interface of this machine (the scheduler's).
     """
-    from dask_jobqueue import SLURMCluster
+    SLURMCluster = import_dask_jobqueue().SLURMCluster
 
     directives = list(slurm.extra_directives)
     if slurm.gpus:
         directives.insert(0, f"--gres=gpu:{slurm.gpus}")
+    interface = getattr(slurm, "interface", None)
+    check_interface(interface)
+    log_directory = getattr(slurm, "log_directory", None)
+    if log_directory is not None:
+        log_directory = str(Path(log_directory).expanduser().absolute())
     return SLURMCluster(
         queue=slurm.queue, account=slurm.account,
         cores=slurm.cores * threads_per_worker, processes=slurm.cores,
         memory=slurm.memory, walltime=slurm.walltime,
         job_extra_directives=directives, job_script_prologue=list(slurm.prologue),
+        interface=interface, log_directory=log_directory,
+        local_directory=getattr(slurm, "local_directory", None),
         silence_logs="error", dashboard_address=None)
 
 
@@ -154,6 +176,11 @@ class DaskExecutor:
     threads_per_worker: int = 1
     checkpoints: Optional[CheckpointPlan] = None
     _epochs: queue_module.Queue = field(default_factory=queue_module.Queue, repr=False)
+
+    def __post_init__(self) -> None:
+        # a user mistake is an error before the store is touched, not once the cluster starts
+        if self.slurm is not None:
+            check_interface(getattr(self.slurm, "interface", None))
 
     def scheduler_address(self) -> Optional[str]:
         """Dask's ``scheduler-address`` config (set by ``--scheduler``) or else ``scheduler``."""
@@ -194,10 +221,10 @@ class DaskExecutor:
                 client = Client(cluster)
             try:
                 try:
-                    client.register_plugin(TorchThreadsPlugin(self.threads_per_worker))
+                    client.register_plugin(WorkerSetupPlugin(self.threads_per_worker))
                 except Exception as exc:   # e.g. workers without cffbench installed
                     raise StudyError(f"the Dask workers cannot set up cffbench "
-                                     f"({_one_line(exc)}); install cffbench on every worker"
+                                     f"({error_line(exc)}); install cffbench on every worker"
                                      ) from None
                 if self.on_epoch is not None:
                     client.subscribe_topic(EPOCH_TOPIC, self._epochs.put)
@@ -234,62 +261,47 @@ class DaskExecutor:
         first = next(task_iter, None)
         if first is None:   # nothing to run: start no cluster (and submit no SLURM jobs)
             return
-        task_iter = itertools.chain([first], task_iter)
+        settings = RunSettings.of(self)
+        deaths: dict[str, int] = {}
         with self.client() as client:
-            pending: dict[Any, RunTask] = {}
-            deaths: dict[str, int] = {}
-            exhausted = False
 
-            def submit(task: RunTask) -> None:
-                future = client.submit(dask_entry, task, self.data_root, self.device,
-                                       self.train_fn, self.load_fn, self.on_epoch is not None,
-                                       self.checkpoints,
-                                       pure=False, key=f"cffbench-run-{task.run_id}-"
-                                                        f"{deaths.get(task.run_id, 0)}")
-                pending[future] = task
+            def submit(job: list[RunTask]) -> Any:
+                run_id = job[0].run_id
+                return client.submit(run_job, tuple(job), settings, pure=False,
+                                     key=f"cffbench-run-{run_id}-{deaths.get(run_id, 0)}")
 
-            try:
-                while True:
-                    limit = self._in_flight_limit(client)
-                    while not exhausted and len(pending) < limit:
-                        task = next(task_iter, None)
-                        if task is None:
-                            exhausted = True
-                            break
-                        submit(task)
-                    if not pending:
-                        break
-                    try:
-                        done, _ = wait(list(pending), timeout=POLL_SECONDS,
-                                       return_when="FIRST_COMPLETED")
-                    except TimeoutError:
-                        done = set()
-                    self._drain_epochs()
-                    for future in done:
-                        task = pending.pop(future)
-                        if future.status == "finished":
-                            outcome = future.result()
-                            future.release()   # frees the worker's copy of the result
-                            yield outcome
-                            continue
-                        exc = future.exception() if future.status == "error" else None
-                        future.release()
-                        if isinstance(exc, KilledWorker):
-                            deaths[task.run_id] = deaths.get(task.run_id, 0) + 1
-                            if deaths[task.run_id] <= self.retries:
-                                submit(task)
-                                continue
-                            error = (f"worker process died {deaths[task.run_id]} time(s) "
-                                     f"running this run (killed or out of memory?)")
-                        elif exc is not None:
-                            error = _one_line(exc)
-                        else:
-                            error = f"task {future.status} by the Dask cluster"
-                        yield RunOutcome(task.run_id, None, error, device=self.device)
-                self._drain_epochs()
-            finally:
+            def finished(futures: list[Any], timeout: float) -> set[Any]:
+                try:
+                    return wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")[0]
+                except TimeoutError:
+                    return set()
+
+            def settle(future: Any, job: list[RunTask]) -> Optional[list[RunOutcome]]:
+                if future.status == "finished":
+                    outcomes = future.result()
+                    future.release()   # frees the worker's copy of the result
+                    return outcomes
+                exc = future.exception() if future.status == "error" else None
+                future.release()
+                run_id = job[0].run_id
+                if isinstance(exc, KilledWorker):
+                    deaths[run_id] = deaths.get(run_id, 0) + 1
+                    if deaths[run_id] <= self.retries:
+                        return None   # submit it again
+                    error = (f"worker process died {deaths[run_id]} time(s) running this run "
+                             f"(killed or out of memory?)")
+                elif exc is not None:
+                    error = error_line(exc)
+                else:
+                    error = f"task {future.status} by the Dask cluster"
+                return [RunOutcome(task.run_id, None, error, device=self.device) for task in job]
+
+            def cancel(futures: list[Any]) -> None:
                 # Ctrl-C or an error: stop the cluster's work on what is still pending.
-                if pending:
-                    with contextlib.suppress(Exception):
-                        client.cancel(list(pending), force=True)
-                    pending.clear()
+                with contextlib.suppress(Exception):
+                    client.cancel(futures, force=True)
+
+            yield from in_flight(([task] for task in itertools.chain([first], task_iter)),
+                                 submit=submit, wait=finished, settle=settle,
+                                 limit=lambda: self._in_flight_limit(client), cancel=cancel,
+                                 between=self._drain_epochs)

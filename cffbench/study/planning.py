@@ -28,12 +28,12 @@ import pandas as pd
 
 from cffbench.ff.checkpoint import read_sidecars
 from cffbench.ff.result import NUMERICS_VERSION
-from cffbench.study.executors import LoadFn, TrainFn, default_load_fn, default_train_fn
 from cffbench.study.flops import STEP_OVERHEAD_S
 from cffbench.study.grid import RunTask, expand, resolve_results_dir
 from cffbench.study.runner import _as_study, _check_data, resolve_execution
 from cffbench.study.spec import Study
 from cffbench.study.store import DONE_STATUSES, RunStore
+from cffbench.study.worker import LoadFn, TrainFn, default_load_fn, default_train_fn
 
 CALIBRATION_EPOCHS = (2, 6)
 _ARCH_FIELDS = ("variant", "hidden", "batch_size", "schedule", "negatives", "precision")
@@ -206,7 +206,7 @@ def plan_study(study: Study | Path | str, results_dir: Path | str | None = None,
         raise StudyError(f"--gpu-tflops must be > 0 (got {gpu_tflops})")
     import torch
 
-    from cffbench.study.executors import resolve_device
+    from cffbench.study.worker import resolve_device_name as resolve_device
 
     study = _as_study(study)
     tasks = expand(study)

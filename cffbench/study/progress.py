@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from cffbench.study.executors import RunOutcome
+from cffbench.study.worker import RunOutcome
 from cffbench.study.grid import RunTask
 from cffbench.study.spec import Study
 

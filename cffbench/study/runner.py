@@ -23,11 +23,12 @@ import pandas as pd
 
 from cffbench.errors import StudyError
 from cffbench.ff.checkpoint import CheckpointPlan, read_sidecars, validate_every
-from cffbench.study.executors import LoadFn, RunOutcome, TrainFn, make_executor
+from cffbench.study.executors import make_executor
 from cffbench.study.grid import RunTask, expand, resolve_results_dir
 from cffbench.study.spec import Study, load_study, validate_device
 from cffbench.study.plan_record import PLAN_RECORD, record_plan
 from cffbench.study.store import DONE_STATUSES, RunStore, provenance, read_study
+from cffbench.study.worker import LoadFn, RunOutcome, TrainFn
 
 
 class SilentReporter:

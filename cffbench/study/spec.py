@@ -116,6 +116,12 @@ class SlurmSection(BaseModel):
 
     Each of ``jobs`` jobs asks for ``cores`` CPUs, ``memory``, ``walltime`` and ``gpus`` GPUs
     (``--gres=gpu:N``) on partition ``queue``, and runs ``cores`` single-threaded workers.
+    ``interface``: the network interface (e.g. ``"ib0"``) that the Dask scheduler (on the
+    machine that runs ``cffbench run``) and the workers (on the compute nodes) listen on; whether
+    it exists is checked when the cluster starts. ``log_directory``: where the jobs' stdout and
+    stderr go (``#SBATCH -o`` / ``-e``; relative to where ``cffbench run`` runs; created there).
+    ``local_directory``: the workers' scratch folder on the compute node (``--local-directory``,
+    e.g. ``"$TMPDIR"``: expanded by the job's shell, not here).
     """
 
     model_config = _STRICT
@@ -129,6 +135,26 @@ class SlurmSection(BaseModel):
     account: Optional[str] = None
     extra_directives: list[str] = []    # e.g. ["--qos=long"], each becomes an #SBATCH line
     prologue: list[str] = []            # shell lines before the worker starts (module load ...)
+    interface: Optional[str] = None         # e.g. "ib0"
+    log_directory: Optional[str] = None     # e.g. "slurm-logs"
+    local_directory: Optional[str] = None   # e.g. "$TMPDIR"
+
+    @field_validator("interface")
+    @classmethod
+    def _interface_name(cls, name: Optional[str]) -> Optional[str]:
+        # what Linux allows (IFNAMSIZ): 1-15 characters, none of them whitespace or "/"
+        if name is not None and not re.fullmatch(r"[^\s/]{1,15}", name):
+            raise ValueError('must be a network interface name such as "ib0" or "eth0" '
+                             '(1-15 characters, no spaces or "/")')
+        return name
+
+    @field_validator("log_directory", "local_directory")
+    @classmethod
+    def _folder(cls, folder: Optional[str]) -> Optional[str]:
+        # dask_jobqueue writes it into the job script unquoted
+        if folder is not None and not re.fullmatch(r"\S+", folder):
+            raise ValueError("must be a folder path without spaces")
+        return folder
 
 
 class ExecutionSection(BaseModel):
