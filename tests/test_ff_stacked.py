@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -260,3 +261,23 @@ def test_seed_groups_of_unequal_shapes_run_one_by_one(tmp_path):
     assert not stacked["notes"].str.contains(STACK_NOTE).any()
     assert stacked["test_acc"].tolist() == plain["test_acc"].tolist()
     assert sorted(stacked["n_train"].unique()) == [120, 130, 140]
+
+
+def test_a_seed_group_the_stacked_engine_cannot_batch_runs_one_by_one_with_checkpoints(tmp_path):
+    # alternating is not stacked; its runs used to go through train_stacked's own fallback,
+    # where no run checkpointed
+    from cffbench.ff.checkpoint import CheckpointPlan
+    from cffbench.study import expand, parse_study
+    from cffbench.study.worker import RunSettings, execute_stacked
+
+    study = parse_study(STUDY.format(executor="serial", stack="true"), tmp_path / "s.toml")
+    tasks = [t for t in expand(study) if t.variant == "ff"]
+    tasks = [dataclasses.replace(t, config=t.config.model_copy(update={"schedule": "alternating"}))
+             for t in tasks]
+    folder = tmp_path / "checkpoints"
+    settings = RunSettings(data_root=tmp_path, device="cpu", load_fn=synthetic_load,
+                           checkpoints=CheckpointPlan(folder, every=1))
+    outcomes = execute_stacked(tasks, settings)
+    assert [o.error for o in outcomes] == [""] * len(tasks)
+    # every run wrote its checkpoint (the driver deletes them once the runs are stored)
+    assert sorted(p.stem for p in folder.glob("*.pt")) == sorted(t.run_id for t in tasks)

@@ -214,8 +214,9 @@ def execute_stacked(tasks: list[RunTask], settings: RunSettings,
 
     One :class:`RunOutcome` per task, as :func:`execute_run` gives; ``duration_s`` is the group's
     wall time / S. A task whose data fails to load fails alone; a training error fails the group.
-    A custom ``train_fn`` cannot be stacked, nor splits of different shapes: then every task goes
-    through :func:`execute_run` (and is checkpointed there; a stacked group is not).
+    A custom ``train_fn`` cannot be stacked, nor splits of different shapes, nor a configuration
+    :func:`~cffbench.ff.stacked.stacking_unsupported` names: then every task goes through
+    :func:`execute_run` (and is checkpointed there; a stacked group is not).
     """
     if settings.train_fn is not None or len(tasks) < 2:
         return [execute_run(t, settings, on_epoch) for t in tasks]
@@ -231,11 +232,18 @@ def execute_stacked(tasks: list[RunTask], settings: RunSettings,
         except Exception as exc:
             outcomes[task.run_id] = RunOutcome(task.run_id, None, error_line(exc), started, 0.0,
                                                resolved)
-    from cffbench.ff.stacked import check_stackable, train_stacked
+    from cffbench.ff.stacked import check_stackable, stacking_unsupported, train_stacked
 
     try:   # e.g. subsets of unequal size: run them one by one rather than fail them
         check_stackable([t.config for t, _ in loaded], [s for _, s in loaded])
+        # a configuration the stacked engine does not batch (alternating, minibatches, bf16,
+        # redrawn negatives) runs one by one here, where each run checkpoints, rather than
+        # inside train_stacked, where none would
+        unsupported = loaded and stacking_unsupported(loaded[0][0].config,
+                                                      loaded[0][1].x_train.shape[0]) is not None
     except ValueError:
+        unsupported = True
+    if unsupported:
         return [outcomes.get(t.run_id) or execute_run(t, settings, on_epoch) for t in tasks]
     try:
         callbacks = None if on_epoch is None else [
