@@ -18,7 +18,7 @@ from typing import Any, Optional
 import pydantic
 
 from cffbench.errors import CffbenchError, StudyError
-from cffbench.ff.config import TrainConfig
+from cffbench.ff.config import TrainConfig, identity_fields
 from cffbench.study.spec import Study
 
 RUN_ID_LENGTH = 16
@@ -39,7 +39,8 @@ def run_id(dataset: str, n_train: Optional[int], seed: int, effective: dict[str,
 
     ``run_id = sha256(canonical_json({"dataset", "n_train", "seed", "config": effective}))``,
     the first :data:`RUN_ID_LENGTH` (16) hex digits, where ``effective`` is
-    ``TrainConfig.effective()``.
+    ``identity_fields(TrainConfig.effective())`` (a setting added later is left out at its
+    default, e.g. ``goodness = "mean_squares"``).
 
     Parameters
     ----------
@@ -137,7 +138,7 @@ def expand(study: Study) -> list[RunTask]:
                 except CffbenchError as exc:
                     raise StudyError(f"{where}: {exc}") from None
                 effective = config.effective()
-                rid = run_id(dataset, study.data.n_train, seed, effective)
+                rid = run_id(dataset, study.data.n_train, seed, identity_fields(effective))
                 if rid not in tasks:
                     tasks[rid] = RunTask(rid, study.name, dataset, study.data.n_train, seed,
                                          config, effective)

@@ -89,10 +89,22 @@ RUN_SCHEMA = pa.schema([
     ("torch_version", pa.string()), ("numerics_version", pa.int64()), ("git_commit", pa.string()),
     ("hostname", pa.string()), ("error", pa.string()), ("notes", pa.string()),
 ])
-#: The run schema before ``numerics_version`` (runs stored by cffbench <= d6f27be; the golden
-#: values of version 1 were taken from d6f27be's engine, older commits are not checked): still a
-#: finished run, read with ``numerics_version`` missing (<NA>).
-LEGACY_RUN_SCHEMAS = (pa.schema([f for f in RUN_SCHEMA if f.name != "numerics_version"]),)
+#: Columns added for the extension surface (issue 14): runs stored before them are read with the
+#: goodness filled in as the default it was (``identity_omits_default`` settings) and the rest
+#: missing.
+EXTENSION_COLUMNS = ("goodness",)
+
+
+def _without(schema: pa.Schema, names: tuple[str, ...]) -> pa.Schema:
+    return pa.schema([f for f in schema if f.name not in names])
+
+
+#: Earlier run schemas, still finished runs: before the :data:`EXTENSION_COLUMNS`, and before
+#: those and ``numerics_version`` too (runs stored by cffbench <= d6f27be; the golden values of
+#: version 1 were taken from d6f27be's engine, older commits are not checked), read with
+#: ``numerics_version`` missing (<NA>).
+LEGACY_RUN_SCHEMAS = (_without(RUN_SCHEMA, EXTENSION_COLUMNS),
+                      _without(RUN_SCHEMA, (*EXTENSION_COLUMNS, "numerics_version")))
 
 CURVE_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("layer", pa.int64()), ("epoch", pa.int64()),
@@ -412,9 +424,22 @@ def _current_run_table(table: pa.Table) -> pa.Table:
     if table.schema.remove_metadata().equals(RUN_SCHEMA) or not any(
             table.schema.remove_metadata().equals(s) for s in LEGACY_RUN_SCHEMAS):
         return table
-    columns = [table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+    columns = [table[f.name] if f.name in table.column_names else _legacy_column(table, f)
                for f in RUN_SCHEMA]
     return pa.Table.from_arrays(columns, schema=RUN_SCHEMA)
+
+
+def _legacy_column(table: pa.Table, column: pa.Field) -> pa.Array:
+    """A column a legacy run table lacks: a setting added later holds the default those runs
+    trained with (missing where the variant does not read it, as ``bp``'s), anything else null."""
+    name = column.name
+    setting = train_settings().get(name)
+    if setting is None or not setting.identity_omits_default:
+        return pa.nulls(table.num_rows, column.type)
+    default = TrainConfig.model_fields[name].default
+    values = [None if setting.bp_ignores and variant == "bp" else default
+              for variant in table["variant"].to_pylist()]
+    return pa.array(values, column.type)
 
 
 def _read_dir(folder: Path, what: str, results_dir: Path) -> pd.DataFrame:
