@@ -354,8 +354,18 @@ def usable_runs(runs: pd.DataFrame, dv: str) -> pd.DataFrame:
 
 def runs_fingerprint(ok: pd.DataFrame, dv: str) -> str:
     """sha256 (12 hex digits) of the analysed runs: dataset, variant, seed, axes and ``dv``, sorted;
-    a saved analysis whose fingerprint differs from the store's was made on other runs."""
-    columns = ["dataset", "variant", "seed", *[c for c in AXIS_COLUMNS if c in ok.columns], dv]
+    a saved analysis whose fingerprint differs from the store's was made on other runs. A setting
+    added later (``identity_omits_default``, e.g. ``goodness``) that every run holds at its
+    default is left out, as it is of run ids, so analyses saved before it existed still match."""
+    from cffbench.ff.config import TrainConfig, settings
+
+    def added_at_default(column: str) -> bool:
+        setting = settings().get(column)
+        return (setting is not None and setting.identity_omits_default
+                and set(ok[column].dropna()) <= {TrainConfig.model_fields[column].default})
+
+    columns = ["dataset", "variant", "seed",
+               *[c for c in AXIS_COLUMNS if c in ok.columns and not added_at_default(c)], dv]
     text = ok[columns].astype(str).sort_values(columns).to_csv(index=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 

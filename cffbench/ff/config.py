@@ -201,7 +201,8 @@ class TrainConfig(pydantic.BaseModel, frozen=True, extra="forbid"):
         ``negatives``, ``goodness``, ``precision``); with two hidden layers every α structure coincides, so
         CFF's ``alpha`` is reported as ``"uniform"``; ``f-cff`` drops ``gamma_lr`` /
         ``gamma_optimizer`` unless α is learned; both CFF variants drop ``alpha_decay`` unless α
-        is ``distance``.
+        is ``distance``. A plugin's variant keeps every field: cffbench cannot know which it
+        reads, so no two of its grid points are merged wrongly.
         """
         fields = self.model_dump()
         fields["hidden"] = list(self.hidden)
@@ -210,6 +211,8 @@ class TrainConfig(pydantic.BaseModel, frozen=True, extra="forbid"):
             # of one logit), so the runs are identical; one canonical name makes them one run.
             fields["alpha"] = "uniform"
         drop: set[str] = set()
+        if not extensions.VARIANTS.is_builtin(self.variant):
+            return fields
         if not self.is_collaborative:
             drop.update(section_fields("collab"))
         if self.variant == "bp":   # the backprop reference has no threshold, overlay or bf16

@@ -37,7 +37,7 @@ import torch
 from cffbench.data.splits import Splits
 from cffbench.errors import TrainConfigError
 from cffbench.ff.config import TrainConfig, run_generators
-from cffbench.ff.goodness import goodness_function
+from cffbench.ff.goodness import goodness_function, gradient_path
 from cffbench.ff.layers import FFLayer, OverlayInput, init_linear, require_label_overlay
 from cffbench.ff.negatives import negative_rule
 from cffbench.ff.predict import ff_accuracy
@@ -219,7 +219,8 @@ class StackedFFTrainer:
                 curves=self.curves[s],
                 finals=self.frozen_finals[s] or self.logit_rule.finals(s),
                 elapsed=lambda: duration_s / n_seeds, device=self.device, notes=notes,
-                closing_notes=[stacked_note]))
+                closing_notes=[stacked_note],
+                gradient=gradient_path(goodness_function(config.goodness))))
         return out
 
 

@@ -32,7 +32,7 @@ from cffbench.errors import TrainConfigError
 from cffbench.ff.checkpoint import (RunCheckpoint, restore_trainer, resume_note,
                                    trainer_identity, trainer_state)
 from cffbench.ff.config import TrainConfig, run_generators
-from cffbench.ff.goodness import goodness_function
+from cffbench.ff.goodness import goodness_function, gradient_path
 from cffbench.ff.layers import FFLayer, OverlayInput, PlainInput, require_label_overlay
 from cffbench.ff.negatives import negative_rule
 from cffbench.ff.predict import ff_accuracy
@@ -304,4 +304,5 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
         layer_goodness=trainer.final_layer_goodness, layer_seconds=trainer.seconds,
         curves=trainer.curves, finals=trainer.logit_rule.finals(), elapsed=trainer.elapsed,
         device=torch_device, notes=notes, resumed_at=resumed_at,
-        resumed_elapsed_s=trainer.elapsed_before)
+        resumed_elapsed_s=trainer.elapsed_before,
+        gradient=gradient_path(goodness_function(config.goodness)))

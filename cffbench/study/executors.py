@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from cffbench.errors import StudyError
 from cffbench.ff.checkpoint import CheckpointPlan
+from cffbench.plugins import ensure_loaded
 from cffbench.study.grid import RunTask
 
 TrainFn = Callable[..., Any]          # train_run(config, splits, device=..., on_epoch=...)
@@ -135,6 +136,7 @@ def execute_run(task: RunTask, data_root: Optional[Path], device: str,
     t0 = time.perf_counter()
     resolved = resolve_device(device)
     try:
+        ensure_loaded(task.plugins)    # a worker process imports the task's plugin files itself
         train = train_fn or default_train_fn()
         splits = _cached_splits(task, data_root, load_fn)
         callback = None
@@ -187,6 +189,7 @@ def execute_stacked(tasks: list[RunTask], data_root: Optional[Path], device: str
     loaded: list[tuple[RunTask, Any]] = []
     for task in tasks:
         try:
+            ensure_loaded(task.plugins)
             loaded.append((task, _cached_splits(task, data_root, load_fn)))
         except KeyboardInterrupt:
             raise
