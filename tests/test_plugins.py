@@ -213,3 +213,26 @@ def test_a_study_plugin_path_that_is_not_a_list_is_one_line(tmp_path):
 
     with pytest.raises(StudyError, match=r"s.toml: plugins: must be a list of plugin file names"):
         parse_study('plugins = "x.py"\n', tmp_path / "s.toml")
+
+
+def test_an_installed_entry_point_registers_its_object_with_its_provenance(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    from cffbench import plugins
+    from cffbench.extensions import GOODNESS
+
+    write(tmp_path, "ep_goodness.py", SUM_SQUARES.replace("@GOODNESS.register\n", "")
+          .replace('"sum_squares"', '"ep_sum_squares"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = importlib.metadata.EntryPoint("ep_sum_squares", "ep_goodness:SumSquares",
+                                          "cffbench.goodness")
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points",
+                        lambda group: [entry] if group == "cffbench.goodness" else [])
+    try:
+        (plugin,) = plugins.load_entry_points()
+        assert GOODNESS.origin("ep_sum_squares") == plugin
+        sha = __import__("hashlib").sha256((tmp_path / "ep_goodness.py").read_bytes()).hexdigest()
+        assert (plugin.name, plugin.sha256, plugin.path) == ("ep_goodness", sha, None)
+        assert TrainConfig(goodness="ep_sum_squares").goodness == "ep_sum_squares"
+    finally:
+        GOODNESS.unregister("ep_sum_squares")
