@@ -64,6 +64,7 @@ primary = ["f-cff"]
 
 @pytest.fixture(autouse=True)
 def clean_registries():
+    unload_plugin_files()    # e.g. the shipped examples, loaded by a test of the shipped studies
     yield
     unload_plugin_files()
 
