@@ -49,6 +49,35 @@ def test_plan_hash_is_stable_and_changes_with_any_key():
     assert a.hash != b.hash
 
 
+def test_plan_hash_covers_the_decision_fields_and_no_prose():
+    import dataclasses
+    import hashlib
+    import json
+
+    plan = resolve_plan(parse_study(BASE).analysis)
+    decided = {"reference": "ff", "primary": ["f-cff", "a-cff"], "adjust": "holm", "test": "t",
+               "alpha": 0.05, "power": 0.8, "sesoi": 0.012, "margin": 0.012,
+               "permutation_exact_max_n": 15, "permutation_resamples": 10000, "permutation_seed": 0}
+    text = json.dumps(decided, sort_keys=True, separators=(",", ":"))
+    assert plan.hash == hashlib.sha256(text.encode()).hexdigest()[:12]
+    # rewording where the SESOI came from, or stating the default explicitly, is the same plan;
+    # a pilot report decides nothing
+    assert dataclasses.replace(plan, sesoi_source="reworded").hash == plan.hash
+    assert resolve_plan(parse_study(BASE + "[analysis]\nsesoi_pp = 1.2\npilot_seeds = 2\n").analysis).hash == plan.hash
+    for field, value in (("alpha", 0.01), ("test", "wilcoxon"), ("primary", ("a-cff",)), ("power", 0.9),
+                         ("permutation_seed", 1), ("margin", 0.01)):
+        assert dataclasses.replace(plan, **{field: value}).hash != plan.hash, field
+
+
+def test_the_default_sesoi_label_says_where_the_number_comes_from_not_which_contrast_it_tests():
+    bp = resolve_plan(parse_study(BASE + '[analysis]\nprimary = ["bp"]\n').analysis)
+    assert bp.sesoi == pytest.approx(0.012)
+    assert bp.sesoi_source.startswith("default, from NetworkFF")
+    assert "A-CFF − FF gain on MNIST (93.8 − 92.6 %)" in bp.sesoi_source
+    assert "applied to every primary contrast" in bp.sesoi_source
+    assert "claim being tested" not in bp.sesoi_source      # BP − FF on any dataset is not that claim
+
+
 @pytest.mark.parametrize("extra, fragments", [
     ('[analysis]\ntests = "t"\n', ["unknown key 'tests' at [analysis]", "allowed: reference, primary"]),
     ('[analysis]\ntest = "anova"\n', ["[analysis] test", "'t', 'permutation' or 'wilcoxon'"]),
@@ -142,20 +171,72 @@ def test_constant_differences_give_undefined_not_p_zero():
     assert not (result.sensitivity["p"] == 0).any()
 
 
-def test_missing_cell_is_named_and_left_undefined():
+def test_missing_cell_is_named_and_reported_not_yet_run():
     result = analyze_runs(_runs(drop=[("a-cff", "single")]))
     row = result.primary[(result.primary["label"] == "A-CFF − FF")
                          & (result.primary["scope"] == "theta_placement = single")].iloc[0]
-    assert row["verdict"] == "undefined" and "no a-cff runs at this level" in row["verdict_text"]
+    assert row["verdict"] == "not yet run" and row["decision"] == "not yet run"
+    assert row["verdict_text"] == "not yet run: no a-cff runs at this level"
     assert row["n"] == 0 and math.isnan(row["p"])
     # the declared family of four keeps its size: the untestable contrast counts as a p of 1
     # would (statsmodels' Holm over the three p values and a 1), never making the others milder
     from statsmodels.stats.multitest import multipletests
 
     assert set(result.primary["family_size"]) == {4}
-    defined = result.primary[result.primary["verdict"] != "undefined"]
+    defined = result.primary[result.primary["verdict"] != "not yet run"]
     want = multipletests([*defined["p"], 1.0], method="holm")[1][:3]
     assert defined["p_adj"].to_numpy() == pytest.approx(want, rel=1e-12)
+
+
+PAPER_LIKE = """name = "paper-like"
+seeds = [0, 1, 2, 3]
+[data]
+datasets = ["mnist"]
+[grid]
+variant = ["ff", "f-cff", "a-cff"]
+theta_placement = ["per_term", "single"]
+[analysis]
+primary = ["a-cff"]
+"""
+
+
+def test_the_planned_family_comes_from_the_study_even_when_a_level_has_no_runs_yet():
+    # the primary variant has runs at one theta placement only (as a study part-way through its
+    # first seeds): the study plans A-CFF − FF at both, so the Holm family is 2, fixed by the plan
+    from statsmodels.stats.multitest import multipletests
+
+    from cffbench.analysis.planned import planned_runs
+
+    study = parse_study(PAPER_LIKE)
+    runs = _runs(seeds=range(4), drop=[("a-cff", "single"), ("f-cff", "single")])
+    runs = runs[runs["variant"] != "bp"]
+    plan = resolve_plan(study.analysis)
+    result = analyze_runs(runs, plan, planned=planned_runs(study))
+    primary = result.primary.set_index("scope")
+    assert list(primary.index) == ["theta_placement = per_term", "theta_placement = single"]
+    assert set(primary["family_size"]) == {2}
+    assert primary.loc["theta_placement = single", "verdict"] == "not yet run"
+    ff = runs[runs["variant"] == "ff"].set_index("seed")["test_acc"].sort_index()
+    acff = runs[(runs["variant"] == "a-cff")].set_index("seed")["test_acc"].sort_index()
+    p = sps.ttest_rel(acff, ff).pvalue
+    assert primary.loc["theta_placement = per_term", "p_adj"] == pytest.approx(
+        multipletests([p, 1.0], method="holm")[1][0], rel=1e-12)
+    # the secondary contrasts at the level without runs are reported too, never dropped
+    secondary = result.contrasts[result.contrasts["role"] == "secondary"]
+    assert sorted(zip(secondary["label"], secondary["scope"], secondary["decision"])) == [
+        ("F-CFF − FF", "theta_placement = per_term", "significant"),
+        ("F-CFF − FF", "theta_placement = single", "not yet run")]
+    assert set(secondary["family_size"]) == {2}
+    # formed from the stored runs alone, the family would have shrunk to 1
+    assert set(analyze_runs(runs, plan).primary["family_size"]) == {1}
+
+
+def test_the_committed_paper_store_already_has_its_family_of_two():
+    from cffbench.analysis import analyze_store
+
+    result = analyze_store(REPO / "results" / "paper_mnist")
+    assert list(result.primary["scope"]) == ["theta_placement = per_term", "theta_placement = single"]
+    assert set(result.primary["family_size"]) == {2}
 
 
 def test_inconclusive_verdict_names_the_seeds_that_would_decide_it():
@@ -215,7 +296,7 @@ def test_cli_analyze_uses_the_stored_plan_and_writes_its_hash(tmp_path):
 
 
 def test_a_confirmed_gain_smaller_than_the_claim_says_so():
-    from cffbench.analysis.contrasts import verdict_text
+    from cffbench.analysis.verdicts import verdict_text
 
     assert verdict_text("confirmed", 10, 5, 20, 10, smaller_than_claimed=True).startswith(
         "confirmed, but smaller than the claimed size")
@@ -227,7 +308,7 @@ def test_a_confirmed_gain_smaller_than_the_claim_says_so():
         rows.append({"dataset": "mnist", "variant": "a-cff", "seed": seed, "status": "ok",
                      "test_acc": 0.9 + 0.001 * seed + 0.002 + 0.0002 * (-1) ** seed})
     primary = analyze_runs(pd.DataFrame(rows)).primary.set_index("variant")
-    assert "no f-cff runs" in primary.loc["f-cff", "verdict_text"]   # a missing variant: undefined
+    assert "no f-cff runs" in primary.loc["f-cff", "verdict_text"]   # a missing variant: not yet run
     row = primary.loc["a-cff"]
     assert row["verdict"] == "confirmed" and "smaller than the claimed size" in row["verdict_text"]
 
@@ -236,7 +317,7 @@ def test_the_default_plan_hash_is_the_one_the_committed_evidence_was_decided_by(
     import json
 
     # a change to any default changes this hash, and then the committed evidence must be rebuilt
-    assert resolve_plan().hash == "2fdfc7d11135"
+    assert resolve_plan().hash == "901d5d142d66"
     for study in ("replication_cpu", "alpha_ablation"):
         meta = json.loads((REPO / "results" / study / "analysis" / "plan.json").read_text(encoding="utf-8"))
         assert meta["plan_hash"] == resolve_plan().hash

@@ -5,6 +5,7 @@ one warning line and never trusted."""
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 from cffbench.ff import NUMERICS_VERSION, TrainConfig, train_run
 from cffbench.ff.checkpoint import (AUTO_SECONDS, CheckpointPlan, RunCheckpoint, read_sidecars,
-                                    sidecar_path, validate_every)
+                                    read_state, sidecar_path, validate_every, write_state)
 from conftest import make_synthetic_splits
 
 SMALL = dict(hidden=(24, 20, 16), epochs_per_layer=6)
@@ -88,9 +89,9 @@ def test_resumed_run_continues_from_the_last_checkpoint_and_counts_earlier_time(
     # sequential: 6 epochs per layer, checkpoints after epochs 4 and 8 of the run (layer 2, epoch 2)
     assert (info["layer"], info["epoch"], info["epochs_done"], info["epochs_total"]) == (2, 2, 8, 18)
     assert info["numerics_version"] == NUMERICS_VERSION and info["run_id"] == "run"
-    state = torch.load(checkpoint.path, weights_only=True)
+    state = read_state(checkpoint.path)
     state["elapsed_s"] = 1000.0          # as if the earlier process had trained for 1000 s
-    torch.save(state, checkpoint.path)
+    write_state(checkpoint.path, state)
     rows = []
     resumed = train_run(config, splits, on_epoch=rows.append,
                         checkpoint=RunCheckpoint(checkpoint.path, "run", every=4))
@@ -103,7 +104,7 @@ def test_resumed_run_continues_from_the_last_checkpoint_and_counts_earlier_time(
 def test_no_checkpoint_after_the_last_epoch_and_none_when_off(splits, tmp_path):
     config = TrainConfig(**SMALL)
     train_run(config, splits, checkpoint=RunCheckpoint(tmp_path / "a.pt", "a", every=6))
-    state = torch.load(tmp_path / "a.pt", weights_only=True)
+    state = read_state(tmp_path / "a.pt")
     assert state["phase"] == {"layer": 1, "epoch": 6}            # after layer 2, not layer 3
     train_run(config, splits, checkpoint=RunCheckpoint(tmp_path / "b.pt", "b", every=0))
     assert not (tmp_path / "b.pt").exists()
@@ -115,7 +116,7 @@ def test_no_checkpoint_after_the_last_epoch_and_none_when_off(splits, tmp_path):
 def test_auto_writes_once_the_interval_has_passed(splits, tmp_path):
     checkpoint = RunCheckpoint(tmp_path / "a.pt", "a", every="auto", seconds=0.0)
     train_run(TrainConfig(**SMALL), splits, checkpoint=checkpoint)
-    assert torch.load(checkpoint.path, weights_only=True)["phase"] == {"layer": 2, "epoch": 5}
+    assert read_state(checkpoint.path)["phase"] == {"layer": 2, "epoch": 5}
     assert RunCheckpoint(tmp_path / "x.pt", "x").seconds == AUTO_SECONDS <= 300
 
 
@@ -126,9 +127,9 @@ def _interrupted(splits, tmp_path, config) -> RunCheckpoint:
     return checkpoint
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "numerics_version", "run_id",
-                                    "config", "format", "torch_version", "not_a_dict",
-                                    "wrong_shape"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "bit_flip", "unframed",
+                                    "numerics_version", "run_id", "config", "format",
+                                    "torch_version", "not_a_dict", "wrong_shape"])
 def test_bad_checkpoint_is_ignored_with_one_warning_line_and_the_run_starts_over(
         splits, tmp_path, caplog, damage):
     config = TrainConfig(**SMALL, variant="a-cff")
@@ -139,10 +140,21 @@ def test_bad_checkpoint_is_ignored_with_one_warning_line_and_the_run_starts_over
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif damage == "garbage":
         path.write_bytes(b"not a checkpoint at all")
+    elif damage == "bit_flip":   # torch.load would read this file and resume from wrong weights
+        state = read_state(path)
+        data = bytearray(path.read_bytes())
+        weight = state["layers"][0]["weight"].numpy().tobytes()
+        at = bytes(data).index(weight) + len(weight) // 2
+        data[at] ^= 0x01
+        path.write_bytes(bytes(data))
+        assert isinstance(torch.load(io.BytesIO(bytes(data).partition(b"\n")[2]),
+                                     weights_only=True), dict)
+    elif damage == "unframed":   # a format-1 file: torch.save bytes without the digest header
+        torch.save(read_state(path), path)
     elif damage == "not_a_dict":
-        torch.save([1, 2, 3], path)
+        write_state(path, [1, 2, 3])
     else:
-        state = torch.load(path, weights_only=True)
+        state = read_state(path)
         if damage == "numerics_version":
             state["numerics_version"] = NUMERICS_VERSION + 1
         elif damage == "run_id":
@@ -155,7 +167,7 @@ def test_bad_checkpoint_is_ignored_with_one_warning_line_and_the_run_starts_over
             state["torch_version"] = "0.0.1"
         elif damage == "wrong_shape":
             state["layers"][1]["weight"] = torch.zeros(3, 3)
-        torch.save(state, path)
+        write_state(path, state)   # a valid digest: the identity check must catch it
     with caplog.at_level(logging.WARNING, logger="cffbench"):
         result = train_run(config, splits, checkpoint=RunCheckpoint(path, "run", every=3))
     ignored = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
@@ -182,7 +194,39 @@ def test_unwritable_checkpoint_folder_costs_the_checkpoints_not_the_run(splits, 
     with caplog.at_level(logging.WARNING, logger="cffbench"):
         result = train_run(config, splits, checkpoint=RunCheckpoint(blocker / "sub" / "r.pt", "r", 1))
     assert sum("cannot write checkpoint" in r.getMessage() for r in caplog.records) == 1
+    total = SMALL["epochs_per_layer"] * len(SMALL["hidden"])
+    failed, result.notes = result.notes, []
     assert_same_result(result, train_run(config, splits))
+    assert failed == [f"{total - 1} of {total - 1} checkpoint writes failed (first: "
+                            "Not a directory); an interruption then would have lost more than "
+                            "one checkpoint interval"]
+
+
+def test_a_failed_checkpoint_write_is_retried_at_the_next_due_epoch(splits, tmp_path,
+                                                                     monkeypatch):
+    """One transient write error (ENOSPC, an NFS hiccup) costs one checkpoint, not the rest."""
+    import errno
+
+    from cffbench.ff import checkpoint as module
+
+    real, calls = module._write_atomic, []
+
+    def flaky(target, write):
+        calls.append(target.suffix)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(target, write)
+
+    monkeypatch.setattr(module, "_write_atomic", flaky)
+    config = TrainConfig(**SMALL, variant="a-cff")
+    checkpoint = RunCheckpoint(tmp_path / "run.pt", "run", every=3)
+    with pytest.raises(Interrupt):
+        train_run(config, splits, on_epoch=stop_after(8), checkpoint=checkpoint)
+    assert (checkpoint.writes, checkpoint.failed) == (2, 1)   # after epochs 3 and 6 of layer 1
+    assert read_state(checkpoint.path)["phase"] == {"layer": 0, "epoch": 6}
+    assert checkpoint.notes() == ["1 of 2 checkpoint writes failed (first: No space left on "
+                                  "device); an interruption then would have lost more than one "
+                                  "checkpoint interval"]
 
 
 def test_bp_checkpoint_that_does_not_fit_is_ignored_and_the_run_starts_over(splits, tmp_path,
@@ -191,10 +235,10 @@ def test_bp_checkpoint_that_does_not_fit_is_ignored_and_the_run_starts_over(spli
     checkpoint = RunCheckpoint(tmp_path / "bp.pt", "bp", every=3)
     with pytest.raises(Interrupt):
         train_run(config, splits, on_epoch=stop_after(8), checkpoint=checkpoint)
-    state = torch.load(checkpoint.path, weights_only=True)
+    state = read_state(checkpoint.path)
     assert state["phase"] == {"layer": 0, "epoch": 6}
     state["params"][0] = torch.zeros(2, 2)
-    torch.save(state, checkpoint.path)
+    write_state(checkpoint.path, state)
     with caplog.at_level(logging.WARNING, logger="cffbench"):
         result = train_run(config, splits, checkpoint=RunCheckpoint(checkpoint.path, "bp", 3))
     assert sum("ignored" in r.getMessage() for r in caplog.records) == 1
@@ -209,11 +253,11 @@ def test_checkpoint_of_another_thread_count_or_cpu_kernel_resumes_with_a_note(sp
     checkpoint = RunCheckpoint(tmp_path / "run.pt", "run", every=2)
     with pytest.raises(Interrupt):
         train_run(config, splits, on_epoch=stop_after(10), checkpoint=checkpoint)
-    state = torch.load(checkpoint.path, weights_only=True)
+    state = read_state(checkpoint.path)
     assert state["environment"] == {"torch_threads": torch.get_num_threads(),
                                     "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     state["environment"] = {"torch_threads": 64, "cpu_capability": "AVX2"}
-    torch.save(state, checkpoint.path)
+    write_state(checkpoint.path, state)
     resumed = train_run(config, splits, checkpoint=RunCheckpoint(checkpoint.path, "run", every=2))
     assert resumed.resumed_at != ""
     (note,) = [n for n in resumed.notes if n not in reference.notes]

@@ -70,11 +70,17 @@ def test_sigkill_mid_run_then_the_same_command_finishes_it_bit_for_bit(tmp_path,
 
     results = tmp_path / "results"
     command = [str(study), "--results", str(results), "--checkpoint-every", "5"]
-    target = random.randint(10, 250)            # epochs of 300 done when the kill comes
+    # a random kill point covers a new phase each run; its seed is in every failure message,
+    # and CFFBENCH_TEST_KILL_SEED=<seed> replays it
+    seed = int(os.environ.get("CFFBENCH_TEST_KILL_SEED", random.SystemRandom().randrange(2**32)))
+    rng = random.Random(seed)
+    target = rng.randint(10, 250)               # epochs of 300 done when the kill comes
+    print(f"CFFBENCH_TEST_KILL_SEED={seed}: kill after {target} epochs")   # shown on a failure
     process = cffbench(command, data_root)
     deadline = time.monotonic() + 300
     while True:
-        assert process.poll() is None, f"finished before the kill at {target}: {process.communicate()}"
+        assert process.poll() is None, \
+            f"finished before the kill at {target} (seed {seed}): {process.communicate()}"
         assert time.monotonic() < deadline, "no checkpoint appeared"
         sidecars = list((results / "checkpoints").glob("*.json")) if results.is_dir() else []
         try:
@@ -84,13 +90,14 @@ def test_sigkill_mid_run_then_the_same_command_finishes_it_bit_for_bit(tmp_path,
         if done >= target:
             break
         time.sleep(0.005)
-    time.sleep(random.uniform(0.0, 0.05))   # anywhere in the next interval, mid-write included
+    time.sleep(rng.uniform(0.0, 0.05))   # anywhere in the next interval, mid-write included
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert list((results / "checkpoints").glob("*.pt")), "the kill left no checkpoint"
     reference_seconds = float(pd.read_parquet(reference / "runs")["duration_s"].iloc[0])
     assert not list((results / "runs").glob("*.parquet")), \
-        f"the run finished before the kill (target {target}, run {reference_seconds:.1f} s)"
+        f"the run finished before the kill (target {target}, seed {seed}, " \
+        f"run {reference_seconds:.1f} s)"
 
     again = cffbench(command, data_root)
     out, err = again.communicate(timeout=300)

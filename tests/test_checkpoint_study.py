@@ -17,7 +17,7 @@ import torch
 from conftest import make_synthetic_splits
 from cffbench.errors import StudyError
 from cffbench.ff import train_run
-from cffbench.ff.checkpoint import RunCheckpoint
+from cffbench.ff.checkpoint import RunCheckpoint, read_state, write_state
 from cffbench.study import expand, in_flight_runs, parse_study, read_curves, read_runs, run_study
 
 torch.set_num_threads(1)
@@ -112,9 +112,9 @@ def test_each_executor_resumes_an_interrupted_run_from_the_drivers_checkpoint_fo
     task = next(t for t in expand(parse_study(STUDY)) if t.variant == "a-cff" and t.seed == 1)
     (results / "runs" / f"{task.run_id}.parquet").unlink()
     checkpoint = interrupt_into(results, task, after_rows=9)
-    state = torch.load(checkpoint.path, weights_only=True)
+    state = read_state(checkpoint.path)
     state["elapsed_s"] = 1.0e5     # marks the checkpoint: only a resumed run can report it
-    torch.save(state, checkpoint.path)
+    write_state(checkpoint.path, state)
     inflight = in_flight_runs(results)
     assert inflight["run_id"].tolist() == [task.run_id]
     assert inflight[["layer", "epoch", "epochs_done"]].iloc[0].tolist() == [2, 2, 8]

@@ -67,5 +67,5 @@ def test_committed_findings_equal_a_fresh_computation_from_the_committed_stores(
     page = (REPO / "docs" / "findings.md").read_text(encoding="utf-8")
     blocks = embedded_blocks(page)
     assert {"replication_cpu", "alpha_ablation"} <= set(blocks)
-    for study, (pilot, text) in blocks.items():
-        assert text == findings_block(REPO / "results" / study, pilot_seeds=pilot), study
+    for study, text in blocks.items():
+        assert text == findings_block(REPO / "results" / study), study

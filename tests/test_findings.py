@@ -21,6 +21,8 @@ def theta_store(tmp_path_factory):
     write_synthetic_store(root, datasets=("mnist",), variants=("ff", "f-cff", "a-cff", "bp"),
                           seeds=range(6), hidden=(20, 20), epochs=3,
                           thetas=("per_term", "single"), single_theta_gain=0.02)
+    study = root / "study.toml"     # the plan declares its pilot: the first 3 seeds
+    study.write_text(study.read_text(encoding="utf-8") + "\n[analysis]\npilot_seeds = 3\n", encoding="utf-8")
     return root
 
 
@@ -80,24 +82,40 @@ def test_two_paired_seeds_still_pair_and_d_z_is_undefined_below_three(tmp_path):
 
 
 def test_block_lists_every_condition_and_the_pilot(theta_store):
-    block = findings_block(theta_store, pilot_seeds=3)
+    block = findings_block(theta_store)
     assert "| mnist | F-CFF (θ placement single) |" in block
     assert "| F-CFF − FF | theta_placement = single |" in block
     assert "| BP − FF | — |" in block and "BP (θ placement" not in block
     assert "Pilot (the first 3 seeds" in block and "6 seeds" in block
+    # the pilot rows: the SD of the first 3 seeds' differences (pandas) and the seeds a paired t
+    # at .05/4 needs for power .8 at 1.2 pp with that SD (statsmodels)
+    from statsmodels.stats.power import TTestPower
+
+    ok = _ok(theta_store)
+    first = ok[ok["seed"] < 3]
+    ff = first[first["variant"] == "ff"].set_index("seed")["test_acc"]
+    for variant in ("f-cff", "a-cff"):
+        for theta in ("per_term", "single"):
+            cff = first[(first["variant"] == variant) & (first["theta_placement"] == theta)]
+            sd = (cff.set_index("seed")["test_acc"] - ff).std(ddof=1)
+            n = 2
+            while TTestPower().power(effect_size=0.012 / sd, nobs=n, alpha=0.05 / 4) < 0.8:
+                n += 1
+            row = (f"| mnist | {variant.upper()} − FF | theta_placement = {theta} | {100 * sd:.2f} | {n} [")
+            assert row in block and "(small pilot) | 3 |" in block.split(row, 1)[1].splitlines()[0]
 
 
 def test_update_rewrites_only_the_generated_blocks_of_a_page(theta_store, tmp_path, capsys):
-    assert main([str(theta_store), "--pilot", "2"]) == 0
+    assert main([str(theta_store)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith(BEGIN.format(study="synthetic-study").replace(" -->", " pilot=2 -->"))
+    assert printed.startswith(BEGIN.format(study="synthetic-study"))
     stale = printed.replace("| mnist |", "| stale |")
     page = tmp_path / "findings.md"
     page.write_text(f"# Findings\n\nprose stays\n{stale}\nmore prose\n", encoding="utf-8")
     assert update_page(page, theta_store.parent) == ["synthetic-study"]
     text = page.read_text(encoding="utf-8")
     assert text == f"# Findings\n\nprose stays\n{printed}\nmore prose\n"
-    assert embedded_blocks(text) == {"synthetic-study": (2, findings_block(theta_store, 2))}
+    assert embedded_blocks(text) == {"synthetic-study": findings_block(theta_store)}
 
 
 def test_a_store_without_runs_is_a_one_line_error(tmp_path, capsys):

@@ -18,7 +18,7 @@ from cffbench.stats import anova, describe, friedman, pairwise, rm_anova, seeds_
 from cffbench.stats.anova import _effect_contrasts
 from cffbench.stats.assumptions import sphericity
 from cffbench.stats.effsize import cohen_dz, hedges_g
-from cffbench.stats.pairwise import adjust_pvalues
+from cffbench.stats.multiplicity import adjust as adjust_pvalues
 
 
 def random_blocks(seed: int, n: int = 6, a: int = 3, b: int = 2) -> pd.DataFrame:

@@ -62,6 +62,71 @@ def test_hodges_lehmann_estimate_is_the_median_of_walsh_averages():
     assert conf == pytest.approx(1 - 2 * P.psignrank(q - 1, D.size))
 
 
+# R 4.2.2 (Debian r-base-core 4.2.2.20221110-2), for each vector d below:
+#   r <- wilcox.test(d, conf.int = TRUE, tol.root = 1e-12)
+#   sprintf("%.17g", c(r$statistic, r$p.value, r$estimate, r$conf.int, attr(r$conf.int, "conf.level")))
+# (tol.root only tightens uniroot's tolerance; the default 1e-4 gives the same values to 1e-4).
+# Every case has zeros or ties, so R takes its normal-approximation branch for p and interval.
+R_WILCOX = {
+    # d: (V, p, estimate, ci_low, ci_high, conf.level)
+    (0.5, -0.5, 1.0, 1.0, 2.0, 0.0, 1.5, 3.0):
+        (26.5, 0.041785168403922129, 1.2499999999990039, 3.5568006882832467e-13, 2.4999999999996829, 0.95),
+    (1.2, 0.4, -0.3, 1.2, 2.1, 0.4, 1.7, -0.8, 0.9, 1.2):
+        (50, 0.024463932481596121, 0.80000000000039195, 0.050000000000491415, 1.4500000000001079, 0.95),
+    # not achievable at .95: R doubles alpha ("requested conf.level not achievable")
+    (0.5, 1, 1, 2, 3): (15, 0.0579072654172973, 1.4999999999997242, 0.5, 3, 0.9),
+    (-1, 2, 2, 3): (9, 0.19746607335801866, 1.9999999999998828, 0.49999999999989908, 2.50000000000027, 0.8),
+}
+
+
+@pytest.mark.parametrize("d", list(R_WILCOX))
+def test_wilcoxon_and_hodges_lehmann_with_zeros_and_ties_match_r_wilcox_test(d):
+    v, p, estimate, low, high, level = R_WILCOX[d]
+    test = P.wilcoxon_test(d)
+    assert not test.exact and test.statistic == v and test.p == pytest.approx(p, rel=1e-12)
+    ours = P.hodges_lehmann(d)
+    assert ours == pytest.approx((estimate, low, high, level), abs=1e-9)   # R's roots to tol.root
+
+
+def test_hodges_lehmann_drops_zero_differences_as_r_does():
+    # R: wilcox.test(c(0, 1.1, -0.4, 2.3, 0.7, 0, 1.9, -1.3, 0.2), conf.int = TRUE, tol.root = 1e-12)
+    # gives V = 21, p = 0.27189871081964845, CI (-0.84999999999979048, 2.0999999999996817) at .95
+    # and estimate 0.67478922091695781: its uniroot stops somewhere on the flat stretch between the
+    # two middle Walsh averages of the 7 non-zero differences, whose midpoint (the median) we report.
+    d = [0, 1.1, -0.4, 2.3, 0.7, 0, 1.9, -1.3, 0.2]
+    test = P.wilcoxon_test(d)
+    assert (test.n_used, test.statistic) == (7, 21) and test.p == pytest.approx(0.27189871081964845, rel=1e-12)
+    estimate, low, high, level = P.hodges_lehmann(d)
+    assert (low, high, level) == pytest.approx((-0.84999999999979048, 2.0999999999996817, 0.95), abs=1e-9)
+    nonzero = np.array([x for x in d if x != 0])
+    walsh = np.sort([(nonzero[i] + nonzero[j]) / 2 for i in range(7) for j in range(i, 7)])
+    assert walsh[13] < 0.67478922091695781 < walsh[14]                  # R's root, on that stretch
+    assert estimate == pytest.approx(np.median(walsh), rel=1e-12)       # = (walsh[13] + walsh[14]) / 2
+    with_zeros = [(d[i] + d[j]) / 2 for i in range(9) for j in range(i, 9)]
+    assert estimate != pytest.approx(np.median(with_zeros))             # what keeping the zeros gives
+
+
+def test_no_interval_where_r_reports_confidence_zero():
+    # R: wilcox.test(c(1, 1, 2), conf.int = TRUE) warns "requested conf.level not achievable" and
+    # returns the interval (1, 1) with conf.level 0; no interval is reported instead.
+    estimate, low, high, level = P.hodges_lehmann([1, 1, 2])
+    assert math.isnan(low) and math.isnan(high) and level == 0
+    assert "normal approximation" in P.run_test([1, 1, 2], "wilcoxon").method
+
+
+def test_ties_rule_treats_differences_equal_up_to_float_error_as_tied():
+    # 0.9381 - 0.9262 and 0.9400 - 0.9281 are the same gain of 119 test images, but not the same double
+    a, b = 0.9381 - 0.9262, 0.9400 - 0.9281
+    assert a != b
+    d = [a, b, 0.0031, -0.0042, 0.0157, 0.0088]
+    exact_doubles = sps.wilcoxon(d, method="approx", correction=True)       # ranks a and b apart
+    ours = P.wilcoxon_test(d)
+    assert not ours.exact
+    tied = [0.0119, 0.0119, 0.0031, -0.0042, 0.0157, 0.0088]
+    assert ours.p == pytest.approx(sps.wilcoxon(tied, method="approx", correction=True).pvalue, rel=1e-12)
+    assert ours.p != pytest.approx(exact_doubles.pvalue, rel=1e-9)
+
+
 def _replication_diffs(variant: str, theta: str) -> np.ndarray:
     import pandas as pd
 
@@ -70,6 +135,27 @@ def _replication_diffs(variant: str, theta: str) -> np.ndarray:
     ff = mnist[mnist["variant"] == "ff"].set_index("seed")["test_acc"]
     cff = mnist[(mnist["variant"] == variant) & (mnist["theta_placement"] == theta)].set_index("seed")["test_acc"]
     return 100 * (cff - ff).sort_index().to_numpy()
+
+
+def test_committed_store_contrast_with_ties_matches_r_on_test_image_counts():
+    # MNIST A-CFF − F-CFF (theta single) of the committed replication store, in test images
+    # (accuracy x 10 000, so R sees exact integers and their ties):
+    #   d <- c(5, 10, -180, -13, 22, -7, -52, -106, -10, -30)
+    #   wilcox.test(d, conf.int = TRUE, tol.root = 1e-12)
+    # R 4.2.2: V = 10.5, p-value = 0.0923888566126834, (pseudo)median -21, 95 % CI -93.5 .. 5
+    import pandas as pd
+
+    runs = pd.read_parquet(REPO / "results" / "replication_cpu" / "runs")
+    mnist = runs[(runs["dataset"] == "mnist") & (runs["theta_placement"] == "single")]
+    f = mnist[mnist["variant"] == "f-cff"].set_index("seed")["test_acc"]
+    a = mnist[mnist["variant"] == "a-cff"].set_index("seed")["test_acc"]
+    d = (a - f).sort_index().to_numpy()
+    assert np.round(d * 10000).tolist() == [5, 10, -180, -13, 22, -7, -52, -106, -10, -30]
+    test = P.wilcoxon_test(d)
+    assert (test.exact, test.statistic) == (False, 10.5) and test.p == pytest.approx(0.0923888566126834, rel=1e-9)
+    estimate, low, high, level = P.hodges_lehmann(d)
+    assert np.array([estimate, low, high]) * 10000 == pytest.approx([-21, -93.5, 5], abs=1e-6)
+    assert level == 0.95
 
 
 @pytest.mark.parametrize("variant, expected", [("f-cff", (1.90, -1.23, 3.32)), ("a-cff", (1.53, -1.07, 3.11))])
@@ -149,13 +235,20 @@ def test_wilson_interval_matches_statsmodels_and_the_audit():
     assert tuple(round(x, 2) for x in P.wilson_interval(8, 10)) == (0.49, 0.94)
 
 
-def test_holm_and_bonferroni_match_statsmodels_multipletests():
-    p = np.array([0.01, 0.04, 0.03, 0.005, np.nan, 0.2])
-    finite = np.isfinite(p)
-    for method in ("holm", "bonferroni"):
+@pytest.mark.parametrize("method", ["holm", "bonferroni", "fdr_bh"])
+def test_adjustment_matches_statsmodels_multipletests_also_with_a_declared_family_size(method):
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        p = rng.uniform(0, 0.2, size=6)
+        p[rng.integers(0, 6)] = np.nan
+        finite = np.isfinite(p)
         ours = P.adjust(p, method)
         assert np.isnan(ours[~finite]).all()
         assert ours[finite] == pytest.approx(multipletests(p[finite], method=method)[1], rel=1e-12)
+        # a declared family of 8: the two untested contrasts count as p values of 1 would
+        padded = np.concatenate([p[finite], [1.0, 1.0, 1.0]])
+        assert P.adjust(p, method, m=8)[finite] == pytest.approx(
+            multipletests(padded, method=method)[1][:finite.sum()], rel=1e-12)
 
 
 def test_hedges_j_is_the_exact_gamma_ratio():

@@ -47,3 +47,20 @@ def test_cliques_are_maximal_runs_without_a_significant_pair():
     assert R.cliques(order, pairs) == [["a", "b"], ["b", "c"], ["c", "d"]]
     none_significant = pairs.assign(p_adj=0.9)
     assert R.cliques(order, none_significant) == [order]
+
+
+def test_pairs_with_ties_on_the_committed_store_match_r():
+    # F-CFF vs A-CFF (theta single) over the 20 dataset x seed blocks of the committed replication
+    # store, in test images: R 4.2.2
+    #   wilcox.test(c(0, 13, 185, -61, 0, 4, 1, -3, 15, 0, 5, 10, -180, -13, 22, -7, -52, -106, -10, -30))
+    # V = 61, p-value = 0.477536356531021 (zeros dropped, ties: normal approximation)
+    from pathlib import Path
+
+    runs = pd.read_parquet(Path(__file__).resolve().parents[1] / "results" / "replication_cpu" / "runs")
+    single = runs[(runs["status"] == "ok") & (runs["theta_placement"] == "single")]
+    wide = single.pivot_table(index=["dataset", "seed"], columns="variant", values="test_acc")
+    assert np.round((wide["a-cff"] - wide["f-cff"]).to_numpy() * 10000).tolist() == [
+        0, 13, 185, -61, 0, 4, 1, -3, 15, 0, 5, 10, -180, -13, 22, -7, -52, -106, -10, -30]
+    pairs = R.wilcoxon_holm(wide[["f-cff", "a-cff"]])
+    assert not pairs["exact"].iloc[0]
+    assert pairs["p"].iloc[0] == pytest.approx(0.477536356531021, rel=1e-9)

@@ -10,7 +10,8 @@ This package reads the run store; :mod:`cffbench.stats` below it takes frames an
 """
 
 from cffbench.analysis.analyze import Analysis, analyze_results
-from cffbench.analysis.contrasts import PlanResult, analyze_runs, analyze_store
+from cffbench.analysis.contrasts import PlanResult, analyze_runs
+from cffbench.analysis.stored import analyze_store
 from cffbench.analysis.saved import SavedOmnibus, is_fresh, load, load_omnibus, load_or_analyze, load_or_analyze_all, save
 from cffbench.analysis.plan import Plan, plan_hash, resolve_plan
 

@@ -26,9 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cffbench.analysis.contrasts import PlanResult, analyze_runs, store_plan
+from cffbench import fmt
+
+from cffbench.analysis.contrasts import PlanResult, analyze_runs
 from cffbench.analysis.factors import FACTOR_COLUMNS  # derived from TrainConfig; re-exported
+from cffbench.analysis.stored import store_plan, store_planned
 from cffbench.analysis.saved import save as save_plan_result
+from cffbench.analysis.registration import store_registration
 from cffbench.analysis.render import plan_text
 from cffbench.errors import StatsError, StudyError
 from cffbench.stats.compare import Comparison, Decision, compare
@@ -179,7 +183,9 @@ def analyze_results(results_dir: Path | str, dv: str = "test_acc", out: Path | s
                              pretest=False, pairs=False)
             result.decisions.insert(0, Decision("analysis plan", choice, reason))
             analysis.comparisons[f"{dataset}/{name}"] = result
-    analysis.plan = analyze_runs(ok, store_plan(results_dir), dv)
+    plan = store_plan(results_dir)
+    analysis.plan = analyze_runs(ok, plan, dv, store_planned(results_dir))
+    analysis.plan.register(store_registration(results_dir, plan))
     write_analysis(analysis)
     return analysis
 
@@ -190,7 +196,7 @@ def _write_frame(frame: pd.DataFrame, stem: Path, files: list[Path]) -> None:
     for column in frame.columns:  # Parquet needs one type per column: text columns become str
         if frame[column].dtype == object:
             frame[column] = frame[column].map(lambda v: v if v is None or isinstance(v, str) else str(v))
-    frame.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.12g")  # 12 digits: the same on any BLAS
+    frame.to_csv(stem.with_suffix(".csv"), index=False, float_format=fmt.CSV_FLOAT_FORMAT)  # 12 digits: the same on any BLAS
     frame.to_parquet(stem.with_suffix(".parquet"), index=False)
     files += [stem.with_suffix(".csv"), stem.with_suffix(".parquet")]
 

@@ -13,15 +13,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from cffbench.analysis.factors import AXIS_COLUMNS  # the grid-axis columns, from TrainConfig
+from cffbench.analysis.factors import fingerprint_axes  # grid-axis columns, from TrainConfig
+from cffbench.analysis.descriptives import condition_descriptives
 from cffbench.analysis.plan import Plan, resolve_plan
-from cffbench.errors import StatsError, StudyError
+from cffbench.analysis.planned import conditions_fingerprint, level_text, varying_axes
+from cffbench.analysis.ranking import rank_summary
+from cffbench.analysis.verdicts import NOT_YET_RUN, smallest_decisive_n, verdict_text
+from cffbench.analysis.registration import Registration
+from cffbench.errors import StatsError
 from cffbench.stats import paired as P
 from cffbench.stats.power import seeds_needed
 
@@ -49,7 +53,14 @@ class PlanResult:
         change the decision); ``note`` (why a contrast is undefined).
     sensitivity : one row per (contrast, test) for every test: ``estimate, ci_low, ci_high,
         confidence, method, p, p_adj, decision, changes_decision``.
-    notes : things a reader must know (missing cells, too few seeds).
+    notes : things a reader must know (missing cells, too few seeds; a deviation from the
+        pre-registered plan first).
+    registration : whether the plan analysed is the one the store recorded before its runs
+        (:mod:`cffbench.analysis.registration`); empty status for runs analysed without a store.
+    descriptives : one row per condition (dataset, variant and every varying axis): ``n, mean,
+        std, ci_low, ci_high, gamma_final_mean`` (:mod:`cffbench.analysis.descriptives`).
+    pilot : the contrasts of the same analysis of the first ``plan.pilot_seeds`` seeds alone
+        (same columns as ``contrasts``; empty without a pilot): what a pilot of that size says.
     ranks, rank_pairs, cliques : the exploratory critical-difference summary of every condition
         (:mod:`cffbench.stats.ranks`): ``condition, avg_rank, n_blocks`` over the complete
         dataset × seed blocks, every pair's Wilcoxon p with Holm, and the maximal groups with no
@@ -64,20 +75,25 @@ class PlanResult:
     ranks: pd.DataFrame = field(default_factory=pd.DataFrame)
     rank_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
     cliques: list[list[str]] = field(default_factory=list)
+    registration: Registration = field(default_factory=lambda: Registration("", ""))
+    descriptives: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pilot: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def register(self, registration: Registration) -> None:
+        """Attach the store's :class:`Registration`; a deviation leads the notes."""
+        self.registration = registration
+        if registration.deviation:
+            self.notes = [registration.text, *[n for n in self.notes if n != registration.text]]
 
     @property
     def primary(self) -> pd.DataFrame:
         return self.contrasts[self.contrasts["role"] == "primary"]
 
 
-def _axes(runs: pd.DataFrame) -> list[str]:
-    return [c for c in AXIS_COLUMNS if c in runs.columns and runs[c].dropna().astype(str).nunique() > 1]
-
-
 def _matches(rows: pd.DataFrame, key: dict) -> pd.Series:
     keep = pd.Series(True, index=rows.index)
     for axis, value in key.items():
-        keep &= rows[axis].isna() | (rows[axis].astype(str) == value)
+        keep &= rows[axis].isna() | (rows[axis].map(level_text) == level_text(value))
     return keep
 
 
@@ -86,8 +102,11 @@ def _keys(rows: pd.DataFrame, axes: list[str]) -> list[dict]:
     used = [a for a in axes if rows[a].notna().any()]
     if not used:
         return [{}]
-    combos = rows[used].astype(str).drop_duplicates().sort_values(used)
-    return [dict(zip(used, r)) for r in combos.itertuples(index=False)]
+    shown: dict[tuple, tuple] = {}     # one key per level by value (1000 and 1000.0 are one level)
+    for combo in rows[used].itertuples(index=False):
+        text = tuple("nan" if pd.isna(v) else str(v) for v in combo)
+        shown.setdefault(tuple("nan" if pd.isna(v) else level_text(v) for v in combo), text)
+    return [dict(zip(used, text)) for text in sorted(shown.values())]
 
 
 def _scope(key: dict) -> str:
@@ -102,27 +121,30 @@ def _per_seed(rows: pd.DataFrame, dv: str) -> tuple[pd.Series | None, str]:
     return rows.set_index("seed")[dv].astype(float), ""
 
 
-def _pairs(runs: pd.DataFrame, plan: Plan, axes: list[str]) -> list[dict]:
-    """Every contrast of one dataset: (role, variant, minus, key) with its differences."""
+def _pairs(planned: pd.DataFrame, runs: pd.DataFrame, plan: Plan, axes: list[str]) -> list[dict]:
+    """Every contrast of one dataset, (role, variant, minus, key) with the stored runs of both
+    sides: the contrasts are those of the ``planned`` conditions (the study's expansion, or the
+    runs themselves when there is no study), whether or not their runs are stored yet."""
     out = []
-    variants = list(dict.fromkeys(runs["variant"].astype(str)))
+    variants = list(dict.fromkeys(planned["variant"].astype(str)))
     primary = [v for v in plan.primary]
     others = sorted(v for v in variants if v not in primary and v != plan.reference)
-    primary_keys = _keys(runs[runs["variant"].isin(primary)], axes)
+    primary_keys = _keys(planned[planned["variant"].isin(primary)], axes)
+
+    def stored(variant: str, key: dict) -> pd.DataFrame:
+        rows = runs[runs["variant"] == variant]
+        return rows[_matches(rows, key)]
+
     for role, names in (("primary", primary), ("secondary", others)):
         for variant in names:
-            rows = runs[runs["variant"] == variant]
-            keys = primary_keys if role == "primary" else _keys(rows, axes)
+            keys = primary_keys if role == "primary" else _keys(planned[planned["variant"] == variant], axes)
             for key in keys:
                 out.append({"role": role, "variant": variant, "minus": plan.reference, "key": key,
-                            "rows": rows[_matches(rows, key)],
-                            "minus_rows": runs[(runs["variant"] == plan.reference)
-                                               & _matches(runs, key)]})
+                            "rows": stored(variant, key), "minus_rows": stored(plan.reference, key)})
     for key in primary_keys:
         for first, second in itertools.combinations(primary, 2):
             out.append({"role": "secondary", "variant": second, "minus": first, "key": key,
-                        "rows": runs[(runs["variant"] == second) & _matches(runs, key)],
-                        "minus_rows": runs[(runs["variant"] == first) & _matches(runs, key)]})
+                        "rows": stored(second, key), "minus_rows": stored(first, key)})
     return out
 
 
@@ -130,9 +152,11 @@ def _differences(pair: dict, dv: str) -> tuple[np.ndarray, str]:
     a, why_a = _per_seed(pair["rows"], dv)
     b, why_b = _per_seed(pair["minus_rows"], dv)
     if a is None:
-        return np.array([]), f"no {pair['variant']} runs at this level" if why_a == "no runs" else why_a
+        return np.array([]), (f"{NOT_YET_RUN}: no {pair['variant']} runs at this level" if why_a == "no runs"
+                              else why_a)
     if b is None:
-        return np.array([]), f"no {pair['minus']} runs at this level" if why_b == "no runs" else why_b
+        return np.array([]), (f"{NOT_YET_RUN}: no {pair['minus']} runs at this level" if why_b == "no runs"
+                              else why_b)
     both = a.index.intersection(b.index)
     d = (a.loc[both] - b.loc[both]).sort_index().to_numpy(dtype=float)
     if d.size == 0:
@@ -161,45 +185,6 @@ def _seeds(sd: float, n: int, plan: Plan, alpha: float) -> tuple[float, float, f
     return tuple(seeds_needed(s, plan.sesoi, alpha, plan.power) for s in (sd, low_sd, high_sd))
 
 
-def smallest_decisive_n(test: str, m: int, alpha: float) -> int:
-    """The fewest seeds at which the plan's test can reject at all in a family of ``m``.
-
-    The sign-flip and signed-rank tests have a smallest two-sided p of 2 / 2^n (every seed on one
-    side), so the first Holm (or Bonferroni) step needs m · 2 / 2^n < alpha; the t-test has no
-    such floor (0).
-    """
-    if test == "t":
-        return 0
-    n = 1
-    while max(m, 1) * 2.0 / 2.0 ** n >= alpha:
-        n += 1
-    return n
-
-
-def _count(value: float) -> str:
-    return str(int(value)) if np.isfinite(value) else "more than 10^7"
-
-
-def verdict_text(verdict: str, seeds: float, seeds_low: float, seeds_high: float, n: int,
-                 note: str = "", smaller_than_claimed: bool = False, floor_n: int = 0,
-                 test_label: str = "") -> str:
-    """The verdict with its clause: "inconclusive — about 54 seeds would decide it (95 %: 27–174;
-    this study has 10)"; "undefined: <why>"; a confirmed gain whose minimum-effect test also
-    rejects says so ("confirmed, but smaller than the claimed size")."""
-    if verdict == "undefined":
-        return f"undefined: {note}" if note else "undefined"
-    if verdict == "confirmed" and smaller_than_claimed:
-        return "confirmed, but smaller than the claimed size (minimum-effect test rejects)"
-    if verdict != "inconclusive":
-        return verdict
-    floor = (f"; the {test_label} cannot reject with fewer than {floor_n} seeds"
-             if n < floor_n else "")
-    if not np.isfinite(seeds):
-        return "inconclusive" + floor
-    return (f"inconclusive — about {_count(seeds)} seeds would decide it (95 %: "
-            f"{_count(seeds_low)}–{_count(seeds_high)}; this study has {n}{floor})")
-
-
 def _family(rows: list[dict], plan: Plan) -> None:
     """Adjust the family's p values (each question and each test separately) and decide."""
     m = len(rows)   # the declared family: an untestable contrast (missing cell) still counts
@@ -217,7 +202,7 @@ def _family(rows: list[dict], plan: Plan) -> None:
                                      plan.permutation_seed)
     for r in rows:
         r["family_size"] = m
-        r["decision"] = _decision(r["p_adj"], plan.alpha)
+        r["decision"] = NOT_YET_RUN if r["not_yet_run"] else _decision(r["p_adj"], plan.alpha)
         r["power_alpha"] = power_alpha
         # paired-t power, but never fewer seeds than the plan's own test needs to reject at all
         floor_n = smallest_decisive_n(plan.test, m if plan.adjust != "none" else 1, plan.alpha)
@@ -233,7 +218,7 @@ def _family(rows: list[dict], plan: Plan) -> None:
         r["sensitivity"] = ("; ".join(f"{P.TEST_LABEL[t]}: {_decision(r['by_test_adj'][t], plan.alpha)}"
                                       for t in changed))
         if r["role"] == "primary":
-            r["verdict"] = "undefined" if r["note"] else P.verdict(
+            r["verdict"] = (NOT_YET_RUN if r["not_yet_run"] else "undefined") if r["note"] else P.verdict(
                 r["p_adj"], r["estimate"], r["p_tost_adj"], r["p_me_adj"], plan.alpha)
             r["verdict_text"] = verdict_text(
                 r["verdict"], r["seeds_needed"], r["seeds_low"], r["seeds_high"], r["n"], r["note"],
@@ -243,9 +228,16 @@ def _family(rows: list[dict], plan: Plan) -> None:
             r["verdict"] = r["verdict_text"] = ""
 
 
-def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_acc") -> PlanResult:
+def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_acc",
+                 planned: pd.DataFrame | None = None) -> PlanResult:
     """The plan's contrasts of ``runs`` (one row per run: ``dataset, variant, seed, dv`` and the
-    axis columns; only ``status == "ok"`` runs with a finite ``dv`` are used)."""
+    axis columns; only ``status == "ok"`` runs with a finite ``dv`` are used).
+
+    ``planned``: the study's planned runs (:func:`cffbench.analysis.planned.planned_runs`), which
+    fix the contrasts and so each family's size; a contrast whose runs are missing is reported
+    as "not yet run", never dropped. Without it, or when ``runs`` holds a ``run_id`` the plan does
+    not (runs that are not the study's, said in the notes), the stored runs stand for the plan.
+    """
     plan = plan if plan is not None else resolve_plan()
     missing = [c for c in ("dataset", "variant", "seed", dv) if c not in runs.columns]
     if missing:
@@ -254,16 +246,25 @@ def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_a
     settings = P.PermutationSettings(plan.permutation_exact_max_n, plan.permutation_resamples,
                                      plan.permutation_seed)
     rows, notes = [], []
-    for dataset in dataset_order(ok["dataset"].astype(str)):
+    if planned is not None and "run_id" in ok.columns:
+        unknown = set(ok["run_id"].astype(str)) - set(planned["run_id"].astype(str))
+        if unknown:   # not this study's runs: its grid cannot say which contrasts they form
+            notes.append(f"{len(unknown)} of the {len(ok)} stored runs are not runs of the study file "
+                         "beside them, so the contrasts and family sizes come from the stored runs")
+            planned = None
+    names = ok["dataset"].astype(str) if planned is None else pd.concat(
+        [planned["dataset"].astype(str), ok["dataset"].astype(str)])
+    for dataset in dataset_order(names):
         part = ok[ok["dataset"].astype(str) == dataset]
-        axes = _axes(part)
+        conditions = part if planned is None else planned[planned["dataset"].astype(str) == dataset]
+        axes = varying_axes(conditions)
         if plan.reference not in set(part["variant"]):
-            notes.append(f"{dataset}: no {plan.reference} runs, so no primary contrast is defined")
+            notes.append(f"{dataset}: no {plan.reference} runs yet, so no primary contrast is decided")
         for variant in plan.primary:
             if variant not in set(part["variant"]):
-                notes.append(f"{dataset}: no {variant} runs, so its primary contrasts are undefined")
+                notes.append(f"{dataset}: no {variant} runs yet, so its primary contrasts are not decided")
         families: dict[str, list[dict]] = {}
-        for pair in _pairs(part, plan, axes):
+        for pair in _pairs(conditions, part, plan, axes):
             d, note = _differences(pair, dv)
             n = int(d.size)
             main = P.run_test(d, plan.test, plan.alpha, settings) if n >= 2 else None
@@ -294,6 +295,7 @@ def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_a
                 "pi_low": pi_low, "pi_high": pi_high,
                 "small_pilot": bool(n < SMALL_PILOT), "note": note,
                 "d": d, "by_test": by_test, "by_test_adj": {},
+                "not_yet_run": note.startswith(NOT_YET_RUN),
             }
             if note and n >= 2:  # constant differences: no test decides anything
                 row.update(p=math.nan, p_me=math.nan, p_tost=math.nan)
@@ -301,39 +303,15 @@ def analyze_runs(runs: pd.DataFrame, plan: Plan | None = None, dv: str = "test_a
         for family_rows in families.values():
             _family(family_rows, plan)
             rows += family_rows
-    result = _frames(rows, plan, notes, runs_fingerprint(ok, dv))
+    result = _frames(rows, plan, notes, runs_fingerprint(ok, dv, planned))
     result.ranks, result.rank_pairs, result.cliques = rank_summary(ok, plan, dv)
+    result.descriptives = condition_descriptives(ok, varying_axes(ok), dv)
+    if plan.pilot_seeds:   # the same analysis, one code path, of the first seeds alone
+        first = sorted(ok["seed"].unique())[:plan.pilot_seeds]
+        pilot_plan = None if planned is None else planned[planned["seed"].isin(first)]
+        result.pilot = analyze_runs(ok[ok["seed"].isin(first)], replace(plan, pilot_seeds=0), dv,
+                                    pilot_plan).contrasts
     return result
-
-
-#: The critical-difference summary needs at least this many conditions.
-MIN_RANKED = 4
-
-
-def _condition(row: dict, axes: list[str]) -> str:
-    levels = ", ".join(f"{a} {row[a]}" for a in axes if pd.notna(row.get(a)))
-    return row["variant"].upper() + (f" ({levels})" if levels else "")
-
-
-def rank_summary(ok: pd.DataFrame, plan: Plan, dv: str) -> tuple[pd.DataFrame, pd.DataFrame, list[list[str]]]:
-    """Average ranks of every condition over the complete (dataset, seed) blocks, Wilcoxon-Holm
-    pairs and cliques (:mod:`cffbench.stats.ranks`); empty when there is too little to rank."""
-    from cffbench.stats import ranks as R
-
-    empty = (pd.DataFrame(columns=["condition", "avg_rank", "n_blocks"]),
-             pd.DataFrame(columns=["a", "b", "p", "p_adj", "exact"]), [])
-    if ok.empty:
-        return empty
-    axes = _axes(ok)
-    frame = ok.assign(condition=[_condition(r, axes) for r in ok.to_dict("records")])
-    wide = frame.pivot_table(index=["dataset", "seed"], columns="condition", values=dv, aggfunc="first")
-    wide = wide.dropna()
-    if wide.shape[1] < MIN_RANKED or wide.shape[0] < 2:
-        return empty
-    avg = R.average_ranks(wide)
-    pairs = R.wilcoxon_holm(wide[list(avg.index)])
-    ranks = pd.DataFrame({"condition": avg.index, "avg_rank": avg.to_numpy(), "n_blocks": wide.shape[0]})
-    return ranks, pairs, R.cliques(list(avg.index), pairs, plan.alpha)
 
 
 def dataset_order(names: pd.Series) -> list[str]:
@@ -352,22 +330,15 @@ def usable_runs(runs: pd.DataFrame, dv: str) -> pd.DataFrame:
     return ok[np.isfinite(pd.to_numeric(ok[dv], errors="coerce").to_numpy(dtype=float))]
 
 
-def runs_fingerprint(ok: pd.DataFrame, dv: str) -> str:
-    """sha256 (12 hex digits) of the analysed runs: dataset, variant, seed, axes and ``dv``, sorted;
-    a saved analysis whose fingerprint differs from the store's was made on other runs. A setting
-    added later (``identity_omits_default``, e.g. ``goodness``) that every run holds at its
-    default is left out, as it is of run ids, so analyses saved before it existed still match."""
-    from cffbench.ff.config import TrainConfig, settings
-
-    def added_at_default(column: str) -> bool:
-        setting = settings().get(column)
-        return (setting is not None and setting.identity_omits_default
-                and set(ok[column].dropna()) <= {TrainConfig.model_fields[column].default})
-
-    columns = ["dataset", "variant", "seed",
-               *[c for c in AXIS_COLUMNS if c in ok.columns and not added_at_default(c)], dv]
+def runs_fingerprint(ok: pd.DataFrame, dv: str, planned: pd.DataFrame | None = None) -> str:
+    """sha256 (12 hex digits) of the analysed runs: dataset, variant, seed, axes and ``dv``, sorted,
+    and of the planned conditions when there is a plan; a saved analysis whose fingerprint differs
+    from the store's was made on other runs (or another grid). A setting added later that every
+    run holds at its default is left out (:func:`~cffbench.analysis.factors.fingerprint_axes`)."""
+    columns = ["dataset", "variant", "seed", *fingerprint_axes(ok), dv]
     text = ok[columns].astype(str).sort_values(columns).to_csv(index=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    plan_text = conditions_fingerprint(planned)
+    return hashlib.sha256((text + plan_text).encode("utf-8")).hexdigest()[:12]
 
 
 def _frames(rows: list[dict], plan: Plan, notes: list[str], runs_hash: str) -> PlanResult:
@@ -383,7 +354,8 @@ def _frames(rows: list[dict], plan: Plan, notes: list[str], runs_hash: str) -> P
                 "ci_high": res.high, "confidence": res.confidence, "method": res.method,
                 "p": res.p if not r["note"] or test != "t" else math.nan,
                 "p_adj": p_adj if not r["note"] or test != "t" else math.nan,
-                "decision": _decision(p_adj, plan.alpha) if not r["note"] else "undefined",
+                "decision": (_decision(p_adj, plan.alpha) if not r["note"] else
+                             NOT_YET_RUN if r["not_yet_run"] else "undefined"),
                 "changes_decision": bool(test != plan.test and not r["note"]
                                          and _decision(p_adj, plan.alpha) != r["decision"]),
             })
@@ -403,28 +375,3 @@ def _frames(rows: list[dict], plan: Plan, notes: list[str], runs_hash: str) -> P
         contrasts = contrasts.assign(_o=order).sort_values(["_o"], kind="stable").drop(columns="_o")
         contrasts = contrasts.reset_index(drop=True)
     return PlanResult(plan, contrasts, sensitivity, list(dict.fromkeys(notes)), runs_hash)
-
-
-def store_plan(results_dir: Path) -> Plan:
-    """The resolved plan of a store's ``study.toml`` (all defaults when the store has none)."""
-    from cffbench.study import read_study
-
-    try:
-        study = read_study(results_dir)
-    except StudyError:
-        if (results_dir / "study.toml").exists():
-            raise
-        return resolve_plan()
-    return resolve_plan(study.analysis)
-
-
-def analyze_store(results_dir: Path | str, dv: str = "test_acc") -> PlanResult:
-    """The plan (from the stored ``study.toml``'s ``[analysis]``) applied to the store's runs."""
-    from cffbench.study import read_runs
-
-    results_dir = Path(results_dir)
-    try:
-        runs = read_runs(results_dir)
-    except StudyError as exc:
-        raise StatsError(f"nothing to analyse: {' '.join(str(exc).split())}") from None
-    return analyze_runs(runs, store_plan(results_dir), dv)

@@ -15,12 +15,22 @@ from cffbench.study.spec import AnalysisSection
 PLAN_HASH_LENGTH = 12
 
 
+#: The fields of a :class:`Plan` that decide something: every number, test and verdict of the
+#: analysis depends on these and nothing else, so they, and only they, make the plan's hash.
+#: ``sesoi_source`` is prose (where the SESOI came from): rewording it is not a new plan; and
+#: ``pilot_seeds`` only adds a report of the first seeds, deciding nothing.
+DECISION_FIELDS = ("reference", "primary", "adjust", "test", "alpha", "power", "sesoi", "margin",
+                   "permutation_exact_max_n", "permutation_resamples", "permutation_seed")
+
+
 @dataclass(frozen=True)
 class Plan:
     """A resolved ``[analysis]`` plan (see :class:`cffbench.study.spec.AnalysisSection`).
 
     ``sesoi`` and ``margin`` are fractions (0.012 = 1.2 pp); ``sesoi_source`` says where the
-    SESOI came from (the study file, or the paper value it defaults to).
+    SESOI came from (the study file, or the paper value it defaults to). ``hash`` covers the
+    :data:`DECISION_FIELDS` only, as resolved: a study that states the default SESOI explicitly
+    has the same plan as one that leaves it out.
     """
 
     reference: str
@@ -35,6 +45,7 @@ class Plan:
     permutation_exact_max_n: int
     permutation_resamples: int
     permutation_seed: int
+    pilot_seeds: int = 0
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -47,8 +58,10 @@ class Plan:
 
 
 def plan_hash(plan: Plan) -> str:
-    """sha256 of the plan's canonical JSON (sorted keys, floats as Python writes them)."""
-    text = json.dumps(plan.as_dict(), sort_keys=True, separators=(",", ":"))
+    """sha256 of the canonical JSON (sorted keys, floats as Python writes them) of the plan's
+    :data:`DECISION_FIELDS`, first :data:`PLAN_HASH_LENGTH` hex digits."""
+    decided = {k: v for k, v in plan.as_dict().items() if k in DECISION_FIELDS}
+    text = json.dumps(decided, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:PLAN_HASH_LENGTH]
 
 
@@ -63,9 +76,12 @@ def paper_claim_pp(variant: str = "a-cff", reference: str = "ff", dataset: str =
         raise StudyError(f"paper_values.toml has no {dataset} {variant} and {reference} values to "
                          "default sesoi_pp from; set [analysis] sesoi_pp") from None
     citation = raw.get("source", {}).get("citation", "the paper")
-    return round(gain, 10), (f"the claim being tested: {variant.upper()} − {reference.upper()} on "
-                             f"{dataset} in {citation} ({values[(dataset, variant)]} − "
-                             f"{values[(dataset, reference)]} %)")
+    # the number's origin, not a claim about the contrasts it is applied to (any dataset, any
+    # primary variant): those are named by every contrast's own label
+    return round(gain, 10), (f"default, from {citation}: its {variant.upper()} − {reference.upper()} "
+                             f"gain on {dataset.upper() if dataset == 'mnist' else dataset} "
+                             f"({values[(dataset, variant)]} − {values[(dataset, reference)]} %), "
+                             "applied to every primary contrast; [analysis] sesoi_pp sets another")
 
 
 def resolve_plan(section: AnalysisSection | None = None) -> Plan:
@@ -81,4 +97,4 @@ def resolve_plan(section: AnalysisSection | None = None) -> Plan:
                 sesoi=round(sesoi_pp / 100.0, 12), margin=round(margin_pp / 100.0, 12),
                 sesoi_source=source, permutation_exact_max_n=section.permutation_exact_max_n,
                 permutation_resamples=section.permutation_resamples,
-                permutation_seed=section.permutation_seed)
+                permutation_seed=section.permutation_seed, pilot_seeds=section.pilot_seeds)

@@ -63,7 +63,7 @@ def contrast_cells(r) -> list[str]:
                     if _finite(r["estimate"]) else "undefined")
     difference = pp_ci(r["estimate"], r["ci_low"], r["ci_high"])
     if _finite(r.get("ci_confidence")) and abs(r["ci_confidence"] - 0.95) > 5e-4:
-        difference += f" ({100 * r['ci_confidence']:.1f} %)"   # e.g. Hodges–Lehmann at small n
+        difference += f" ({fmt.pct(r['ci_confidence'], 1)} %)"   # e.g. Hodges–Lehmann at small n
     return [r["label"], r["scope"] or "—", str(int(r["n"])), r["verdict"] if primary else "(secondary)",
             difference, simultaneous,
             p_cell(r["p"]), p_cell(r["p_adj"]), r["decision"],
@@ -83,7 +83,7 @@ def sensitivity_cells(r) -> list[str]:
     interval = {"t": "t CI", "permutation": "inverted sign-flip CI",
                 "wilcoxon": "Hodges–Lehmann"}[r["test"]]
     if _finite(r["confidence"]) and abs(r["confidence"] - 0.95) > 5e-4:
-        interval += f" ({100 * r['confidence']:.1f} %)"
+        interval += f" ({fmt.pct(r['confidence'], 1)} %)"
     if r["method"]:
         interval += f"; {r['method']}"
     test = TEST_LABEL[r["test"]] + (" (primary)" if bool(r["primary_test"]) else "")
@@ -101,16 +101,22 @@ def plan_sentence(plan) -> str:
             f"{adjust} over the primary contrasts of one dataset; every other pair is secondary, in "
             f"a family of its own. Test: {TEST_LABEL[plan.test]}, two-sided, α = "
             f"{fmt.apa_decimal(plan.alpha, 2)}. Smallest effect of interest (SESOI) "
-            f"{100 * plan.sesoi:.1f} pp ({plan.sesoi_source}); equivalence margin ±{100 * plan.margin:.1f} pp. "
+            f"{fmt.pct(plan.sesoi, 1)} pp ({plan.sesoi_source}); equivalence margin ±{fmt.pct(plan.margin, 1)} pp. "
             f"Minimum-effect test: H0 Δ ≥ SESOI; TOST: H0 |Δ| ≥ margin; each question adjusted over "
             f"the family separately; both are one-sided at α, so their decisions match a "
-            f"{100 * (1 - 2 * plan.alpha):.0f} % interval (1 − 2α, with Holm 1 − 2α/m), narrower than "
+            f"{fmt.pct(1 - 2 * plan.alpha, 0)} % interval (1 − 2α, with Holm 1 − 2α/m), narrower than "
             f"the CIs shown. CIs: unadjusted 95 % (the test's own; a discrete test's attainable "
             f"level is printed where it differs) and simultaneous "
-            f"(Bonferroni, 1 − α/m). Seeds needed: paired t at α/m, power {plan.power:.1f}, to detect "
+            f"(Bonferroni, 1 − α/m). Seeds needed: paired t at α/m, power {fmt.num(plan.power, 1)}, to detect "
             f"the SESOI, with a 95 % range from the χ² interval of the SD. P(improvement): the share "
             f"of seeds on which the first variant beats the second (ties count ½), with a Wilson "
             f"interval. d_z is bias-corrected by Hedges' J.")
+
+
+def registration_lines(result) -> list[str]:
+    """["", the sentence saying whether the plan was the one recorded before the runs] (nothing
+    for runs analysed without a store)."""
+    return ["", result.registration.text] if result.registration.text else []
 
 
 def verdict_rules() -> list[str]:
@@ -131,7 +137,7 @@ def verdict_lines(result) -> list[str]:
 
 def plan_text(result) -> str:
     """The console / summary.txt rendering: plan, verdicts, contrast and sensitivity tables."""
-    lines = [plan_sentence(result.plan), "", "Verdicts (primary contrasts):"]
+    lines = [plan_sentence(result.plan), *registration_lines(result), "", "Verdicts (primary contrasts):"]
     lines += [f"  {v}" for v in verdict_lines(result)]
     for dataset in dict.fromkeys(result.contrasts["dataset"]):
         rows = result.contrasts[result.contrasts["dataset"] == dataset].to_dict("records")

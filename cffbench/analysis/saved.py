@@ -10,28 +10,37 @@ from pathlib import Path
 
 import pandas as pd
 
-from cffbench.analysis.contrasts import PlanResult, analyze_store, runs_fingerprint, store_plan, usable_runs
+from cffbench import fmt
+
+from cffbench.analysis.contrasts import PlanResult, runs_fingerprint, usable_runs
+from cffbench.analysis.stored import analyze_store, store_plan, store_planned
 from cffbench.analysis.plan import Plan
+from cffbench.analysis.registration import (registration_from_json, registration_json,
+                                            store_registration)
 from cffbench.errors import StatsError
 from cffbench.stats import paired as P
 
-SAVED_FILES = ("plan.json", "contrasts.parquet", "sensitivity.parquet")
+SAVED_FILES = ("plan.json", "contrasts.parquet", "sensitivity.parquet", "descriptives.parquet")
 
 
 def save(result: PlanResult, out_dir: Path | str) -> list[Path]:
-    """Write ``plan.json`` (plan, hash, verdict table, notes) and the two tables (Parquet, the
-    object the report reads, and CSV with 12 significant digits for people)."""
+    """Write ``plan.json`` (plan, hash, registration, verdict table, notes) and the tables
+    (contrasts, sensitivity, ranks, rank pairs, descriptives and, with a pilot, its contrasts),
+    each as Parquet, the object the report reads, and CSV with 12 significant digits for people."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"plan": result.plan.as_dict(), "plan_hash": result.plan.hash,
             "runs_hash": result.runs_hash, "verdict_table": [list(v) for v in P.VERDICT_TABLE],
-            "notes": result.notes, "cd_cliques": result.cliques}
+            "notes": result.notes, "cd_cliques": result.cliques,
+            "registration": registration_json(result.registration)}
     files = [out / "plan.json"]
     (out / "plan.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     for name, frame in (("contrasts", result.contrasts), ("sensitivity", result.sensitivity),
-                        ("ranks", result.ranks), ("rank_pairs", result.rank_pairs)):
+                        ("ranks", result.ranks), ("rank_pairs", result.rank_pairs),
+                        ("descriptives", result.descriptives),
+                        *((("pilot", result.pilot),) if result.plan.pilot_seeds else ())):
         frame.to_parquet(out / f"{name}.parquet", index=False)
-        frame.to_csv(out / f"{name}.csv", index=False, float_format="%.12g")
+        frame.to_csv(out / f"{name}.csv", index=False, float_format=fmt.CSV_FLOAT_FORMAT)
         files += [out / f"{name}.parquet", out / f"{name}.csv"]
     return files
 
@@ -43,16 +52,18 @@ def load(out_dir: Path | str) -> PlanResult:
     plan = Plan(**{**meta["plan"], "primary": tuple(meta["plan"]["primary"])})
     if plan.hash != meta["plan_hash"]:
         raise StatsError(f"{out / 'plan.json'}: the plan does not match its hash; rerun cffbench analyze")
-    extra = {name: pd.read_parquet(out / f"{name}.parquet") for name in ("ranks", "rank_pairs")
+    extra = {name: pd.read_parquet(out / f"{name}.parquet")
+             for name in ("ranks", "rank_pairs", "descriptives", "pilot")
              if (out / f"{name}.parquet").is_file()}
     return PlanResult(plan, pd.read_parquet(out / "contrasts.parquet"),
                       pd.read_parquet(out / "sensitivity.parquet"), list(meta["notes"]),
-                      meta.get("runs_hash", ""), **extra, cliques=meta.get("cd_cliques", []))
+                      meta.get("runs_hash", ""), **extra, cliques=meta.get("cd_cliques", []),
+                      registration=registration_from_json(meta))
 
 
 def is_fresh(results_dir: Path | str) -> bool:
     """``results_dir/analysis`` holds a saved analysis made under the store's current plan (same
-    hash) on the store's current runs (same fingerprint)."""
+    hash) on the store's current runs (same fingerprint) with its current plan record."""
     from cffbench.study import read_runs
 
     results_dir = Path(results_dir)
@@ -60,8 +71,13 @@ def is_fresh(results_dir: Path | str) -> bool:
     if not all((saved / f).is_file() for f in SAVED_FILES):
         return False
     meta = json.loads((saved / "plan.json").read_text(encoding="utf-8"))
-    return (meta.get("plan_hash") == store_plan(results_dir).hash and meta.get("runs_hash") ==
-            runs_fingerprint(usable_runs(read_runs(results_dir), "test_acc"), "test_acc"))
+    plan = store_plan(results_dir)
+    saved_registration = registration_from_json(meta)
+    return (meta.get("plan") == plan.as_dict() and meta.get("plan_hash") == plan.hash
+            and meta.get("runs_hash") ==
+            runs_fingerprint(usable_runs(read_runs(results_dir), "test_acc"), "test_acc",
+                             store_planned(results_dir))
+            and saved_registration == store_registration(results_dir, plan))
 
 
 def load_or_analyze(results_dir: Path | str) -> PlanResult:

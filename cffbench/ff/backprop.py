@@ -153,6 +153,6 @@ def train_backprop(config: TrainConfig, splits: Splits, device: torch.device,
         layer_seconds=[train_seconds] * config.n_layers, curves=curves, finals=([], []),
         elapsed=lambda: elapsed_before + time.perf_counter() - started, device=device,
         notes=[f"bp: {n_epochs} epochs end-to-end; layer seconds are the whole network's",
-               *resume_notes],
+               *resume_notes, *(checkpoint.notes() if checkpoint is not None else [])],
         diverged_because="non-finite loss", resumed_at=resumed_at,
         resumed_elapsed_s=elapsed_before)

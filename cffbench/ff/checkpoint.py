@@ -11,10 +11,15 @@ uninterrupted one bit for bit (``tests/test_checkpoint.py``). A JSON sidecar
 loading torch.
 
 Writes are atomic (temp file in the same folder, fsync, ``os.replace``), so a kill at any
-moment leaves the previous checkpoint or the new one, never half a file. A checkpoint is trusted
-only if it is readable and carries this run's id, this :data:`NUMERICS_VERSION`, the same full
+moment leaves the previous checkpoint or the new one, never half a file. The file is a one-line
+header (``cffbench-checkpoint <format> sha256=<digest of the rest>``) and the ``torch.save``
+bytes, so a file damaged after it was written (a flipped bit on disk or in a copy, which
+``torch.load`` would read without complaint) fails its digest. A checkpoint is trusted only if
+its digest matches and it carries this run's id, this :data:`NUMERICS_VERSION`, the same full
 configuration, torch version, device type and data shape; otherwise it is ignored with a
-one-line warning (the run starts from epoch 0) and overwritten by the next checkpoint.
+one-line warning (the run starts from epoch 0) and overwritten by the next checkpoint. A write
+that fails (full disk, a network filesystem's hiccup) costs that checkpoint only: the run trains
+on, tries again at the next due epoch, warns once, and its stored row says how many writes failed.
 
 When: ``every = N`` writes after every N-th epoch (an epoch of one layer in the ``sequential``
 schedule, of all layers in ``alternating``); ``0`` never; ``"auto"`` (the default) after the
@@ -29,6 +34,8 @@ parameters, Adam state, generators, curves and epoch; :mod:`cffbench.ff.backprop
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
@@ -45,8 +52,11 @@ from cffbench.ff.result import NUMERICS_VERSION
 
 log = logging.getLogger(__name__)
 
-#: Layout version of the checkpoint file itself (bumped when its keys change).
-CHECKPOINT_FORMAT = 1
+#: Layout version of the checkpoint file itself (bumped when its keys or framing change;
+#: 2: the sha256 header line).
+CHECKPOINT_FORMAT = 2
+#: The header line's start; the digest and a newline follow.
+HEADER = b"cffbench-checkpoint %d sha256=" % CHECKPOINT_FORMAT
 #: ``every = "auto"``: seconds of training between checkpoints.
 AUTO_SECONDS = 240.0
 
@@ -73,6 +83,40 @@ def _write_atomic(target: Path, write) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def frame(blob: bytes) -> bytes:
+    """``blob`` behind the header line that carries its sha256."""
+    return HEADER + hashlib.sha256(blob).hexdigest().encode("ascii") + b"\n" + blob
+
+
+def unframe(data: bytes) -> bytes:
+    """The bytes behind a :func:`frame` header; ValueError (saying why) if the header is not
+    this format's or the digest does not match."""
+    head, newline, blob = data.partition(b"\n")
+    if not newline or not head.startswith(HEADER):
+        raise ValueError(f"not a format-{CHECKPOINT_FORMAT} cffbench checkpoint")
+    if head[len(HEADER):] != hashlib.sha256(blob).hexdigest().encode("ascii"):
+        raise ValueError("corrupt (its sha256 does not match its contents)")
+    return blob
+
+
+def write_state(path: Path | str, state: dict) -> None:
+    """Atomically write ``state`` as a checkpoint file (header with its digest + torch bytes)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    blob = frame(buffer.getvalue())
+    _write_atomic(Path(path), lambda fh: fh.write(blob))
+
+
+def read_state(path: Path | str) -> Any:
+    """The object a checkpoint file holds, loaded on the CPU with ``weights_only``.
+
+    Raises OSError if the file cannot be read, ValueError if its header or digest is wrong, and
+    whatever ``torch.load`` raises for bytes that are not a torch file.
+    """
+    blob = unframe(Path(path).read_bytes())
+    return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
 
 
 def validate_every(value: Any) -> Every:
@@ -111,6 +155,9 @@ class RunCheckpoint:
         self.path = Path(self.path)
         self.every = validate_every(self.every)
         self._last = time.monotonic()
+        self.writes = 0          # attempted
+        self.failed = 0          # of them failed
+        self.first_error = ""
 
     @property
     def enabled(self) -> bool:
@@ -125,22 +172,35 @@ class RunCheckpoint:
     def save(self, state: dict, summary: dict) -> None:
         """Atomically write ``state`` (the .pt) and then its ``summary`` (the JSON sidecar).
 
-        A folder that cannot be written (full disk, a path that does not exist on this node)
-        costs the checkpoints, not the run: one warning, and the run trains on without them.
+        A write that fails (full disk, a path that does not exist on this node, a network
+        filesystem's hiccup) costs this checkpoint, not the run: the previous checkpoint stays,
+        the run trains on and tries again when the next one is due. The first failure is one
+        warning; :meth:`notes` puts the count in the run's row.
         """
         payload = {"format": CHECKPOINT_FORMAT, "numerics_version": NUMERICS_VERSION,
                    "run_id": self.run_id, "environment": numerics_environment(), **state}
         side = {"run_id": self.run_id, "numerics_version": NUMERICS_VERSION,
                 "saved_at": time.time(), **summary}
+        self.writes += 1
         try:
-            _write_atomic(self.path, lambda fh: torch.save(payload, fh))
+            write_state(self.path, payload)
             _write_atomic(sidecar_path(self.path.parent, self.run_id),
                           lambda fh: fh.write(json.dumps(side).encode("utf-8")))
         except OSError as exc:
-            log.warning("cannot write checkpoint %s (%s); run %s goes on without checkpoints",
-                        self.path, exc.strerror or exc, self.run_id)
-            self.every = 0
+            self.failed += 1
+            if self.failed == 1:
+                self.first_error = str(exc.strerror or exc)
+                log.warning("cannot write checkpoint %s (%s); run %s trains on and tries again "
+                            "at the next checkpoint", self.path, self.first_error, self.run_id)
         self._last = time.monotonic()
+
+    def notes(self) -> list[str]:
+        """The run-row note when checkpoint writes failed (none when every write worked)."""
+        if not self.failed:
+            return []
+        return [f"{self.failed} of {self.writes} checkpoint writes failed (first: "
+                f"{self.first_error}); an interruption then would have lost more than one "
+                f"checkpoint interval"]
 
     def load(self, identity: dict) -> dict | None:
         """The stored state if it exists and matches ``identity`` exactly, else None.
@@ -154,8 +214,12 @@ class RunCheckpoint:
         if not self.path.is_file():
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as exc:   # truncated, garbage, foreign pickle: never trusted
+            state = read_state(self.path)
+        except OSError as exc:
+            return self.ignore(f"unreadable ({exc.strerror or exc})")
+        except ValueError as exc:   # an older format, garbage, a damaged file: never trusted
+            return self.ignore(str(exc))
+        except Exception as exc:   # a foreign pickle behind a valid digest: never trusted
             return self.ignore(f"unreadable ({type(exc).__name__})")
         if not isinstance(state, dict):
             return self.ignore("not a cffbench checkpoint")

@@ -295,6 +295,8 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
         diverged_epoch = signal.epoch
         log.warning("run diverged at epoch %d", signal.epoch)
     weights = trainer.weights()
+    if checkpoint is not None:
+        notes.extend(checkpoint.notes())
     return finish_result(
         config, splits, diverged_epoch=diverged_epoch,
         accuracy=lambda x, y: ff_accuracy(weights, x.to(torch_device), y.to(torch_device),

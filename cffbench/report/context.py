@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from cffbench.analysis import load_or_analyze_all
+from cffbench.analysis.descriptives import DESCRIPTIVE_COLUMNS
 from cffbench.errors import StatsError
 from cffbench.report import figures as figs
 from cffbench.report.plan_section import plan_section
@@ -20,8 +21,8 @@ from cffbench import fmt
 from cffbench.report.statistics import DatasetStatistics, saved_section
 from cffbench.report.store import ReportInputs, json_list
 from cffbench.report.tables import (ABLATION_AXES, VARIANT_LABEL, Table, ablation_table,
-                                    describe_groups, load_paper_values, main_configuration,
-                                    paper_comparison, paper_table, select, varying_axes)
+                                    load_paper_values, main_configuration, paper_comparison,
+                                    paper_table, select, varying_axes)
 
 #: With n paired seeds the exact two-sided Wilcoxon signed-rank p is at least 2 / 2**n, so
 #: below this many seeds the non-parametric path can never reach p < .05.
@@ -87,7 +88,7 @@ def failed_runs(runs: pd.DataFrame) -> list[dict]:
 
 
 def reader_warnings(inputs: ReportInputs, ok_main: pd.DataFrame,
-                    stats: list[DatasetStatistics]) -> list[str]:
+                    stats: list[DatasetStatistics], desc: pd.DataFrame) -> list[str]:
     """What the reader must see before trusting any number."""
     runs, out = inputs.runs, list(inputs.notes)
     n_diverged = int((runs["status"] == "diverged").sum())
@@ -120,7 +121,7 @@ def reader_warnings(inputs: ReportInputs, ok_main: pd.DataFrame,
                        f"p cannot go below 2/2^{seeds} = {fmt.apa_decimal(2 / 2 ** seeds)}, so those "
                        "tests (the sensitivity table, or the plan's test if it is one of them) "
                        "cannot reject at .05.")
-    out.extend(did_not_learn(runs))
+    out.extend(did_not_learn(desc))
     for section in stats:
         out.extend(f"{section.dataset}: {w}" for w in section.warnings)
     if "notes" in runs.columns:
@@ -133,25 +134,23 @@ def reader_warnings(inputs: ReportInputs, ok_main: pd.DataFrame,
 CHANCE_MARGIN = 0.05
 
 
-def did_not_learn(runs: pd.DataFrame) -> list[str]:
+def did_not_learn(desc: pd.DataFrame) -> list[str]:
     """"<dataset>, <condition>: did not learn (mean test accuracy 10.3 %, chance 10.0 %)" for every
-    condition (variant and the varying axes) of finished runs whose mean sits at chance."""
+    condition of the saved descriptives (``PlanResult.descriptives``: dataset, variant and the
+    varying axes) whose mean sits at chance."""
     from cffbench.data import DATASETS
 
-    ok = runs[(runs["status"] == "ok") & runs["test_acc"].notna()]
-    axes = [a for a in varying_axes(ok) if a in ABLATION_AXES]
+    axes = [a for a in ABLATION_AXES if a in desc.columns]
     out = []
-    frame = ok.assign(**{a: ok[a].astype(object).where(ok[a].notna(), "") for a in axes})
-    for key, group in frame.groupby(["dataset", "variant", *axes], sort=False):
-        dataset, variant, *levels = key
-        info = DATASETS.get(dataset)
+    for r in desc.to_dict("records"):
+        info = DATASETS.get(r["dataset"])
         chance = 1.0 / getattr(info, "n_classes", 10)
-        mean = float(group["test_acc"].mean())
-        if mean < chance + CHANCE_MARGIN:
-            where = ", ".join(f"{ABLATION_AXES[a]} {v}" for a, v in zip(axes, levels) if v != "")
-            label = VARIANT_LABEL.get(variant, variant) + (f" ({where})" if where else "")
-            out.append(f"{dataset}, {label}: did not learn (mean test accuracy {fmt.pct(mean)} %, "
-                       f"chance {fmt.pct(chance)} %); its comparisons describe a failure, not a method.")
+        if r["mean"] < chance + CHANCE_MARGIN:
+            where = ", ".join(f"{ABLATION_AXES[a]} {r[a]}" for a in axes if pd.notna(r[a]))
+            label = VARIANT_LABEL.get(r["variant"], r["variant"]) + (f" ({where})" if where else "")
+            out.append(f"{r['dataset']}, {label}: did not learn (mean test accuracy "
+                       f"{fmt.pct(r['mean'])} %, chance {fmt.pct(chance)} %); its comparisons "
+                       "describe a failure, not a method.")
     return out
 
 
@@ -178,27 +177,45 @@ def protocol_differences(ok_main: pd.DataFrame, paper_values: pd.DataFrame,
             "): the paper's values are a reference point, not a like-for-like comparison."]
 
 
-def ablations(ok_runs: pd.DataFrame, main: dict, fig_dir: Path,
+def ablations(ok_runs: pd.DataFrame, desc: pd.DataFrame, main: dict, fig_dir: Path,
               crossings: list[DatasetStatistics]) -> list[dict]:
-    """One section per varying ablation axis: table, the saved ``variant × axis`` omnibus tests of
-    ``cffbench analyze`` (``crossings``), and for α an interaction plot."""
+    """One section per varying ablation axis: table (rows of the saved descriptives ``desc``),
+    the saved ``variant × axis`` omnibus tests of ``cffbench analyze`` (``crossings``), and for α
+    an interaction plot."""
     sections = []
     for axis, levels in varying_axes(ok_runs).items():
         if axis not in ABLATION_AXES:
             continue
-        table = ablation_table(ok_runs, axis, main)
-        subset = select(ok_runs, {k: v for k, v in main.items() if k != axis})
-        subset = subset[subset[axis].notna()]
+        table = ablation_table(desc, axis, main)
         figure = None
         if axis == "alpha":
-            desc = describe_groups(subset, ["dataset", "variant", axis])
-            figure = figs.interaction_plot(desc, axis, ABLATION_AXES[axis], fig_dir)
+            subset = select(desc, {k: v for k, v in main.items() if k != axis})
+            figure = figs.interaction_plot(subset[subset[axis].notna()], axis, ABLATION_AXES[axis], fig_dir)
         tests = [c for c in crossings if c.omnibus is not None and c.omnibus.key.endswith(f"_{axis}")]
         for test in tests:
             test.omnibus.note = " ".join(test.trail)
         sections.append({"axis": axis, "label": ABLATION_AXES[axis], "levels": levels,
                          "table": table, "figure": figure, "tests": [t.omnibus for t in tests]})
     return sections
+
+
+def in_run_order(desc: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The saved per-condition rows ordered as their first runs appear in ``runs`` (the report's
+    display order: datasets in registry order, variants in the report's order); a condition
+    without a run in ``runs`` goes last."""
+    from cffbench.analysis.planned import level_text
+
+    columns = [c for c in desc.columns if c in runs.columns and c not in DESCRIPTIVE_COLUMNS]
+
+    def keys(frame: pd.DataFrame) -> pd.Series:
+        text = frame[columns].apply(lambda col: col.map(lambda v: "" if pd.isna(v) else level_text(v)))
+        return text.agg("|".join, axis=1)
+
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys(runs)):
+        first.setdefault(key, i)
+    order = keys(desc).map(first).fillna(len(runs))
+    return desc.assign(_order=order).sort_values("_order", kind="stable").drop(columns="_order")
 
 
 def unique_keys(tables: list[Table]) -> None:
@@ -257,10 +274,14 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
     crossings = [s for s in sections if s.scope]              # variant × another factor
     pairwise = _main_pairs(plan_result, main)
     paper_values, source = load_paper_values()
-    desc = describe_groups(ok_main, ["dataset", "variant"])  # keeps the runs' display order
+    # every descriptive is the saved analysis's, one row per condition in the runs' order
+    conditions = (in_run_order(plan_result.descriptives, runs) if plan_result is not None
+                  else pd.DataFrame(columns=["dataset", "variant", *varying_axes(ok), "n", "mean", "std",
+                                             "ci_low", "ci_high"]))
+    desc = select(conditions, main)
     comparison = paper_comparison(desc, paper_values, pairwise)
     paper = paper_table(comparison, source.get("citation", "")) if not desc.empty else None
-    ablation_sections = ablations(ok, main, fig_dir, crossings)
+    ablation_sections = ablations(ok, conditions, main, fig_dir, crossings)
     shown = {id(t) for a in ablation_sections for t in a["tests"]}
     stats += [c for c in crossings if c.omnibus is None or id(c.omnibus) not in shown]
 
@@ -278,6 +299,8 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
             figures.append(figure)
 
     plan = plan_section(plan_result) if plan_result is not None else None
+    # a plan changed after runs existed is the first thing a reader sees
+    deviation = [plan_result.registration.text] if plan_result is not None and plan_result.registration.deviation else []
     tables: list[Table] = []
     if plan is not None:
         for d in plan["datasets"]:
@@ -290,8 +313,9 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
     unique_keys(tables)
     return {
         "header": header(inputs),
-        "warnings": protocol_differences(ok_main, paper_values, source.get("protocol", {}))
-        + reader_warnings(inputs, ok_main, stats) + ([plan_problem] if plan_problem else []),
+        "warnings": deviation
+        + protocol_differences(ok_main, paper_values, source.get("protocol", {}))
+        + reader_warnings(inputs, ok_main, stats, conditions) + ([plan_problem] if plan_problem else []),
         "plan": plan, "forest": forest, "main_config": main, "paper": paper, "paper_source": source, "statistics": stats,
         "ablations": ablation_sections, "figures": figures, "failed": failed_runs(runs),
         "tables": tables,

@@ -21,8 +21,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from cffbench import fmt  # noqa: E402
 from cffbench.report.store import json_list  # noqa: E402
-from cffbench.report.tables import VARIANT_LABEL, describe_groups, ordered_variants  # noqa: E402
+from cffbench.report.tables import VARIANT_LABEL, ordered_variants  # noqa: E402
+from cffbench.stats.descriptives import mean_ci  # noqa: E402
 
 #: Curves are thinned to at most this many epochs per line: the SVG stays small and fast to print.
 MAX_CURVE_POINTS = 120
@@ -115,8 +117,9 @@ def accuracy_distribution(runs: pd.DataFrame, out_dir: Path) -> Figure | None:
 
 
 def _mean_band(frame: pd.DataFrame, value: str) -> pd.DataFrame:
-    """Mean and t-based 95 % CI over seeds per (variant, epoch)."""
-    desc = describe_groups(frame, ["variant", "epoch"], dv=value)
+    """Mean and t-based 95 % CI over seeds per (variant, epoch) of the training curves (which the
+    saved analysis does not summarise: they are drawn, never tested)."""
+    desc = mean_ci(frame, ["variant", "epoch"], value)
     return desc.sort_values("epoch")
 
 
@@ -236,7 +239,7 @@ def alpha_heatmaps(runs: pd.DataFrame, out_dir: Path) -> Figure | None:
 
 def interaction_plot(desc: pd.DataFrame, axis: str, axis_label: str, out_dir: Path) -> Figure | None:
     """Mean test accuracy (95 % CI) per level of ``axis``, one line per variant, one panel per
-    dataset. ``desc`` comes from :func:`describe_groups` by ``dataset, variant, axis``."""
+    dataset. ``desc``: rows of the saved per-condition descriptives (``dataset, variant, axis``)."""
     if desc.empty or desc[axis].nunique() < 2:
         return None
     datasets = list(dict.fromkeys(desc["dataset"]))
@@ -274,7 +277,7 @@ def short_levels(text: str) -> str:
 
 def forest_plot(contrasts: pd.DataFrame, sesoi: float, margin: float, out_dir: Path) -> list[Figure]:
     """Per dataset, every contrast of the analysis plan: its difference [pp] with the unadjusted
-    95 % CI (thick) and the simultaneous CI (thin), the zero line, the claimed gain (SESOI,
+    95 % CI (thick) and the simultaneous CI (thin), the zero line, the smallest effect of interest (SESOI,
     dashed) and the equivalence band ±margin (shaded). ``contrasts``: ``PlanResult.contrasts``."""
     figures = []
     if contrasts is None or contrasts.empty:
@@ -288,10 +291,10 @@ def forest_plot(contrasts: pd.DataFrame, sesoi: float, margin: float, out_dir: P
         with plt.rc_context(_theme()):
             fig, ax = plt.subplots(figsize=(8.0, 0.38 * len(rows) + 1.6))
             ax.axvspan(-100 * margin, 100 * margin, color=_PALETTE[2], alpha=0.15, lw=0,
-                       label=f"equivalence band ±{100 * margin:.1f} pp")
+                       label=f"equivalence band ±{fmt.pct(margin, 1)} pp")
             ax.axvline(0.0, color="black", lw=0.8)
             ax.axvline(100 * sesoi, color=_PALETTE[3], ls="--", lw=1.0,
-                       label=f"claimed gain +{100 * sesoi:.1f} pp")
+                       label=f"SESOI +{fmt.pct(sesoi, 1)} pp")
             for yi, r in zip(y, rows.itertuples()):
                 colour = _PALETTE[0] if r.role == "primary" else _PALETTE[7]
                 if np.isfinite(r.ci_adj_low) and np.isfinite(r.ci_adj_high):
@@ -309,7 +312,7 @@ def forest_plot(contrasts: pd.DataFrame, sesoi: float, margin: float, out_dir: P
             key = "forest_" + re.sub(r"[^A-Za-z0-9]", "_", dataset)
             figures.append(_save(fig, key, f"{dataset}: every contrast's difference with its 95 % "
                                  "CI (thick, unadjusted) and simultaneous CI (thin, Bonferroni over "
-                                 "its family); zero line, the claimed gain (dashed) and the "
+                                 "its family); zero line, the SESOI (smallest effect of interest, dashed) and the "
                                  "equivalence band (shaded).", out_dir))
     return figures
 
@@ -342,7 +345,7 @@ def cd_diagram(ranks: pd.DataFrame, cliques: list[list[str]], n_pairs: int, out_
             x_text = 0.55 if left else k + 0.45
             ax.plot([value, value, x_text], [0, y, y], color="0.35", lw=0.8)
             ax.text(x_text + (-0.02 if left else 0.02), y,
-                    f"{name} ({value:.2f})" if left else f"({value:.2f}) {name}",
+                    f"{name} ({fmt.num(value)})" if left else f"({fmt.num(value)}) {name}",
                     ha="right" if left else "left", va="center", fontsize=8)
         for j, group in enumerate(cliques):
             xs = [values[conditions.index(g)] for g in group]

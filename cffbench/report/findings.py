@@ -2,11 +2,12 @@
 
 ``python -m cffbench.report.findings results/<study>`` prints one Markdown block per store;
 ``python -m cffbench.report.findings --update docs/findings.md`` recomputes, in place, every block
-the page embeds between ``<!-- findings:<study>:begin [pilot=N] -->`` and
+the page embeds between ``<!-- findings:<study>:begin -->`` and
 ``<!-- findings:<study>:end -->`` from ``results/<study>``. A test recomputes the blocks from the
-committed Parquet, so the page cannot drift from its data. Every contrast is the saved analysis
-plan's (:func:`cffbench.analysis.load_or_analyze`), rendered by the cells the report uses
-(:mod:`cffbench.analysis.render`), so a number in the findings is the number in the report.
+committed Parquet, so the page cannot drift from its data. Every number is the saved analysis's
+(:func:`cffbench.analysis.load_or_analyze_all`: descriptives, contrasts, pilot, omnibus tests),
+rendered by the cells the report uses (:mod:`cffbench.analysis.render`), so a number in the
+findings is the number in the report, and nothing here computes a statistic.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import pandas as pd
 
 from cffbench.errors import CffbenchError
 from cffbench import fmt
-from cffbench.analysis import analyze_runs, load_or_analyze_all
+from cffbench.analysis import load_or_analyze_all
 from cffbench.analysis import render as plan_render
 from cffbench.report.statistics import saved_section
 from cffbench.report.store import json_list, load_inputs
-from cffbench.report.tables import ABLATION_AXES, VARIANT_LABEL, VARIANT_ORDER, describe_groups, varying_axes
+from cffbench.report.tables import ABLATION_AXES, VARIANT_LABEL, VARIANT_ORDER, varying_axes
 
 #: Marker lines around a generated block in a Markdown page.
 BEGIN, END = "<!-- findings:{study}:begin -->", "<!-- findings:{study}:end -->"
@@ -53,27 +54,27 @@ def _protocol(ok: pd.DataFrame) -> str:
             f"{ok['seed'].nunique()} seeds")
 
 
-def accuracy_rows(ok: pd.DataFrame) -> list[list[str]]:
+def accuracy_rows(desc: pd.DataFrame, datasets: list[str]) -> list[list[str]]:
     """Mean ± SD, 95 % CI, n and the mean final γ (over layers and seeds; CFF variants only) per
-    dataset × condition (variant and every varying axis)."""
-    axes = [a for a in varying_axes(ok) if a in ABLATION_AXES]
-    frame = ok.assign(**{a: ok[a].fillna("—") for a in axes})
-    desc = describe_groups(frame, ["dataset", "variant", *axes])
-    gamma = (frame.groupby(["dataset", "variant", *axes], sort=False)["gamma_final"].mean()
-             if "gamma_final" in frame.columns else pd.Series(dtype=float))
-    dataset_rank = {d: i for i, d in enumerate(dict.fromkeys(ok["dataset"]))}
+    condition, from the saved analysis's descriptives (``PlanResult.descriptives``: dataset,
+    variant and every varying axis), in the order of ``datasets``, variants in the report's."""
+    axes = [a for a in ABLATION_AXES if a in desc.columns]
+    dataset_rank = {d: i for i, d in enumerate(datasets)}
     variant_rank = {v: i for i, v in enumerate(VARIANT_ORDER)}
+
+    def level(value) -> str:
+        return "—" if pd.isna(value) else str(value)
+
     records = sorted(desc.to_dict("records"), key=lambda r: (
         dataset_rank.get(r["dataset"], 99), variant_rank.get(r["variant"], 99),
-        *[str(r[a]) for a in axes]))
+        *[level(r[a]) for a in axes]))
     rows = []
     for r in records:
-        scope = ", ".join(f"{ABLATION_AXES[a]} {r[a]}" for a in axes if r[a] != "—")
-        key = (r["dataset"], r["variant"], *[r[a] for a in axes])
+        scope = ", ".join(f"{ABLATION_AXES[a]} {r[a]}" for a in axes if pd.notna(r[a]))
         rows.append([r["dataset"], _label(r["variant"], scope),
                      f"{fmt.pct(r['mean'])} ± {fmt.pct(r['std'])}",
                      f"[{fmt.pct(r['ci_low'])}, {fmt.pct(r['ci_high'])}]", str(r["n"]),
-                     fmt.num(gamma.get(key, np.nan))])
+                     fmt.num(r["gamma_final_mean"])])
     return rows
 
 
@@ -103,28 +104,30 @@ def _or_undefined(text: str) -> str:
     return text or "undefined"
 
 
-def findings_block(results_dir: Path | str, pilot_seeds: int = 0) -> str:
-    """The Markdown block of one store: protocol, accuracies, comparisons with FF, omnibus tests
-    of each ablation axis and, with ``pilot_seeds``, the seeds-needed estimate of a pilot made of
-    the first ``pilot_seeds`` seeds."""
+def findings_block(results_dir: Path | str) -> str:
+    """The Markdown block of one store, every number from its saved analysis
+    (:func:`cffbench.analysis.load_or_analyze_all`): protocol, accuracies, the plan's verdicts and
+    contrasts, omnibus tests of each ablation axis and, when the plan declares ``pilot_seeds``,
+    the seeds-needed estimate of that pilot."""
     inputs = load_inputs(results_dir)
     runs = inputs.runs
     ok = runs[(runs["status"] == "ok") & runs["test_acc"].notna()]
     if ok.empty:
         raise CffbenchError(f"{results_dir}: no finished run, so there are no findings to compute")
+    result, omnibus = load_or_analyze_all(results_dir)
     counts = runs["status"].value_counts()
     lines = [f"Study `{inputs.study_name}` ({len(runs)} runs stored: "
              f"{int(counts.get('ok', 0))} ok, {int(counts.get('diverged', 0))} diverged, "
              f"{int(counts.get('failed', 0))} failed). Protocol: {_protocol(ok)}.", "",
              "Test accuracy [%]:", ""]
     lines += _table(["dataset", "condition", "mean ± SD", "95 % CI", "n", "final γ (mean)"],
-                    accuracy_rows(ok))
+                    accuracy_rows(result.descriptives, list(dict.fromkeys(ok["dataset"]))))
     notes = note_rows(runs)
     if notes:
         lines += ["", "Notes the engine attached to some runs of a condition:", ""]
         lines += _table(["note", "dataset", "condition", "runs", "seeds"], notes)
-    result, omnibus = load_or_analyze_all(results_dir)
-    lines += ["", plan_render.plan_sentence(result.plan), "", "Verdicts (primary contrasts):", ""]
+    lines += ["", plan_render.plan_sentence(result.plan), *plan_render.registration_lines(result), "",
+              "Verdicts (primary contrasts):", ""]
     lines += [f"- {v}" for v in plan_render.verdict_lines(result)]
     for dataset in dict.fromkeys(result.contrasts["dataset"]):
         rows = result.contrasts[result.contrasts["dataset"] == dataset].to_dict("records")
@@ -149,37 +152,31 @@ def findings_block(results_dir: Path | str, pilot_seeds: int = 0) -> str:
             table = saved_section(saved, ABLATION_AXES).omnibus
             if table is not None:
                 lines += ["", f"{table.caption}:", ""] + _table(table.columns, table.rows)
-    if pilot_seeds:
-        # the pilot is the same analysis (one code path) of the first pilot_seeds seeds
-        pilot = ok[ok["seed"].isin(sorted(ok["seed"].unique())[:pilot_seeds])]
-        rows = analyze_runs(pilot, result.plan).contrasts
-        lines += ["", f"Pilot (the first {pilot_seeds} seeds of this store): SD of the differences "
-                  f"and the seeds needed to detect {100 * result.plan.sesoi:.1f} pp (95 % range; "
-                  f"from {pilot_seeds} seeds an order of magnitude only):", ""]
+    if result.plan.pilot_seeds:
+        n_pilot = result.plan.pilot_seeds
+        lines += ["", f"Pilot (the first {n_pilot} seeds of this store, [analysis] pilot_seeds): SD "
+                  f"of the differences and the seeds needed to detect {fmt.pct(result.plan.sesoi, 1)} pp "
+                  f"(95 % range; from {n_pilot} seeds an order of magnitude only):", ""]
         lines += _table(["dataset", "comparison", "at", "SD of diff. [pp]", "seeds needed [95 %]", "n"],
                         [[r["dataset"], r["label"], r["scope"] or "—",
                           _or_undefined(fmt.num(100 * r["sd_diff"])), plan_render.seeds_cell(r),
-                          str(r["n"])] for r in rows.to_dict("records")])
+                          str(r["n"])] for r in result.pilot.to_dict("records")])
     return "\n".join(lines) + "\n"
 
 
-def embedded_blocks(page: str) -> dict[str, tuple[int, str]]:
-    """The generated blocks of a Markdown page: ``{study: (pilot_seeds, text)}``."""
-    return {m.group("study"): (int(m.group("pilot") or 0), m.group("text"))
-            for m in _BLOCK.finditer(page)}
+def embedded_blocks(page: str) -> dict[str, str]:
+    """The generated blocks of a Markdown page: ``{study: text}``."""
+    return {m.group("study"): m.group("text") for m in _BLOCK.finditer(page)}
 
 
-_BLOCK = re.compile(r"<!-- findings:(?P<study>\S+):begin(?: pilot=(?P<pilot>\d+))? -->\n"
+_BLOCK = re.compile(r"<!-- findings:(?P<study>\S+):begin -->\n"
                     r"(?P<text>.*?)<!-- findings:(?P=study):end -->", re.S)
 
 
-def block(results_dir: Path | str, pilot_seeds: int = 0) -> str:
-    """One block with its markers (``pilot=N`` recorded in the begin marker)."""
+def block(results_dir: Path | str) -> str:
+    """One block with its markers."""
     name = load_inputs(results_dir).study_name
-    begin = BEGIN.format(study=name)
-    if pilot_seeds:
-        begin = begin.replace(" -->", f" pilot={pilot_seeds} -->")
-    return f"{begin}\n{findings_block(results_dir, pilot_seeds)}{END.format(study=name)}"
+    return f"{BEGIN.format(study=name)}\n{findings_block(results_dir)}{END.format(study=name)}"
 
 
 def update_page(page_path: Path | str, results_root: Path | str = "results") -> list[str]:
@@ -192,20 +189,17 @@ def update_page(page_path: Path | str, results_root: Path | str = "results") -> 
     found = embedded_blocks(page)
     if not found:
         raise CffbenchError(f"{path}: no <!-- findings:<study>:begin --> block to update")
-    page = _BLOCK.sub(lambda m: block(Path(results_root) / m.group("study"),
-                                      int(m.group("pilot") or 0)), page)
+    page = _BLOCK.sub(lambda m: block(Path(results_root) / m.group("study")), page)
     path.write_text(page, encoding="utf-8")
     return list(found)
 
 
 def main(argv: list[str]) -> int:
-    """``RESULTS_DIR... [--pilot N]``: print the blocks; ``--update PAGE``: rewrite a page's."""
-    pilot, paths, page = 0, [], None
+    """``RESULTS_DIR...``: print the blocks; ``--update PAGE``: rewrite a page's."""
+    paths, page = [], None
     args = iter(argv)
     for arg in args:
-        if arg == "--pilot":
-            pilot = int(next(args))
-        elif arg == "--update":
+        if arg == "--update":
             page = next(args)
         else:
             paths.append(arg)
@@ -213,7 +207,7 @@ def main(argv: list[str]) -> int:
         if page is not None:
             print(f"updated {', '.join(update_page(page))} in {page}")
         for path in paths:
-            print(block(path, pilot))
+            print(block(path))
     except CffbenchError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from cffbench import fmt
 from cffbench.analysis import PlanResult
 from cffbench.analysis import render as plan_render
 from cffbench.report.tables import Table
@@ -24,7 +25,8 @@ def _rows(result: PlanResult, dataset: str) -> list[dict]:
 
 def contrast_table(result: PlanResult, dataset: str) -> Table:
     rows = [plan_render.contrast_cells(r) for r in _rows(result, dataset)]
-    note = (f"Plan {result.plan.hash}. Difference = first minus second variant, with the primary "
+    deviation = f"{result.registration.text} " if result.registration.deviation else ""
+    note = (f"{deviation}Plan {result.plan.hash}. Difference = first minus second variant, with the primary "
             "test's own 95 % CI, unadjusted; simultaneous CI: 1 − α/m over the family (Bonferroni); "
             "p_adj: adjusted over the family (the primary contrasts of this dataset, or its "
             "secondary pairs); p (Δ ≥ SESOI): minimum-effect test; p (TOST): equivalence within "
@@ -37,8 +39,8 @@ def effect_table(result: PlanResult, dataset: str) -> Table:
     rows = [plan_render.effect_cells(r) for r in _rows(result, dataset)]
     note = ("P(improvement): share of seeds on which the first variant beats the second (ties ½), "
             "Wilson 95 % interval. d_z: mean / SD of the differences times Hedges' J(n − 1). Seeds "
-            f"needed: paired t at α/m with power {result.plan.power:.1f} to detect the SESOI "
-            f"({100 * result.plan.sesoi:.1f} pp), 95 % range from the χ² interval of the SD; "
+            f"needed: paired t at α/m with power {fmt.num(result.plan.power, 1)} to detect the SESOI "
+            f"({fmt.pct(result.plan.sesoi, 1)} pp), 95 % range from the χ² interval of the SD; "
             "from fewer than 10 seeds (small pilot) an order of magnitude only.")
     return Table(f"effects_{_key(dataset)}", f"{dataset}: effect sizes and seeds needed",
                  plan_render.EFFECT_COLUMNS, rows, note=note, label_columns=2)
@@ -55,8 +57,8 @@ def sensitivity_table(result: PlanResult, dataset: str) -> Table:
 
 
 def plan_section(result: PlanResult) -> dict:
-    """``sentence, hash, rules, verdicts, notes, datasets`` (each: name, contrasts, sensitivity,
-    flagged) for the template."""
+    """``sentence, hash, registration, deviation, rules, verdicts, notes, datasets`` (each: name,
+    contrasts, sensitivity, flagged) for the template."""
     datasets = []
     for dataset in dict.fromkeys(result.contrasts["dataset"]):
         sens = result.sensitivity[result.sensitivity["dataset"] == dataset]
@@ -65,5 +67,6 @@ def plan_section(result: PlanResult) -> dict:
                          "sensitivity": sensitivity_table(result, dataset),
                          "flagged": int(sens["changes_decision"].sum())})
     return {"sentence": plan_render.plan_sentence(result.plan), "hash": result.plan.hash,
+            "registration": result.registration.text, "deviation": result.registration.deviation,
             "rules": plan_render.verdict_rules(), "verdicts": plan_render.verdict_lines(result),
             "notes": result.notes, "datasets": datasets}

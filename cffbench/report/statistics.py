@@ -66,11 +66,11 @@ def _cell(column: str, value) -> str:
     if name.startswith("p_") or name == "p":
         return fmt.p_cell(value)
     if name in ("ddof", "ddof1", "ddof2", "df", "dof", "n"):
-        return str(int(round(value))) if abs(value - round(value)) < 1e-9 else f"{value:.2f}"
+        return fmt.df(value)
     if name in ("np2", "omega2", "eps", "eps_hf", "kendall_w", "w_mauchly"):
         return fmt.apa_decimal(value)
     if name.startswith("ss") or name == "ms":
-        return f"{value:.3g}"
+        return fmt.sig(value, 3)
     return fmt.num(value)
 
 

@@ -1,8 +1,8 @@
-"""The report's tables as data: descriptives, the paper table, ablation tables.
+"""The report's tables: the paper table and the ablation tables, from the saved analysis's
+per-condition descriptives (``PlanResult.descriptives``: nothing here computes a statistic).
 
-Every builder returns a long-format :class:`~pandas.DataFrame` of numbers (accuracies as
-fractions); :class:`Table` is the formatted view that HTML and LaTeX both render, so the two
-renderings can never disagree.
+:class:`Table` is the formatted view that HTML and LaTeX both render, so the two renderings can
+never disagree.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from importlib import resources
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from cffbench import fmt
 
@@ -102,25 +101,6 @@ def select(runs: pd.DataFrame, levels: dict) -> pd.DataFrame:
     return runs[mask]
 
 
-def describe_groups(runs: pd.DataFrame, by: list[str], dv: str = "test_acc") -> pd.DataFrame:
-    """Mean, std and t-based 95 % CI of ``dv`` per group.
-
-    ``ci = mean ± t_{.975, n-1} · std / sqrt(n)``; std and CI are NaN for ``n = 1``.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``*by, n, mean, std, ci_low, ci_high`` (fractions), one row per group.
-    """
-    grouped = runs.groupby(by, sort=False, dropna=False)[dv]
-    out = grouped.agg(n="count", mean="mean", std="std").reset_index()
-    out.loc[out["n"] < 2, "std"] = np.nan
-    dof = (out["n"] - 1).where(out["n"] > 1)
-    half = sps.t.ppf(0.975, dof) * out["std"] / np.sqrt(out["n"])
-    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
-    return out[[*by, "n", "mean", "std", "ci_low", "ci_high"]]
-
-
 def load_paper_values() -> tuple[pd.DataFrame, dict]:
     """The published accuracies in ``paper_values.toml``.
 
@@ -151,7 +131,8 @@ def paper_comparison(desc: pd.DataFrame, paper: pd.DataFrame,
     Parameters
     ----------
     desc : DataFrame
-        :func:`describe_groups` by ``dataset, variant``.
+        The saved per-condition descriptives at one configuration (one row per dataset and
+        variant): ``dataset, variant, n, mean, std, ci_low, ci_high``.
     paper : DataFrame
         :func:`load_paper_values`.
     pairwise : DataFrame or None
@@ -205,17 +186,17 @@ def paper_table(comparison: pd.DataFrame, citation: str) -> Table:
                  columns, rows, bold, note)
 
 
-def ablation_table(runs: pd.DataFrame, axis: str, main: dict, dv: str = "test_acc") -> Table:
-    """Mean ± std (n) of ``dv`` per dataset × variant × level of ``axis``, the other varying
-    axes held at the main configuration; variants that ignore the axis are left out."""
+def ablation_table(desc: pd.DataFrame, axis: str, main: dict) -> Table:
+    """Mean ± std (n) per dataset × variant × level of ``axis``, the other varying axes held at
+    the main configuration; variants that ignore the axis are left out. ``desc``: the saved
+    per-condition descriptives (``PlanResult.descriptives``)."""
     others = {k: v for k, v in main.items() if k != axis}
-    subset = select(runs, others)
+    subset = select(desc, others)
     subset = subset[subset[axis].notna()]
-    desc = describe_groups(subset, ["dataset", "variant", axis], dv)
-    levels = sorted(desc[axis].unique().tolist(), key=str)
+    levels = sorted(subset[axis].unique().tolist(), key=str)
     columns = ["Dataset", "Variant", *[f"{ABLATION_AXES.get(axis, axis)} = {lv}" for lv in levels]]
     rows = []
-    for (dataset, variant), group in desc.groupby(["dataset", "variant"], sort=False):
+    for (dataset, variant), group in subset.groupby(["dataset", "variant"], sort=False):
         cells = {row[axis]: fmt.mean_sd_n(row["mean"], row["std"], row["n"])
                  for _, row in group.iterrows()}
         rows.append([dataset, VARIANT_LABEL.get(variant, variant),

@@ -32,10 +32,9 @@ def fmt_num(x: float, digits: int = 2) -> str:
 
 
 def fmt_df(x: float) -> str:
-    """Degrees of freedom: integers plain, corrected (fractional) df with two decimals."""
-    if not _finite(x):
-        return "?"
-    return str(int(round(x))) if abs(x - round(x)) < 1e-9 else f"{x:.2f}"
+    """Degrees of freedom (:func:`cffbench.fmt.df`): integers plain, corrected (fractional) df
+    with two decimals; "undefined" when not finite."""
+    return fmt.df(x) or "undefined"
 
 
 def _why(note: str) -> str:

@@ -81,3 +81,23 @@ def describe_values(values: np.ndarray, confidence: float = 0.95, n_boot: int = 
     out.update(boot_low=float(boot.confidence_interval.low),
                boot_high=float(boot.confidence_interval.high))
     return out
+
+
+def mean_ci(data: pd.DataFrame, by: list[str], dv: str, confidence: float = 0.95) -> pd.DataFrame:
+    """Mean, std and t-based CI of ``dv`` per group, groups in order of first appearance (null
+    keys kept); the quick form of :func:`describe` (no bootstrap, no median), for many groups.
+
+    ``ci = mean ± t_{(1+c)/2, n-1} · std / sqrt(n)``; std and CI are NaN for ``n = 1``.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``*by, n, mean, std, ci_low, ci_high``, one row per group.
+    """
+    grouped = data.groupby(by, sort=False, dropna=False)[dv]
+    out = grouped.agg(n="count", mean="mean", std="std").reset_index()
+    out.loc[out["n"] < 2, "std"] = np.nan
+    dof = (out["n"] - 1).where(out["n"] > 1)
+    half = sps.t.ppf((1 + confidence) / 2, dof) * out["std"] / np.sqrt(out["n"])
+    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
+    return out[[*by, "n", "mean", "std", "ci_low", "ci_high"]]

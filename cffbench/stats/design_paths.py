@@ -14,7 +14,8 @@ from cffbench.stats.anova import anova, rm_anova, welch_anova
 from cffbench.stats.assumptions import is_constant, levene_check, shapiro_check
 from cffbench.stats.nonparametric import friedman, kruskal
 from cffbench.stats.inputs import ordered_levels
-from cffbench.stats.pairwise import adjust_pvalues, pairwise, tukey
+from cffbench.stats.multiplicity import adjust
+from cffbench.stats.pairwise import pairwise, tukey
 from cffbench.stats.comparison import PowerLine, is_reference
 from cffbench.stats.power import seeds_needed
 
@@ -81,7 +82,7 @@ def _simple_effect_family(frame, dv, factor, within_levels_of, **kw) -> pd.DataF
         table.insert(1, "contrast_at", f"{within_levels_of} = {level}")
         parts.append(table)
     out = pd.concat(parts, ignore_index=True)
-    out["p_adj"] = adjust_pvalues(out["p_unc"].to_numpy(), "holm")
+    out["p_adj"] = adjust(out["p_unc"].to_numpy(), "holm")
     return out
 
 
@@ -147,7 +148,7 @@ def reference_family(posthoc: pd.DataFrame, reference: str | None, result) -> pd
         result.decide("post-hoc family", "all pairs (Holm over all)", f"no {reference} condition among the levels")
         return posthoc
     out = posthoc[keep].reset_index(drop=True)
-    out["p_adj"] = adjust_pvalues(out["p_unc"].to_numpy(), "holm")
+    out["p_adj"] = adjust(out["p_unc"].to_numpy(), "holm")
     result.decide("post-hoc family", f"the {len(out)} comparison(s) with {reference} (Holm over {len(out)})",
                   f"the question is each condition against {reference}; pairs among the other conditions "
                   f"are not tested, so the Holm family is k − 1 = {len(out)}, not all {len(posthoc)} pairs")

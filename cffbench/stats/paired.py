@@ -10,13 +10,11 @@ with the interval that belongs to it:
   otherwise Monte Carlo with ``n_resamples`` sign vectors drawn from ``numpy.random.default_rng(seed)``
   and p = (1 + hits) / (1 + n_resamples) (Phipson & Smyth 2010). Interval: the test inverted, i.e.
   every shift mu0 whose two-sided p exceeds alpha (the same sign vectors for every mu0).
-- ``wilcoxon``: Wilcoxon signed-rank test. Ties rule: zero differences are dropped (Wilcoxon's
-  rule, R's default); the p is exact (the null distribution of V, no ties) when no zero and no
-  tied |d| remains and n <= 50, otherwise the normal approximation with tie-corrected variance and
-  continuity correction (as R's ``wilcox.test``), and the result says which. Estimate and interval:
-  Hodges–Lehmann, the median of the n(n+1)/2 Walsh averages and their order statistics at R's
-  ``qsignrank`` critical value (Bauer 1972; R ``wilcox.test(conf.int=TRUE)``); under ties that
-  interval is the exact-distribution one and labelled approximate.
+- ``wilcoxon``: Wilcoxon signed-rank test, with the Hodges–Lehmann estimate and interval, as R's
+  ``wilcox.test(conf.int = TRUE)`` computes them (:mod:`cffbench.stats.signed_rank`): zeros
+  dropped; exact without zeros or ties below 50 differences, otherwise the normal approximation
+  with tie-corrected variance and continuity correction for the p and the interval alike; the
+  result says which.
 
 On top of the two-sided test, :func:`minimum_effect_p` (H0: Delta >= SESOI against Delta < SESOI)
 and :func:`tost_p` (two one-sided tests against -margin and +margin) use the same test, and
@@ -34,13 +32,20 @@ from scipy import special
 from scipy import stats as sps
 
 from cffbench.errors import StatsError
+from cffbench.stats.assumptions import RELATIVE_ZERO, is_constant
+from cffbench.stats.multiplicity import adjust
+from cffbench.stats.signed_rank import (EXACT_BELOW_N, WilcoxonResult, hodges_lehmann, psignrank,
+                                        qsignrank, wilcoxon_test)
+
+__all__ = ["EXACT_BELOW_N", "PermutationSettings", "RELATIVE_ZERO", "TESTS", "TEST_LABEL",
+           "TestResult", "VERDICT_TABLE", "WilcoxonResult", "adjust", "corrected_dz",
+           "hedges_correction", "hodges_lehmann", "is_constant", "minimum_effect_p",
+           "permutation_interval", "prob_improvement", "psignrank", "qsignrank", "run_test",
+           "sd_interval", "t_interval", "t_test_p", "test_p", "tost_p", "verdict", "wilcoxon_test",
+           "wilson_interval"]
 
 TESTS = ("t", "permutation", "wilcoxon")
 TEST_LABEL = {"t": "paired t", "permutation": "sign-flip permutation", "wilcoxon": "Wilcoxon signed-rank"}
-#: Wilcoxon's exact null distribution is used up to this many non-zero differences.
-WILCOXON_EXACT_MAX_N = 50
-#: Differences whose SD is below this fraction of their largest magnitude count as constant.
-RELATIVE_ZERO = 1e-12
 
 
 @dataclass(frozen=True)
@@ -57,14 +62,6 @@ def _clean(d) -> np.ndarray:
     if not np.all(np.isfinite(d)):
         raise StatsError("paired differences must be finite")
     return d
-
-
-def is_constant(d: np.ndarray) -> bool:
-    """The differences do not vary (SD is float noise relative to their size)."""
-    if d.size < 2:
-        return True
-    scale = max(float(np.max(np.abs(d))), 1e-300)
-    return float(np.std(d, ddof=1)) <= RELATIVE_ZERO * scale
 
 
 def _sign_matrix(n: int, settings: PermutationSettings) -> tuple[np.ndarray, bool]:
@@ -88,94 +85,6 @@ def _flip_p(x: np.ndarray, signs: np.ndarray, exact: bool, alternative: str) -> 
     if exact:
         return float(hits / len(null))
     return float((hits + 1) / (len(null) + 1))
-
-
-def _signrank_counts(n: int) -> np.ndarray:
-    """Number of subsets of {1..n} with each sum 0..n(n+1)/2 (the null distribution of V x 2^n)."""
-    counts = np.zeros(n * (n + 1) // 2 + 1)
-    counts[0] = 1.0
-    for k in range(1, n + 1):
-        counts[k:] = counts[k:] + counts[:-k].copy()
-    return counts
-
-
-def psignrank(v: int, n: int) -> float:
-    """P(V <= v) for the signed-rank statistic with n untied, non-zero differences (R ``psignrank``)."""
-    if v < 0:
-        return 0.0
-    counts = _signrank_counts(n)
-    return float(counts[: v + 1].sum() / counts.sum())
-
-
-def qsignrank(prob: float, n: int) -> int:
-    """Smallest v with P(V <= v) >= ``prob`` (R ``qsignrank``)."""
-    cdf = np.cumsum(_signrank_counts(n))
-    cdf /= cdf[-1]
-    return int(np.searchsorted(cdf, prob - 1e-12))
-
-
-@dataclass(frozen=True)
-class WilcoxonResult:
-    """Signed-rank test of one shift: ``p``, ``exact``, non-zero ``n_used``, ``statistic`` V."""
-
-    p: float
-    exact: bool
-    n_used: int
-    statistic: float
-
-
-def wilcoxon_test(d, mu0: float = 0.0, alternative: str = "two-sided") -> WilcoxonResult:
-    """Wilcoxon signed-rank test of H0: the differences are symmetric about ``mu0``.
-
-    Zeros of ``d - mu0`` are dropped; exact when no tie among the remaining |d - mu0| and at
-    most :data:`WILCOXON_EXACT_MAX_N` remain, else normal approximation with tie correction and
-    continuity correction (``scipy.stats.wilcoxon(method="approx", correction=True)``).
-    """
-    x = _clean(d) - mu0
-    scale = max(float(np.max(np.abs(x))) if x.size else 0.0, 1e-300)
-    x = x[np.abs(x) > RELATIVE_ZERO * scale]
-    n = x.size
-    if n == 0:
-        return WilcoxonResult(math.nan, False, 0, math.nan)
-    ties = len(np.unique(np.round(np.abs(x), 12))) < n
-    exact = not ties and n <= WILCOXON_EXACT_MAX_N and x.size == np.asarray(d).size
-    if exact:
-        ranks = sps.rankdata(np.abs(x))
-        v = float(ranks[x > 0].sum())
-        cdf = np.cumsum(_signrank_counts(n)) / 2.0**n
-        vi = int(round(v))
-        lower = cdf[vi]                                   # P(V <= v)
-        upper = 1.0 - (cdf[vi - 1] if vi >= 1 else 0.0)  # P(V >= v)
-        if alternative == "less":
-            p = lower
-        elif alternative == "greater":
-            p = upper
-        else:
-            p = min(1.0, 2.0 * min(lower, upper))
-        return WilcoxonResult(float(p), True, n, v)
-    res = sps.wilcoxon(x, zero_method="wilcox", correction=True, alternative=alternative,
-                       method="approx")
-    ranks = sps.rankdata(np.abs(x))
-    return WilcoxonResult(float(res.pvalue), False, n, float(ranks[x > 0].sum()))
-
-
-def hodges_lehmann(d, alpha: float = 0.05) -> tuple[float, float, float, float]:
-    """(estimate, low, high, achieved confidence) of the Hodges–Lehmann one-sample estimator.
-
-    Walsh averages w = (d_i + d_j) / 2 for i <= j, sorted (M = n(n+1)/2 of them); with
-    q = qsignrank(alpha / 2, n) (at least 1) the interval is [w_(q), w_(M - q + 1)] (1-based) and
-    its confidence 1 - 2 P(V <= q - 1), as in R's ``wilcox.test(conf.int = TRUE)`` exact branch.
-    """
-    d = _clean(d)
-    n = d.size
-    if n < 2:
-        return (float(d[0]) if n else math.nan, math.nan, math.nan, math.nan)
-    i, j = np.triu_indices(n)
-    walsh = np.sort((d[i] + d[j]) / 2.0)
-    q = max(qsignrank(alpha / 2.0, n), 1)
-    m = walsh.size
-    return (float(np.median(walsh)), float(walsh[q - 1]), float(walsh[m - q]),
-            1.0 - 2.0 * psignrank(q - 1, n))
 
 
 def t_test_p(d, mu0: float = 0.0, alternative: str = "two-sided") -> float:
@@ -314,39 +223,6 @@ def tost_p(d, margin: float, test: str,
     return max(lower, upper) if np.isfinite(lower) and np.isfinite(upper) else math.nan
 
 
-def adjust(p_values, method: str, m: int | None = None) -> np.ndarray:
-    """Holm (step-down), Bonferroni or no adjustment of a family's p values; NaN p values
-    (undefined tests) stay NaN.
-
-    ``m`` is the family size: by default the number of finite p values; a pre-registered family
-    passes its declared size, so a contrast that cannot be tested (a missing cell) still counts,
-    as a p of 1 would, and does not make the others' adjustment milder.
-
-    Holm: with p_(1) <= ... <= p_(m), p_adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)) (Holm 1979;
-    equals statsmodels ``multipletests(method="holm")``, which this avoids for its cost per call).
-    """
-    p = np.asarray(p_values, dtype=float)
-    out = np.full_like(p, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    k = finite.size
-    m = k if m is None else int(m)
-    if m < k:
-        raise StatsError(f"family size {m} is smaller than its {k} tested p values")
-    if k == 0:
-        return out
-    if method == "none":
-        out[finite] = p[finite]
-    elif method == "bonferroni":
-        out[finite] = np.minimum(1.0, m * p[finite])
-    elif method == "holm":
-        order = finite[np.argsort(p[finite], kind="stable")]
-        steps = np.minimum(1.0, (m - np.arange(k)) * p[order])
-        out[order] = np.maximum.accumulate(steps)
-    else:
-        raise StatsError(f"unknown adjustment {method!r}; allowed: holm, bonferroni, none")
-    return out
-
-
 def wilson_interval(successes: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
     """Wilson score interval of a proportion ``successes / n`` (Wilson 1927; statsmodels
     ``proportion_confint(method="wilson")``). NaN for n = 0."""
@@ -397,7 +273,9 @@ def sd_interval(sd: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
 #: The verdict of a primary contrast, first matching row wins. p values are Holm-adjusted over
 #: the primary family, separately for each of the three questions.
 VERDICT_TABLE = (
-    ("undefined", "the test is undefined (fewer than 2 seeds, constant differences, a missing cell)"),
+    ("not yet run", "a planned contrast with no stored run of one of its two conditions yet; it "
+                    "still counts in its family, as a p of 1 would"),
+    ("undefined", "the test is undefined (fewer than 2 paired seeds, constant differences)"),
     ("confirmed", "two-sided p_adj < alpha and the estimate > 0: better than FF"),
     ("worse than FF", "two-sided p_adj < alpha and the estimate < 0"),
     ("equivalent to FF", "TOST p_adj < alpha: the difference lies within ±margin"),

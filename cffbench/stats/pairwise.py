@@ -12,31 +12,12 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
 
 from cffbench.errors import StatsError
 from cffbench.stats.assumptions import is_constant
 from cffbench.stats.effsize import cohen_dz, hedges_g, probability_of_improvement
 from cffbench.stats.inputs import check_frame, level_labels, ordered_levels, subject_matrix
-
-PADJUST_METHODS = ("none", "bonferroni", "holm", "fdr_bh")
-
-
-def adjust_pvalues(p_values: np.ndarray, method: str) -> np.ndarray:
-    """Multiplicity-adjusted p values (``statsmodels.stats.multitest.multipletests``).
-
-    NaN p values (undefined tests) stay NaN and do not count towards the family size.
-    """
-    if method not in PADJUST_METHODS:
-        raise StatsError(f"padjust must be one of {', '.join(PADJUST_METHODS)}; got {method!r}")
-    p_values = np.asarray(p_values, dtype=float)
-    out = np.full_like(p_values, np.nan)
-    finite = np.isfinite(p_values)
-    if method == "none" or not finite.any():
-        out[finite] = p_values[finite]
-        return out
-    out[finite] = multipletests(p_values[finite], method=method)[1]
-    return out
+from cffbench.stats.multiplicity import ADJUST_METHODS, adjust
 
 
 def _paired_row(a: np.ndarray, b: np.ndarray, parametric: bool, confidence: float) -> dict:
@@ -127,8 +108,8 @@ def pairwise(data: pd.DataFrame, dv: str, within: str | None = None, between: st
     """
     if (within is None) == (between is None):
         raise StatsError("pairwise needs exactly one of within= (paired, with subject=) or between=")
-    if padjust not in PADJUST_METHODS:
-        raise StatsError(f"padjust must be one of {', '.join(PADJUST_METHODS)}; got {padjust!r}")
+    if padjust not in ADJUST_METHODS:
+        raise StatsError(f"padjust must be one of {', '.join(ADJUST_METHODS)}; got {padjust!r}")
     factor = within if within is not None else between
     if within is not None and subject is None:
         raise StatsError("pairwise(within=...) needs subject= (the column that pairs the runs, e.g. 'seed')")
@@ -153,7 +134,7 @@ def pairwise(data: pd.DataFrame, dv: str, within: str | None = None, between: st
                "ci_high", "stat", "dof", "p_unc", "p_adj", es, "es_ci_low", "es_ci_high",
                "prob_improvement", "note"]
     out = pd.DataFrame(rows)
-    out["p_adj"] = adjust_pvalues(out["p_unc"].to_numpy(), padjust)
+    out["p_adj"] = adjust(out["p_unc"].to_numpy(), padjust)
     return out[columns]
 
 

@@ -53,18 +53,15 @@ def comparison_html(result) -> str:
     if result.warnings:
         parts.append('<ul class="warnings">' + "".join(f"<li>{esc(w)}</li>" for w in result.warnings) + "</ul>")
     for name, table in _tables(result):
-        parts.append(f"<h4>{esc(name)}</h4>" + table.to_html(index=False, float_format=lambda x: f"{x:.4g}",
+        parts.append(f"<h4>{esc(name)}</h4>" + table.to_html(index=False, float_format=fmt.sig,
                                                               na_rep="—", classes=f"table-{name}"))
     parts.append("</section>")
     return "\n".join(parts)
 
 
-latex_escape = fmt.latex_escape
-
-
 def comparison_latex(result) -> str:
     """LaTeX source: itemised decisions and sentences, one ``tabular`` per table."""
-    esc = latex_escape
+    esc = fmt.latex_escape
     parts = [f"\\subsection*{{{esc(_header(result))}}}", "\\paragraph{Decisions}", "\\begin{enumerate}"]
     parts += [f"\\item \\textbf{{{esc(d.step)}}}: {esc(d.choice)} -- {esc(d.reason)}" for d in result.decisions]
     parts.append("\\end{enumerate}")
@@ -80,6 +77,6 @@ def comparison_latex(result) -> str:
         for column in shown.columns:
             if not pd.api.types.is_numeric_dtype(shown[column]):  # text, categorical, mixed
                 shown[column] = shown[column].astype(object).map(lambda v: esc(v) if isinstance(v, str) else v)
-        body = shown.to_latex(index=False, float_format="%.4g", na_rep="--", escape=False)
+        body = shown.to_latex(index=False, float_format=fmt.sig, na_rep="--", escape=False)
         parts += [f"\\paragraph{{{esc(name)}}}", body]
     return "\n".join(parts) + "\n"

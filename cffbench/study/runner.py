@@ -26,7 +26,8 @@ from cffbench.ff.checkpoint import CheckpointPlan, read_sidecars, validate_every
 from cffbench.study.executors import LoadFn, RunOutcome, TrainFn, make_executor
 from cffbench.study.grid import RunTask, expand, resolve_results_dir
 from cffbench.study.spec import Study, load_study, validate_device
-from cffbench.study.store import DONE_STATUSES, RunStore, read_study
+from cffbench.study.plan_record import PLAN_RECORD, record_plan
+from cffbench.study.store import DONE_STATUSES, RunStore, provenance, read_study
 
 
 class SilentReporter:
@@ -188,6 +189,12 @@ def run_study(study: Study | Path | str, results_dir: Path | str | None = None, 
         store.discard(rid)
     if corrupt:
         summary.notes.append(f"{len(corrupt)} unreadable part file(s) removed; those runs are redone")
+    # the plan as declared before these runs: a later change is reported as a deviation
+    finished = [rid for rid, status in statuses.items() if status in DONE_STATUSES]
+    if record_plan(store.root, study, finished, provenance()["git_commit"]) and finished:
+        summary.notes.append(f"the [analysis] plan was recorded with {len(finished)} finished run(s) "
+                             f"already stored ({store.root / PLAN_RECORD}); analyses report whether "
+                             "it changed after those runs")
     by_id = {t.run_id: t for t in tasks}
     todo = [t for t in tasks if force or statuses.get(t.run_id) not in DONE_STATUSES]
     summary.already_done = len(tasks) - len(todo)

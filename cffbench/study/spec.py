@@ -197,7 +197,9 @@ class AnalysisSection(BaseModel):
     - ``alpha = 0.05`` and ``power = 0.8`` (for "seeds needed");
     - ``sesoi_pp``: the smallest effect of interest in percentage points; default the claim being
       tested, the paper's A-CFF − FF gain on MNIST in ``report/paper_values.toml`` (1.2 pp);
-    - ``margin_pp``: the equivalence margin in pp; default ``sesoi_pp``.
+    - ``margin_pp``: the equivalence margin in pp; default ``sesoi_pp``;
+    - ``pilot_seeds = 0``: when positive, the first ``pilot_seeds`` seeds (in order) are analysed
+      again alone and reported as a pilot (its SD and "seeds needed"); it decides nothing.
     """
 
     model_config = _STRICT
@@ -213,6 +215,7 @@ class AnalysisSection(BaseModel):
     permutation_exact_max_n: Annotated[int, Field(ge=1, le=20)] = 15
     permutation_resamples: Annotated[int, Field(ge=100)] = 10000
     permutation_seed: Annotated[int, Field(ge=0)] = 0
+    pilot_seeds: Annotated[int, Field(ge=0)] = 0
 
     @model_validator(mode="after")
     def _reference_not_primary(self) -> "AnalysisSection":
