@@ -303,6 +303,9 @@ def train(
     ctx: typer.Context,
     dataset: str = typer.Option("mnist", help="Dataset name (see `cffbench data fetch`)."),
     n_train: Optional[int] = typer.Option(None, help="Stratified training subset (default: all 50k)."),
+    plugin: List[Path] = typer.Option([], "--plugin", metavar="FILE", help=(
+        "A plugin file to load first (registers variants, goodness functions, negatives rules "
+        "or datasets; see docs/extending.md). Repeatable.")),
     overrides: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=(
         "Set any training setting, written as in a study file's \\[train] / \\[collab] "
         "(TOML; a bare word is text): --set lr=0.01 --set 'hidden=[500, 500]' --set alpha=distance. "
@@ -318,7 +321,10 @@ def train(
     from cffbench.errors import TrainConfigError
     from cffbench.ff import TrainConfig, train_run
     from cffbench.ff.config import parse_override
+    from cffbench.plugins import load_plugin_file
 
+    for path in plugin:
+        load_plugin_file(path)
     fields: dict = {}
     given: dict[str, str] = {}
     options = {option.name: option for option in ctx.meta.get("_config_options", [])}

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from pydantic_core import PydanticCustomError
@@ -44,6 +45,22 @@ from pydantic_core import PydanticCustomError
 from cffbench.errors import ExtensionError
 
 T = TypeVar("T")
+
+#: While a plugin is imported: ``[plugin, [(registry, name), ...]]`` (see :func:`registering_for`).
+_RECORDING: list = []
+_ENTRY_POINTS = {"loaded": False}
+
+
+@contextmanager
+def registering_for(plugin: Any):
+    """Attribute every name registered inside the block to ``plugin`` (a
+    :class:`cffbench.plugins.Plugin`); yields the list of ``(registry, name)`` registered."""
+    added: list = []
+    _RECORDING.append((plugin, added))
+    try:
+        yield added
+    finally:
+        _RECORDING.remove((plugin, added))
 
 
 def _or_list(names: list[str]) -> str:
@@ -66,6 +83,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self.builtin_module = builtin_module
         self._entries: dict[str, T] = {}
         self._builtins: set[str] = set()
+        self._origins: dict[str, Any] = {}
         self._loading_builtins = False
 
     def _load_builtins(self) -> None:
@@ -75,6 +93,10 @@ class Registry(Mapping[str, T], Generic[T]):
                 importlib.import_module(self.builtin_module)
             finally:
                 self._loading_builtins = False
+        if not _ENTRY_POINTS["loaded"] and not _RECORDING:
+            # installed packages' plugins, once per process (worker processes too)
+            _ENTRY_POINTS["loaded"] = True
+            importlib.import_module("cffbench.plugins").load_entry_points()
 
     def register(self, obj: Any, *, builtin: bool = False) -> Any:
         """Register ``obj`` under ``obj.name`` and return it (so it works as a decorator).
@@ -96,6 +118,10 @@ class Registry(Mapping[str, T], Generic[T]):
         self._entries[name] = instance
         if builtin:
             self._builtins.add(name)
+        elif _RECORDING:
+            plugin, added = _RECORDING[-1]
+            self._origins[name] = plugin
+            added.append((self, name))
         return obj
 
     def __setitem__(self, name: str, obj: T) -> None:
@@ -115,6 +141,12 @@ class Registry(Mapping[str, T], Generic[T]):
         if name in self._builtins:
             raise ExtensionError(f"the built-in {self.kind} {name!r} cannot be unregistered")
         self._entries.pop(name, None)
+        self._origins.pop(name, None)
+
+    def origin(self, name: str) -> Any:
+        """The :class:`cffbench.plugins.Plugin` that registered ``name`` (``None``: a built-in, or
+        an object registered in-process outside any plugin)."""
+        return self._origins.get(name)
 
     def is_builtin(self, name: str) -> bool:
         self._load_builtins()

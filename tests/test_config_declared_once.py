@@ -21,7 +21,9 @@ from pydantic.fields import FieldInfo
 
 from cffbench.cli import main
 from cffbench.errors import StudyError, TrainConfigError
+from cffbench.extensions import GOODNESS
 from cffbench.ff import TrainConfig
+from cffbench.ff.goodness import GoodnessFunction
 from cffbench.ff.config import registry_of, settings
 from cffbench.study import RUN_SCHEMA, RunStore, RunTask, expand, parse_study, read_runs
 from cffbench.study.spec import GRID_KEYS
@@ -34,6 +36,22 @@ PREFIX = "invalid training configuration: "
 #: no grid point is merged away by ``effective()``.
 BASE = {"variant": "a-cff", "alpha": "distance", "hidden": (5, 5, 5), "epochs_per_layer": 2}
 HEAD = 'name = "t"\n[data]\ndatasets = ["mnist"]\nn_train = 100\n'
+
+
+class SumOfSquares(GoodnessFunction):
+    """A second goodness function, so that ``goodness`` has a valid value besides its default."""
+
+    name = "sum_of_squares_test"
+
+    def __call__(self, h):
+        return h.pow(2).sum(dim=-1)
+
+
+@pytest.fixture(autouse=True)
+def second_goodness():
+    GOODNESS.register(SumOfSquares)
+    yield
+    GOODNESS.unregister(SumOfSquares.name)
 
 
 def toml_literal(value: Any) -> str:

@@ -329,26 +329,33 @@ def test_each_stored_run_records_the_numerics_version_that_produced_it(study_fil
     assert set(read_runs(results)["numerics_version"]) == {NUMERICS_VERSION}
 
 
-def test_runs_stored_before_the_numerics_version_column_still_count_as_done(study_file, tmp_path):
-    # Stores written by earlier cffbench (e.g. the committed evidence) lack the column: they must
-    # read, and count as finished (no rerun), with the version missing.
+@pytest.mark.parametrize("legacy_index", [0, 1])
+def test_runs_stored_before_the_numerics_version_column_still_count_as_done(study_file, tmp_path,
+                                                                            legacy_index):
+    # Stores written by earlier cffbench (e.g. the committed evidence) lack the columns added
+    # since (numerics_version; goodness and the extension columns): they must read, and count as
+    # finished (no rerun), with the version missing and the goodness the default they ran with.
     import pyarrow as pa
 
-    from cffbench.study.store import LEGACY_RUN_SCHEMAS
+    from cffbench.study.store import EXTENSION_COLUMNS, LEGACY_RUN_SCHEMAS
 
     results = tmp_path / "r"
     run(study_file, results)
     legacy = sorted((results / "runs").glob("*.parquet"))[:3]
+    dropped = [*EXTENSION_COLUMNS, *(["numerics_version"] if legacy_index == 1 else [])]
     for path in legacy:
         table = pq.read_table(path)
-        old = table.drop_columns(["numerics_version"])
-        assert old.schema.remove_metadata().equals(LEGACY_RUN_SCHEMAS[0])
+        old = table.drop_columns(dropped)
+        assert old.schema.remove_metadata().equals(LEGACY_RUN_SCHEMAS[legacy_index])
         pq.write_table(old, path)
     again = run(study_file, results)
     assert (again.already_done, again.executed) == (N_RUNS, 0)
     runs = read_runs(results)
     assert list(runs.columns) == RUN_SCHEMA.names
-    assert int(runs["numerics_version"].isna().sum()) == 3
+    assert int(runs["numerics_version"].isna().sum()) == 3 * legacy_index
+    ff_family = runs["variant"] != "bp"
+    assert set(runs.loc[ff_family, "goodness"]) == {"mean_squares"}
+    assert runs.loc[~ff_family, "goodness"].isna().all()
     assert str(runs["numerics_version"].dtype) == "Int64"   # not float with NaN
     assert set(pa.Table.from_pandas(runs)["run_id"].to_pylist()) == {t.run_id for t in
                                                                      expand(load_study(study_file))}

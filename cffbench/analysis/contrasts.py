@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from cffbench.analysis.factors import AXIS_COLUMNS  # the grid-axis columns, from TrainConfig
+from cffbench.analysis.factors import fingerprint_axes  # grid-axis columns, from TrainConfig
 from cffbench.analysis.descriptives import condition_descriptives
 from cffbench.analysis.plan import Plan, resolve_plan
 from cffbench.analysis.planned import conditions_fingerprint, level_text, varying_axes
@@ -362,8 +362,9 @@ def usable_runs(runs: pd.DataFrame, dv: str) -> pd.DataFrame:
 def runs_fingerprint(ok: pd.DataFrame, dv: str, planned: pd.DataFrame | None = None) -> str:
     """sha256 (12 hex digits) of the analysed runs: dataset, variant, seed, axes and ``dv``, sorted,
     and of the planned conditions when there is a plan; a saved analysis whose fingerprint differs
-    from the store's was made on other runs (or another grid)."""
-    columns = ["dataset", "variant", "seed", *[c for c in AXIS_COLUMNS if c in ok.columns], dv]
+    from the store's was made on other runs (or another grid). A setting added later that every
+    run holds at its default is left out (:func:`~cffbench.analysis.factors.fingerprint_axes`)."""
+    columns = ["dataset", "variant", "seed", *fingerprint_axes(ok), dv]
     text = ok[columns].astype(str).sort_values(columns).to_csv(index=False)
     plan_text = conditions_fingerprint(planned)
     return hashlib.sha256((text + plan_text).encode("utf-8")).hexdigest()[:12]

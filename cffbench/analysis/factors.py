@@ -18,7 +18,9 @@ the saved analysis' run fingerprint is taken over, so it is part of the stored e
 
 from __future__ import annotations
 
-from cffbench.ff.config import FACTOR_TIER_DATA_SCALE, settings
+import pandas as pd
+
+from cffbench.ff.config import FACTOR_TIER_DATA_SCALE, TrainConfig, settings
 
 
 def _factor_columns() -> tuple[str, ...]:
@@ -32,3 +34,16 @@ def _factor_columns() -> tuple[str, ...]:
 FACTOR_COLUMNS: tuple[str, ...] = _factor_columns()
 #: The factors a study may vary besides ``variant`` (its grid axes, and ``n_train``).
 AXIS_COLUMNS: tuple[str, ...] = tuple(c for c in FACTOR_COLUMNS if c != "variant")
+
+
+def fingerprint_axes(frame: pd.DataFrame) -> list[str]:
+    """The :data:`AXIS_COLUMNS` of ``frame`` a fingerprint of its runs or conditions is taken
+    over: without a setting added later (``identity_omits_default``, e.g. ``goodness``) that every
+    row holds at its default (or lacks), as run ids leave it out, so fingerprints saved before it
+    existed still match."""
+    def added_at_default(column: str) -> bool:
+        setting = settings().get(column)
+        return (setting is not None and setting.identity_omits_default
+                and set(frame[column].dropna()) <= {TrainConfig.model_fields[column].default})
+
+    return [c for c in AXIS_COLUMNS if c in frame.columns and not added_at_default(c)]

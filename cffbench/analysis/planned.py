@@ -13,7 +13,7 @@ import hashlib
 
 import pandas as pd
 
-from cffbench.analysis.factors import AXIS_COLUMNS  # the grid-axis columns, from TrainConfig
+from cffbench.analysis.factors import AXIS_COLUMNS, fingerprint_axes  # grid-axis columns, from TrainConfig
 
 
 
@@ -56,6 +56,6 @@ def conditions_fingerprint(planned: pd.DataFrame | None) -> str:
     without a plan: a saved analysis made under another grid is stale."""
     if planned is None:
         return ""
-    columns = ["dataset", "variant", *AXIS_COLUMNS]
+    columns = ["dataset", "variant", *fingerprint_axes(planned)]
     text = planned[columns].astype(str).drop_duplicates().sort_values(columns).to_csv(index=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]

@@ -149,6 +149,7 @@ def train_backprop(config: TrainConfig, splits: Splits, device: torch.device,
     return finish_result(
         config, splits, diverged_epoch=diverged_epoch,
         accuracy=accuracy, train_eval_generator=generators["train_eval"], layer_goodness=None,
+        gradient="autograd",
         layer_seconds=[train_seconds] * config.n_layers, curves=curves, finals=([], []),
         elapsed=lambda: elapsed_before + time.perf_counter() - started, device=device,
         notes=[f"bp: {n_epochs} epochs end-to-end; layer seconds are the whole network's",

@@ -47,6 +47,7 @@ from typing import Any, Literal, Union
 
 import torch
 
+from cffbench.ff.config import identity_fields
 from cffbench.ff.result import NUMERICS_VERSION
 
 log = logging.getLogger(__name__)
@@ -301,7 +302,7 @@ def copy_checked(target: torch.Tensor, value: torch.Tensor) -> None:
 def run_identity(config, device: torch.device, n_train: int, n_features: int) -> dict:
     """What a checkpoint must match to be resumed: the full configuration (seed included), the
     torch version, the device type and the training data's shape."""
-    return {"config": json.dumps(config.model_dump(mode="json"), sort_keys=True),
+    return {"config": json.dumps(identity_fields(config.model_dump(mode="json")), sort_keys=True),
             "torch_version": str(torch.__version__), "device_type": device.type,
             "data_shape": [int(n_train), int(n_features)]}
 

@@ -50,6 +50,9 @@ class Setting:
         (``variant``), 1–3 the ablations in the order reports cross them, 4 the network's scale,
         6 every other setting; ``None``: not a factor (``seed`` is the pairing unit).
     cli_short : a shorter name ``cffbench train`` also accepts for the option (``--epochs``).
+    identity_omits_default : a setting added after runs were stored: at its default it is left
+        out of run ids and checkpoint identities (:func:`identity_fields`), so those runs keep
+        their ids and resume from their checkpoints.
     """
 
     section: Optional[Literal["train", "collab"]] = "train"
@@ -58,6 +61,7 @@ class Setting:
     store_after: tuple[str, ...] = ()
     factor: Optional[int] = 6
     cli_short: Optional[str] = None
+    identity_omits_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ def registry_of(name: str):
 #: Types shared with the study file's other sections (``[analysis]`` names variants too).
 Variant = _registry_name(extensions.VARIANTS)
 NegativesName = _registry_name(extensions.NEGATIVES)
+GoodnessName = _registry_name(extensions.GOODNESS)
 AlphaStructure = Literal[ALPHA_STRUCTURES]  # type: ignore[valid-type]
 
 _FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -145,6 +150,9 @@ class TrainConfig(pydantic.BaseModel, frozen=True, extra="forbid"):
         "fixed", description="negative labels: fixed (a uniformly drawn wrong label, drawn once), "
         "redraw (drawn anew every epoch) or permutation (the reference's y[randperm(N)], drawn "
         "once; may equal the true label)")
+    goodness: Annotated[GoodnessName, Setting(bp_ignores=True, identity_omits_default=True)] = Field(
+        "mean_squares", description="the goodness function G = g(h) of every layer: mean_squares "
+        "(mean_j h_j², Hinton 2022) or a plugin's")
     gamma: Annotated[_FiniteFloat, _COLLAB] = Field(
         1.0, description="F-CFF's fixed γ, A-CFF's initial γ")
     gamma_lr: Annotated[float, Field(ge=0, allow_inf_nan=False), _COLLAB] = Field(
@@ -190,10 +198,11 @@ class TrainConfig(pydantic.BaseModel, frozen=True, extra="forbid"):
 
         ``ff`` drops every ``[collab]`` field (γ, α, θ placement); ``bp`` additionally drops the
         fields its :class:`Setting` marks ``bp_ignores`` (``threshold``, ``schedule``,
-        ``negatives``, ``precision``); with two hidden layers every α structure coincides, so
+        ``negatives``, ``goodness``, ``precision``); with two hidden layers every α structure coincides, so
         CFF's ``alpha`` is reported as ``"uniform"``; ``f-cff`` drops ``gamma_lr`` /
         ``gamma_optimizer`` unless α is learned; both CFF variants drop ``alpha_decay`` unless α
-        is ``distance``.
+        is ``distance``. A plugin's variant keeps every field: cffbench cannot know which it
+        reads, so no two of its grid points are merged wrongly.
         """
         fields = self.model_dump()
         fields["hidden"] = list(self.hidden)
@@ -202,6 +211,8 @@ class TrainConfig(pydantic.BaseModel, frozen=True, extra="forbid"):
             # of one logit), so the runs are identical; one canonical name makes them one run.
             fields["alpha"] = "uniform"
         drop: set[str] = set()
+        if not extensions.VARIANTS.is_builtin(self.variant):
+            return fields
         if not self.is_collaborative:
             drop.update(section_fields("collab"))
         if self.variant == "bp":   # the backprop reference has no threshold, overlay or bf16
@@ -211,6 +222,15 @@ class TrainConfig(pydantic.BaseModel, frozen=True, extra="forbid"):
         if fields.get("alpha") != "distance":
             drop.add("alpha_decay")
         return {k: v for k, v in fields.items() if k not in drop}
+
+
+def identity_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` (of :meth:`TrainConfig.effective` or ``model_dump``) without the settings whose
+    :class:`Setting` has ``identity_omits_default`` while they hold their default: what run ids
+    and checkpoint identities hash, so that adding such a setting changes no earlier id."""
+    return {k: v for k, v in fields.items()
+            if not (k in _SETTINGS and _SETTINGS[k].identity_omits_default
+                    and v == TrainConfig.model_fields[k].default)}
 
 
 def config_error(exc: pydantic.ValidationError) -> TrainConfigError:

@@ -52,14 +52,22 @@ class GoodnessFunction:
     - :meth:`pre_activation_gradient_`: ``∂L/∂pre`` from ``∂L/∂G`` ``(..., M)``, i.e.
       ``∂L/∂G · ∂G/∂h ⊙ 1[pre > 0]``, written into ``h`` (whose values the step no longer needs).
 
-    A new goodness implements all three; ``tests/test_ff_reference.py`` pins the last two to
-    autograd through the first.
+    A plugin's goodness needs only ``__call__``: without a manual gradient its layers are
+    trained through torch autograd on the definition (the plain path, :attr:`has_manual_gradient`
+    False); with one they take the fast engine. ``tests/test_ff_reference.py`` pins the built-in's
+    fast form and gradient to autograd through its definition.
     """
 
     name: str
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    @property
+    def has_manual_gradient(self) -> bool:
+        """Whether :meth:`pre_activation_gradient_` is implemented (else the layers train
+        through autograd on ``__call__``)."""
+        return type(self).pre_activation_gradient_ is not GoodnessFunction.pre_activation_gradient_
 
     def fast(self, h: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
         """``G`` ``(..., M)`` from ``h`` and its row norm ``‖h‖₂`` ``(..., M)``."""
@@ -88,6 +96,17 @@ class MeanSquares(GoodnessFunction):
 #: The goodness of every built-in variant.
 MEAN_SQUARES = MeanSquares()
 extensions.GOODNESS.register(MEAN_SQUARES, builtin=True)
+
+
+def goodness_function(name: str) -> GoodnessFunction:
+    """The registered :class:`GoodnessFunction` called ``name`` (``TrainConfig.goodness``)."""
+    return extensions.GOODNESS[name]
+
+
+def gradient_path(goodness_fn: GoodnessFunction) -> str:
+    """``"manual"`` (the fast engine's gradient) or ``"autograd"`` (the plain path): how the
+    layers of a run with this goodness get their weight gradient (a run's ``gradient`` column)."""
+    return "manual" if goodness_fn.has_manual_gradient else "autograd"
 
 
 def goodness(h: torch.Tensor) -> torch.Tensor:

@@ -138,6 +138,16 @@ class PlainInput:
         return self._cast[dtype]
 
 
+def _dense_overlay(inp: OverlayInput) -> torch.Tensor:
+    """The unit-direction overlays ``(..., 2N, D)`` an :class:`OverlayInput` stands for: the
+    image part ``x0_dir`` with the scaled one-hot labels in its first ``n_labels`` features."""
+    n_labels = inp.label_pos.shape[-1]
+    pos, neg = inp.x0_dir.clone(), inp.x0_dir.clone()
+    pos[..., :n_labels] += inp.label_pos
+    neg[..., :n_labels] += inp.label_neg
+    return torch.cat([pos, neg], dim=-2)
+
+
 def _one_hot_scaled(labels: torch.Tensor, scale: torch.Tensor, n_labels: int) -> torch.Tensor:
     out = torch.zeros(labels.shape[0], n_labels, dtype=scale.dtype, device=scale.device)
     out.scatter_(1, labels[:, None], scale[:, None])
@@ -261,8 +271,12 @@ class FFLayer:
         """Set ``weight.grad`` / ``bias.grad`` from ``∂L/∂G`` ``(..., 2N)``; overwrites ``h``.
 
         ``δ = ∂L/∂pre`` from the goodness function (``∂L/∂G · 2h/H`` for the mean of squares),
-        ``∂L/∂W = δ^T x_dir``, ``∂L/∂b = Σ_rows δ``; per seed when stacked.
+        ``∂L/∂W = δ^T x_dir``, ``∂L/∂b = Σ_rows δ``; per seed when stacked. A goodness without a
+        manual gradient takes :meth:`autograd_goodness_gradient` instead.
         """
+        if not self.goodness_fn.has_manual_gradient:
+            self.autograd_goodness_gradient(inp, grad_goodness)
+            return
         n = inp.n
         delta = self.goodness_fn.pre_activation_gradient_(h, grad_goodness)
         grad_w = self.buffer("grad_w", tuple(self.weight.shape))
@@ -281,6 +295,20 @@ class FFLayer:
                          inp.matrix(self.matmul_dtype), grad_w)
         self.weight.grad = grad_w
         self.bias.grad = delta_sum.sum(dim=-2)
+
+    def autograd_goodness_gradient(self, inp: OverlayInput | PlainInput,
+                                   grad_goodness: torch.Tensor) -> None:
+        """The plain path: ``weight.grad`` / ``bias.grad`` by torch autograd through
+        ``G = g(relu(x̂ Wᵀ + b))`` with the dense input ``x̂`` ``(..., 2N, D)`` (positives first),
+        i.e. ``∂L/∂W = Σ_rows ∂L/∂G · ∂G/∂W``; fp32 matmuls, per seed when stacked."""
+        x = inp.x if isinstance(inp, PlainInput) else _dense_overlay(inp)
+        with torch.enable_grad():
+            weight = self.weight.detach().requires_grad_()
+            bias = self.bias.detach().requires_grad_()
+            pre = torch.matmul(x, weight.transpose(-2, -1)) + bias.unsqueeze(-2)
+            own = self.goodness_fn(torch.relu(pre))
+            grad_w, grad_b = torch.autograd.grad(own, (weight, bias), grad_goodness)
+        self.weight.grad, self.bias.grad = grad_w, grad_b
 
     def _in_matmul_dtype(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the matmul dtype, through a reused buffer (no fresh large tensor per epoch)."""

@@ -63,6 +63,9 @@ class RunResult:
     #: start) and the training seconds before it; neither is stored (the result is the same)
     resumed_at: str = ""
     resumed_elapsed_s: float = 0.0
+    #: how the weight gradients were computed: ``"manual"`` (the fast FF engine) or
+    #: ``"autograd"`` (a plugin goodness without a manual gradient; bp)
+    gradient: str = "manual"
 
 
 def train_eval_subset(splits: Splits, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -80,7 +83,7 @@ def finish_result(config: "TrainConfig", splits: Splits, *, diverged_epoch: int 
                   device: torch.device | str, notes: Sequence[str] = (),
                   diverged_because: str = "non-finite loss or gamma",
                   closing_notes: Sequence[str] = (), resumed_at: str = "",
-                  resumed_elapsed_s: float = 0.0) -> RunResult:
+                  resumed_elapsed_s: float = 0.0, gradient: str = "manual") -> RunResult:
     """Evaluate a trained run and assemble its :class:`RunResult` (the one place that does).
 
     A run that finished (``diverged_epoch is None``) gets its mean G_pos / G_neg per layer from
@@ -118,7 +121,7 @@ def finish_result(config: "TrainConfig", splits: Splits, *, diverged_epoch: int 
                      for i, (g_pos, g_neg) in enumerate(goodness)],
         curves=pd.DataFrame(curves, columns=CURVE_COLUMNS), diverged_epoch=diverged_epoch,
         duration_s=elapsed(), device=str(device), notes=notes, resumed_at=resumed_at,
-        resumed_elapsed_s=resumed_elapsed_s)
+        resumed_elapsed_s=resumed_elapsed_s, gradient=gradient)
 
 
 def largest_step_factor(group: dict) -> float:

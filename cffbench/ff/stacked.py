@@ -37,7 +37,7 @@ import torch
 from cffbench.data.splits import Splits
 from cffbench.errors import TrainConfigError
 from cffbench.ff.config import TrainConfig, run_generators
-from cffbench.ff.goodness import MEAN_SQUARES
+from cffbench.ff.goodness import goodness_function, gradient_path
 from cffbench.ff.layers import FFLayer, OverlayInput, init_linear, require_label_overlay
 from cffbench.ff.negatives import negative_rule
 from cffbench.ff.predict import ff_accuracy
@@ -116,7 +116,8 @@ class StackedFFTrainer:
                     for gens in self.generators]   # per seed, layer by layer: train_run's order
         self.layers = [FFLayer.from_parameters(torch.stack([seed[i][0] for seed in per_seed]),
                                                torch.stack([seed[i][1] for seed in per_seed]),
-                                               config.lr, device, config.precision, MEAN_SQUARES)
+                                               config.lr, device, config.precision,
+                                               goodness_function(config.goodness))
                        for i in range(config.n_layers)]
         self.logit_rule = variant_of(config).logit_rule(config, device, (self.n_seeds,))
         overlays = []
@@ -211,13 +212,15 @@ class StackedFFTrainer:
             out.append(finish_result(
                 config, splits, diverged_epoch=self.diverged_epoch[s],
                 accuracy=lambda x, y, w=weights, c=splits.n_classes: ff_accuracy(
-                    w, x.to(self.device), y.to(self.device), c),
+                    w, x.to(self.device), y.to(self.device), c,
+                    goodness=goodness_function(config.goodness)),
                 train_eval_generator=gens["train_eval"],
                 layer_goodness=lambda g=goodness[s]: g, layer_seconds=self.seconds,
                 curves=self.curves[s],
                 finals=self.frozen_finals[s] or self.logit_rule.finals(s),
                 elapsed=lambda: duration_s / n_seeds, device=self.device, notes=notes,
-                closing_notes=[stacked_note]))
+                closing_notes=[stacked_note],
+                gradient=gradient_path(goodness_function(config.goodness))))
         return out
 
 

@@ -32,7 +32,7 @@ from cffbench.errors import TrainConfigError
 from cffbench.ff.checkpoint import (RunCheckpoint, restore_trainer, resume_note,
                                    trainer_identity, trainer_state)
 from cffbench.ff.config import TrainConfig, run_generators
-from cffbench.ff.goodness import MEAN_SQUARES
+from cffbench.ff.goodness import goodness_function, gradient_path
 from cffbench.ff.layers import FFLayer, OverlayInput, PlainInput, require_label_overlay
 from cffbench.ff.negatives import negative_rule
 from cffbench.ff.predict import ff_accuracy
@@ -71,7 +71,7 @@ class FFTrainer:
         require_label_overlay(splits)
         widths = (splits.n_features, *config.hidden)
         self.layers = [FFLayer(d_in, d_out, self.generators["init"], config.lr, device,
-                               config.precision, MEAN_SQUARES)
+                               config.precision, goodness_function(config.goodness))
                        for d_in, d_out in zip(widths[:-1], widths[1:])]
         self.logit_rule = variant_of(config).logit_rule(config, device)
         self.y_train = splits.y_train.to(device)
@@ -300,9 +300,11 @@ def train_run(config: TrainConfig, splits: Splits, device: str = "cpu",
     return finish_result(
         config, splits, diverged_epoch=diverged_epoch,
         accuracy=lambda x, y: ff_accuracy(weights, x.to(torch_device), y.to(torch_device),
-                                          splits.n_classes),
+                                          splits.n_classes,
+                                          goodness=goodness_function(config.goodness)),
         train_eval_generator=trainer.generators["train_eval"],
         layer_goodness=trainer.final_layer_goodness, layer_seconds=trainer.seconds,
         curves=trainer.curves, finals=trainer.logit_rule.finals(), elapsed=trainer.elapsed,
         device=torch_device, notes=notes, resumed_at=resumed_at,
-        resumed_elapsed_s=trainer.elapsed_before)
+        resumed_elapsed_s=trainer.elapsed_before,
+        gradient=gradient_path(goodness_function(config.goodness)))

@@ -60,7 +60,23 @@ def header(inputs: ReportInputs) -> dict:
         "planned": inputs.planned if inputs.planned is not None else "unknown",
         "done": int(counts.get("ok", 0)), "failed": int(counts.get("failed", 0)),
         "diverged": int(counts.get("diverged", 0)), "stored": len(runs),
+        **plugin_provenance(runs),
     }
+
+
+def plugin_provenance(runs: pd.DataFrame) -> dict:
+    """``plugins`` (each plugin's name, version and file hash) and ``gradient_paths`` (which
+    gradient path each variant × goodness condition ran on), both "" when no run used a plugin."""
+    if "plugin" not in runs or runs["plugin"].isna().all():
+        return {"plugins": "", "gradient_paths": ""}
+    used = runs.dropna(subset=["plugin"])[["plugin", "plugin_version", "plugin_sha256"]]
+    plugins = "; ".join(f"{name} {version or ''} (sha256 {str(sha)[:12]})".replace("  ", " ")
+                        for name, version, sha in used.drop_duplicates().itertuples(index=False))
+    paths = runs.assign(goodness=runs["goodness"].fillna("-"), gradient=runs["gradient"].fillna("?"))
+    grouped = paths.groupby(["variant", "goodness"], sort=True)["gradient"].agg(
+        lambda g: "/".join(sorted(set(g))))
+    return {"plugins": plugins, "gradient_paths": "; ".join(
+        f"{variant} × {goodness}: {path}" for (variant, goodness), path in grouped.items())}
 
 
 def failed_runs(runs: pd.DataFrame) -> list[dict]:

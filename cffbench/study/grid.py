@@ -18,7 +18,8 @@ from typing import Any, Optional
 import pydantic
 
 from cffbench.errors import CffbenchError, StudyError
-from cffbench.ff.config import TrainConfig
+from cffbench.ff.config import TrainConfig, identity_fields
+from cffbench.plugins import plugins_of
 from cffbench.study.spec import Study
 
 RUN_ID_LENGTH = 16
@@ -34,12 +35,14 @@ def canonical_json(value: Any) -> str:
                       allow_nan=False)
 
 
-def run_id(dataset: str, n_train: Optional[int], seed: int, effective: dict[str, Any]) -> str:
+def run_id(dataset: str, n_train: Optional[int], seed: int, effective: dict[str, Any],
+           plugins: tuple = ()) -> str:
     """Stable identifier of one run.
 
     ``run_id = sha256(canonical_json({"dataset", "n_train", "seed", "config": effective}))``,
     the first :data:`RUN_ID_LENGTH` (16) hex digits, where ``effective`` is
-    ``TrainConfig.effective()``.
+    ``identity_fields(TrainConfig.effective())`` (a setting added later is left out at its
+    default, e.g. ``goodness = "mean_squares"``).
 
     Parameters
     ----------
@@ -47,6 +50,9 @@ def run_id(dataset: str, n_train: Optional[int], seed: int, effective: dict[str,
     n_train : size of the training subset, or ``None`` for the whole 50k split.
     seed : the run's seed.
     effective : the fields of the configuration that affect the result.
+    plugins : the :class:`~cffbench.plugins.Plugin` objects the run uses; when there are any,
+        their ``record()`` (name, version, file sha256) is added to the payload as ``"plugins"``,
+        so editing a plugin file gives its runs new ids (runs of built-ins have no such key).
 
     Returns
     -------
@@ -54,6 +60,8 @@ def run_id(dataset: str, n_train: Optional[int], seed: int, effective: dict[str,
         16 lowercase hex digits.
     """
     payload = {"dataset": dataset, "n_train": n_train, "seed": seed, "config": effective}
+    if plugins:
+        payload["plugins"] = [p.record() for p in plugins]
     return hashlib.sha256(canonical_json(payload).encode("ascii")).hexdigest()[:RUN_ID_LENGTH]
 
 
@@ -74,6 +82,8 @@ class RunTask:
     effective : dict
         ``config.effective()``: the parameters that define the run; the store writes the
         parameters that are absent here (e.g. ``alpha`` of an ``ff`` run) as missing values.
+    plugins : tuple of Plugin
+        The plugins whose objects the run uses (stored with it; a worker loads their files).
     """
 
     run_id: str
@@ -83,6 +93,7 @@ class RunTask:
     seed: int
     config: TrainConfig
     effective: dict = field(compare=False)
+    plugins: tuple = field(default=(), compare=False)
 
     @property
     def variant(self) -> str:
@@ -137,10 +148,11 @@ def expand(study: Study) -> list[RunTask]:
                 except CffbenchError as exc:
                     raise StudyError(f"{where}: {exc}") from None
                 effective = config.effective()
-                rid = run_id(dataset, study.data.n_train, seed, effective)
+                plugins = plugins_of(effective, dataset)
+                rid = run_id(dataset, study.data.n_train, seed, identity_fields(effective), plugins)
                 if rid not in tasks:
                     tasks[rid] = RunTask(rid, study.name, dataset, study.data.n_train, seed,
-                                         config, effective)
+                                         config, effective, plugins)
     return list(tasks.values())
 
 

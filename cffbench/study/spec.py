@@ -271,6 +271,8 @@ class Study(BaseModel):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     description: str = ""
+    # plugin files (relative to the study file), loaded before the rest is validated
+    plugins: list[str] = []
     seeds: Annotated[list[_Seed], Field(min_length=1)] = [0]  # type: ignore[valid-type]
     data: DataSection = DataSection()
     train: TrainSection = TrainSection()
@@ -348,12 +350,22 @@ def study_error(path: Path | str, exc: pydantic.ValidationError, raw: dict | Non
     return StudyError(f"{path}: {'; '.join(clauses)}")
 
 
-def parse_study(text: str, source: Path | str = "<study>") -> Study:
-    """Parse and validate study TOML text; errors name ``source``, the key and what is allowed."""
+def parse_study(text: str, source: Path | str = "<study>", plugin_dir: Path | None = None) -> Study:
+    """Parse and validate study TOML text; errors name ``source``, the key and what is allowed.
+
+    The ``plugins`` files are loaded first (:func:`cffbench.plugins.load_plugin_file`), relative
+    to ``source``'s folder, or by file name from ``plugin_dir`` (a results folder's copies), so the
+    names they register are valid in the rest of the file. A bad plugin raises
+    :class:`~cffbench.errors.ExtensionError` (``<plugin file>: <problem>``).
+    """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StudyError(f"{source}: invalid TOML: {exc}") from None
+    for path in plugin_paths(raw, source, plugin_dir):
+        from cffbench.plugins import load_plugin_file
+
+        load_plugin_file(path)
     if "name" not in raw and source != "<study>":
         raw["name"] = Path(source).stem
     if "source" in raw:
@@ -366,6 +378,18 @@ def parse_study(text: str, source: Path | str = "<study>") -> Study:
     study = study.model_copy(update={"source": Path(source) if source != "<study>" else None})
     study._text = text
     return study
+
+
+def plugin_paths(raw: dict, source: Path | str, plugin_dir: Path | None = None) -> list[Path]:
+    """The plugin files a study's ``plugins`` key names, resolved (see :func:`parse_study`)."""
+    plugins = raw.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
+        raise StudyError(f"{source}: plugins: must be a list of plugin file names, e.g. "
+                         f'plugins = ["my_ff.py"] (got {plugins!r})')
+    if plugin_dir is not None:
+        return [plugin_dir / Path(p).name for p in plugins]
+    base = Path(source).parent if source != "<study>" else Path(".")
+    return [Path(p) if Path(p).is_absolute() else base / p for p in plugins]
 
 
 def _check_grid_overlap(study: Study, raw: dict, source: Path | str) -> None:

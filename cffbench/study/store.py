@@ -34,13 +34,15 @@ import pyarrow.parquet as pq
 from cffbench.errors import StudyError
 from cffbench.ff.config import TrainConfig, settings as train_settings
 from cffbench.study.grid import RunTask
-from cffbench.study.spec import Study, parse_study
+from cffbench.study.spec import Study, parse_study, plugin_paths
 
 STUDY_FILE = "study.toml"
 RUNS_DIR = "runs"
 CURVES_DIR = "curves"
 #: In-flight runs' checkpoints (cffbench.ff.checkpoint); git-ignored, deleted once stored.
 CHECKPOINTS_DIR = "checkpoints"
+#: Copies of the study's plugin files (what ``read_study`` loads for analyze / report).
+PLUGINS_DIR = "plugins"
 
 def _arrow_type(annotation: Any) -> pa.DataType:
     """The Parquet type of a ``TrainConfig`` field (or property) of type ``annotation``."""
@@ -88,11 +90,25 @@ RUN_SCHEMA = pa.schema([
     ("started_at", pa.timestamp("us", tz="UTC")), ("cffbench_version", pa.string()),
     ("torch_version", pa.string()), ("numerics_version", pa.int64()), ("git_commit", pa.string()),
     ("hostname", pa.string()), ("error", pa.string()), ("notes", pa.string()),
+    ("plugin", pa.string()), ("plugin_version", pa.string()), ("plugin_sha256", pa.string()),
+    ("gradient", pa.string()),
 ])
-#: The run schema before ``numerics_version`` (runs stored by cffbench <= d6f27be; the golden
-#: values of version 1 were taken from d6f27be's engine, older commits are not checked): still a
-#: finished run, read with ``numerics_version`` missing (<NA>).
-LEGACY_RUN_SCHEMAS = (pa.schema([f for f in RUN_SCHEMA if f.name != "numerics_version"]),)
+#: Columns added for the extension surface (issue 14): runs stored before them are read with the
+#: goodness filled in as the default it was (``identity_omits_default`` settings) and the rest
+#: missing.
+EXTENSION_COLUMNS = ("goodness", "plugin", "plugin_version", "plugin_sha256", "gradient")
+
+
+def _without(schema: pa.Schema, names: tuple[str, ...]) -> pa.Schema:
+    return pa.schema([f for f in schema if f.name not in names])
+
+
+#: Earlier run schemas, still finished runs: before the :data:`EXTENSION_COLUMNS`, and before
+#: those and ``numerics_version`` too (runs stored by cffbench <= d6f27be; the golden values of
+#: version 1 were taken from d6f27be's engine, older commits are not checked), read with
+#: ``numerics_version`` missing (<NA>).
+LEGACY_RUN_SCHEMAS = (_without(RUN_SCHEMA, EXTENSION_COLUMNS),
+                      _without(RUN_SCHEMA, (*EXTENSION_COLUMNS, "numerics_version")))
 
 CURVE_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("layer", pa.int64()), ("epoch", pa.int64()),
@@ -160,6 +176,11 @@ def run_row(task: RunTask, outcome) -> dict[str, Any]:
         "numerics_version": getattr(result, "numerics_version", None),
         "error": outcome.error,
         "notes": json.dumps([str(n) for n in (getattr(result, "notes", None) or [])]),
+        # several plugins (e.g. a variant from one, a goodness from another): ", "-joined
+        "plugin": ", ".join(p.name for p in task.plugins) or None,
+        "plugin_version": ", ".join(p.version for p in task.plugins) or None,
+        "plugin_sha256": ", ".join(p.sha256 for p in task.plugins) or None,
+        "gradient": getattr(result, "gradient", None),
     })
     return row
 
@@ -260,19 +281,24 @@ class RunStore:
         self.checkpoints_dir = self.root / CHECKPOINTS_DIR
 
     # -- ownership ------------------------------------------------------------------------
-    def check_owner(self, study: Study) -> Optional[Study]:
-        """Raise StudyError if this folder belongs to another study; return its study if any."""
+    def check_owner(self, study: Study) -> Optional[str]:
+        """Raise StudyError if this folder belongs to another study; return its study's text if
+        any (read, not validated: its plugin copies may be of an older version)."""
         if self.study_file.is_file():
-            stored = parse_study(self.study_file.read_text(encoding="utf-8"), self.study_file)
-            if stored.name != study.name:
-                raise StudyError(f"{self.root} holds results of study {stored.name!r}, not "
+            text = self.study_file.read_text(encoding="utf-8")
+            try:
+                stored_name = tomllib.loads(text).get("name")
+            except tomllib.TOMLDecodeError as exc:
+                raise StudyError(f"{self.study_file}: invalid TOML: {exc}") from None
+            if stored_name != study.name:
+                raise StudyError(f"{self.root} holds results of study {stored_name!r}, not "
                                  f"{study.name!r}; pass --results DIR for a new folder")
-            return stored
+            return text
         # Anything but our own entries (or hidden temp files of a process that is just
         # creating the store) means the folder is someone else's.
         foreign = self.root.exists() and (not self.root.is_dir() or any(
             not p.name.startswith(".")
-            and p.name not in (RUNS_DIR, CURVES_DIR, STUDY_FILE, CHECKPOINTS_DIR)
+            and p.name not in (RUNS_DIR, CURVES_DIR, STUDY_FILE, CHECKPOINTS_DIR, PLUGINS_DIR)
             for p in self.root.iterdir()))
         if foreign:
             raise StudyError(f"{self.root} exists and is not a cffbench results directory "
@@ -287,9 +313,14 @@ class RunStore:
         if "name" not in tomllib.loads(text):
             # The name came from the file's stem; the copy is always study.toml, so record it.
             text = f"name = {json.dumps(study.name)}\n" + text
-        changed = stored is not None and stored.text != text
+        changed = stored is not None and stored != text
         if stored is None or changed:
             write_atomic(self.study_file, lambda fh: fh.write(text.encode("utf-8")))
+        source = study.source or Path("<study>")
+        for path in plugin_paths(tomllib.loads(text), source if study.source else "<study>"):
+            (self.root / PLUGINS_DIR).mkdir(exist_ok=True)
+            data = path.read_bytes()
+            write_atomic(self.root / PLUGINS_DIR / path.name, lambda fh, d=data: fh.write(d))
         self.runs_dir.mkdir(exist_ok=True)
         self.curves_dir.mkdir(exist_ok=True)
         return changed
@@ -412,9 +443,25 @@ def _current_run_table(table: pa.Table) -> pa.Table:
     if table.schema.remove_metadata().equals(RUN_SCHEMA) or not any(
             table.schema.remove_metadata().equals(s) for s in LEGACY_RUN_SCHEMAS):
         return table
-    columns = [table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+    columns = [table[f.name] if f.name in table.column_names else _legacy_column(table, f)
                for f in RUN_SCHEMA]
     return pa.Table.from_arrays(columns, schema=RUN_SCHEMA)
+
+
+def _legacy_column(table: pa.Table, column: pa.Field) -> pa.Array:
+    """A column a legacy run table lacks: a setting added later holds the default those runs
+    trained with (missing where the variant does not read it, as ``bp``'s), anything else null."""
+    name = column.name
+    if name == "gradient":   # every run before the column: the FF engine's manual gradient, bp's autograd
+        return pa.array(["autograd" if v == "bp" else "manual" for v in table["variant"].to_pylist()],
+                        column.type)
+    setting = train_settings().get(name)
+    if setting is None or not setting.identity_omits_default:
+        return pa.nulls(table.num_rows, column.type)
+    default = TrainConfig.model_fields[name].default
+    values = [None if setting.bp_ignores and variant == "bp" else default
+              for variant in table["variant"].to_pylist()]
+    return pa.array(values, column.type)
 
 
 def _read_dir(folder: Path, what: str, results_dir: Path) -> pd.DataFrame:
@@ -463,4 +510,5 @@ def read_study(results_dir: Path | str) -> Study:
     if not path.is_file():
         raise StudyError(f"no runs in {results_dir} (no {STUDY_FILE}); "
                          f"run `cffbench run STUDY` first")
-    return parse_study(path.read_text(encoding="utf-8"), path)
+    return parse_study(path.read_text(encoding="utf-8"), path,
+                       plugin_dir=Path(results_dir) / PLUGINS_DIR)

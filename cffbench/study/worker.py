@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 from cffbench.ff.checkpoint import CheckpointPlan
+from cffbench.plugins import ensure_loaded
 from cffbench.study.grid import RunTask
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ def execute_run(task: RunTask, settings: RunSettings,
     t0 = time.perf_counter()
     resolved = resolve_device_name(settings.device)
     try:
+        ensure_loaded(task.plugins)    # a worker process imports the task's plugin files itself
         train = settings.train_fn or default_train_fn()
         splits = cached_splits(task, settings)
         callback = None if on_epoch is None else functools.partial(on_epoch, task.run_id)
@@ -226,6 +228,7 @@ def execute_stacked(tasks: list[RunTask], settings: RunSettings,
     loaded: list[tuple[RunTask, Any]] = []
     for task in tasks:
         try:
+            ensure_loaded(task.plugins)
             loaded.append((task, cached_splits(task, settings)))
         except KeyboardInterrupt:
             raise

@@ -1,0 +1,278 @@
+"""Loading plugins: a user's Python file, or an installed package's entry points.
+
+A plugin registers variants, goodness functions, negative-data rules or datasets through the
+registries of :mod:`cffbench.extensions` (see there for what each must provide). It is loaded
+
+- from a file named in a study (``plugins = ["my_ff.py"]``, relative to the study file) or given
+  to ``cffbench train --plugin FILE`` (:func:`load_plugin_file`); its name is the file's stem, its
+  version the module's ``__version__`` (``""`` if it has none);
+- from an installed distribution's entry points in the groups of
+  :data:`cffbench.extensions.REGISTRIES` (``cffbench.goodness = {sum_squares =
+  "my_pkg.goodness:SumSquares"}``), once per process on the first registry look-up
+  (:func:`load_entry_points`); its name and version are the distribution's.
+
+Every object a plugin registers is checked when it is loaded (the right base class and method
+signatures; a goodness function is probed on a small tensor for its output shape and finite
+values). A broken plugin raises :class:`~cffbench.errors.ExtensionError` naming the file and the
+problem, and nothing it registered stays registered. The :class:`Plugin` (name, version, sha256 of
+the file) is stored with every run that uses one of its objects and enters that run's id
+(:func:`plugins_of`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from cffbench import extensions
+from cffbench.errors import ExtensionError
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """Where registered objects came from.
+
+    Attributes
+    ----------
+    name : the file's stem, or the distribution's name for entry points.
+    version : the module's ``__version__`` (file) or the distribution's version; ``""`` if none.
+    sha256 : hex sha256 of the plugin file (of an entry point's module file).
+    path : the file, resolved; ``None`` for entry points (workers load those themselves).
+    """
+
+    name: str
+    version: str
+    sha256: str
+    path: Optional[str] = None
+
+    def record(self) -> dict[str, str]:
+        """What enters a run id: name, version and file hash."""
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+
+#: Plugin files loaded in this process, by resolved path.
+_LOADED_FILES: dict[str, Plugin] = {}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_plugin_file(path: Path | str, expected_sha256: Optional[str] = None) -> Plugin:
+    """Import the plugin file ``path`` (once per process and content) and check what it registers.
+
+    ``expected_sha256``: the hash the driver saw (a worker process refuses a file changed since).
+
+    Raises
+    ------
+    ExtensionError
+        ``<file>: <problem>``: the file is missing, does not compile, raises at import,
+        registers a clashing name or an object of the wrong shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ExtensionError(f"{path}: no such plugin file")
+    try:
+        sha = _sha256(path)
+    except OSError as exc:
+        raise ExtensionError(f"{path}: cannot read plugin file: {exc.strerror or exc}") from None
+    if expected_sha256 is not None and sha != expected_sha256:
+        raise ExtensionError(f"{path}: the plugin file changed since the study was planned")
+    key = str(path.resolve())
+    if key in _LOADED_FILES:
+        if _LOADED_FILES[key].sha256 != sha:
+            raise ExtensionError(f"{path}: the plugin file changed after it was loaded")
+        return _LOADED_FILES[key]
+    for loaded in _LOADED_FILES.values():   # a copy of a loaded file (a results folder's)
+        if (loaded.name, loaded.sha256) == (path.stem, sha):
+            return loaded
+    module_name = f"cffbench_plugin_{path.stem}_{sha[:12]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ExtensionError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    plugin = Plugin(path.stem, "", sha, key)
+    with extensions.registering_for(plugin) as added:
+        sys.modules[module_name] = module    # classes defined in it must be importable (pickling)
+        try:
+            spec.loader.exec_module(module)
+            version = getattr(module, "__version__", "")
+            if not isinstance(version, str):
+                raise ExtensionError(f"__version__ must be a string (got {version!r})")
+            plugin = Plugin(path.stem, version, sha, key)
+            for registry, name in added:
+                registry._origins[name] = plugin
+                check_extension(registry, registry[name])
+        except BaseException as exc:
+            for registry, name in added:
+                registry.unregister(name)
+            sys.modules.pop(module_name, None)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise ExtensionError(f"{path}: {_problem(exc)}") from None
+    if not added:
+        raise ExtensionError(f"{path}: registers nothing (use cffbench.extensions.VARIANTS"
+                             f".register, GOODNESS.register, ...)")
+    _LOADED_FILES[key] = plugin
+    return plugin
+
+
+def _problem(exc: BaseException) -> str:
+    """One line for what went wrong while importing or checking a plugin."""
+    if isinstance(exc, SyntaxError):
+        return f"syntax error at line {exc.lineno}: {exc.msg}"
+    if isinstance(exc, ExtensionError):
+        return " ".join(str(exc).split())
+    if isinstance(exc, SystemExit):
+        return f"called exit({exc.code}) at import"
+    return " ".join(f"{type(exc).__name__} at import: {exc}".split())
+
+
+def load_plugin_files(paths: list[str], relative_to: Path | None = None) -> list[Plugin]:
+    """:func:`load_plugin_file` for each of ``paths`` (relative ones against ``relative_to``)."""
+    base = relative_to or Path(".")
+    return [load_plugin_file(p if Path(p).is_absolute() else base / p) for p in paths]
+
+
+def load_entry_points() -> list[Plugin]:
+    """Register the objects of every installed entry point in the groups of
+    :data:`cffbench.extensions.REGISTRIES` (``ep.load()`` gives the object or class)."""
+    plugins = []
+    for group, registry in extensions.REGISTRIES.items():
+        for entry in importlib.metadata.entry_points(group=group):
+            dist = entry.dist
+            spec = importlib.util.find_spec(entry.module)
+            origin = Path(spec.origin) if spec is not None and spec.origin else None
+            where = str(origin) if origin is not None else entry.value
+            plugin = Plugin(dist.name if dist else entry.module, dist.version if dist else "",
+                            _sha256(origin) if origin is not None and origin.is_file() else "")
+            with extensions.registering_for(plugin) as added:
+                try:
+                    registry.register(entry.load())
+                    for reg, name in added:
+                        check_extension(reg, reg[name])
+                except Exception as exc:
+                    for reg, name in added:
+                        reg.unregister(name)
+                    raise ExtensionError(f"{where}: entry point {entry.name!r} of {group}: "
+                                         f"{_problem(exc)}") from None
+            plugins.append(plugin)
+    return plugins
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_signature(owner: str, method: Any, *args: Any) -> None:
+    try:
+        inspect.signature(method).bind(*args)
+    except TypeError:
+        raise ExtensionError(f"{owner} has the wrong signature {inspect.signature(method)}") from None
+
+
+def check_extension(registry: Any, obj: Any) -> None:
+    """Raise :class:`ExtensionError` unless ``obj`` is a usable entry of ``registry``."""
+    kind, name = registry.kind, getattr(obj, "name", "?")
+    if registry is extensions.GOODNESS:
+        from cffbench.ff.goodness import GoodnessFunction
+
+        if not isinstance(obj, GoodnessFunction):
+            raise ExtensionError(f"{kind} {name!r} is not a cffbench.ff.goodness.GoodnessFunction")
+        _check_signature(f"{kind} {name!r}: __call__", obj.__call__, None)
+        probe_goodness(obj)
+    elif registry is extensions.VARIANTS:
+        from cffbench.ff.variants import Variant
+
+        if not isinstance(obj, Variant):
+            raise ExtensionError(f"{kind} {name!r} is not a cffbench.ff.variants.Variant")
+        if obj.end_to_end:
+            raise ExtensionError(f"{kind} {name!r}: end-to-end variants cannot be plugins")
+        _check_signature(f"{kind} {name!r}: logit_rule", obj.logit_rule, None, None, ())
+        _check_signature(f"{kind} {name!r}: notes", obj.notes, None)
+    elif registry is extensions.NEGATIVES:
+        from cffbench.ff.negatives import NegativeRule
+
+        if not isinstance(obj, NegativeRule):
+            raise ExtensionError(f"{kind} {name!r} is not a cffbench.ff.negatives.NegativeRule")
+        _check_signature(f"{kind} {name!r}: draw", obj.draw, None, None, None)
+        probe_negatives(obj)
+    elif registry is extensions.DATASETS:
+        from cffbench.data.registry import DatasetInfo
+
+        if not isinstance(obj, DatasetInfo):
+            raise ExtensionError(f"{kind} {name!r} is not a cffbench.data.registry.DatasetInfo")
+
+
+def probe_goodness(goodness: Any) -> None:
+    """Call ``goodness`` on small activations ``(5, 4)`` and ``(2, 5, 4)`` (≥ 0, as after a ReLU):
+    it must return a finite tensor of shape ``(5,)`` / ``(2, 5)``."""
+    h = torch.rand(2, 5, 4, generator=torch.Generator().manual_seed(0))
+    for probe in (h[0], h):
+        try:
+            out = goodness(probe.clone())
+        except Exception as exc:
+            raise ExtensionError(f"goodness function {goodness.name!r} fails on activations of "
+                                 f"shape {tuple(probe.shape)}: {type(exc).__name__}: {exc}") from None
+        expected = tuple(probe.shape[:-1])
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ExtensionError(f"goodness function {goodness.name!r} returns {got} for "
+                                 f"activations of shape {tuple(probe.shape)}; expected shape "
+                                 f"{expected} (one goodness per row)")
+        if not bool(torch.isfinite(out).all()):
+            raise ExtensionError(f"goodness function {goodness.name!r} returns non-finite values "
+                                 f"(nan or inf) for finite activations of shape "
+                                 f"{tuple(probe.shape)}")
+
+
+def probe_negatives(rule: Any) -> None:
+    """Draw negatives for 12 labels of 3 classes: ``(12,)`` int64 labels in ``[0, 3)``."""
+    y = torch.arange(12) % 3
+    try:
+        out = rule.draw(y, 3, torch.Generator().manual_seed(0))
+    except Exception as exc:
+        raise ExtensionError(f"negatives rule {rule.name!r} fails on 12 labels of 3 classes: "
+                             f"{type(exc).__name__}: {exc}") from None
+    if (not isinstance(out, torch.Tensor) or tuple(out.shape) != (12,) or out.dtype != torch.int64
+            or bool(((out < 0) | (out >= 3)).any())):
+        raise ExtensionError(f"negatives rule {rule.name!r} must return (N,) int64 labels in "
+                             f"[0, n_classes)")
+
+
+# ----------------------------------------------------------------------------- provenance
+def plugins_of(effective: dict[str, Any], dataset: str) -> tuple[Plugin, ...]:
+    """The plugins whose objects a run uses: of its effective configuration's registry-named
+    settings (variant, goodness, negatives) and of its dataset; sorted by name, no duplicates."""
+    from cffbench.ff.config import registry_of
+
+    used = {}
+    for key, value in effective.items():
+        registry = registry_of(key)
+        if registry is not None and (plugin := registry.origin(value)) is not None:
+            used[plugin.record()["name"], plugin.sha256] = plugin
+    if (plugin := extensions.DATASETS.origin(dataset)) is not None:
+        used[plugin.name, plugin.sha256] = plugin
+    return tuple(used[k] for k in sorted(used))
+
+
+def ensure_loaded(plugins: tuple[Plugin, ...]) -> None:
+    """In a worker process: load the plugin files a task uses (entry points load themselves)."""
+    for plugin in plugins:
+        if plugin.path is not None:
+            load_plugin_file(plugin.path, plugin.sha256)
+
+
+def unload_plugin_files() -> None:
+    """Unregister every object a plugin file registered in this process and forget the files
+    (a test's clean slate; entry points stay)."""
+    for registry in extensions.REGISTRIES.values():
+        for name in [n for n in registry.names()
+                     if getattr(registry.origin(n), "path", None) is not None]:
+            registry.unregister(name)
+    _LOADED_FILES.clear()

@@ -1,0 +1,239 @@
+"""Plugins: a user's file registers a goodness function (or a variant, negatives rule, dataset)
+and runs through a study like a built-in; its name, version and file hash are stored with its
+runs and enter their ids; a broken plugin is one line naming the file, before anything runs."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_synthetic_splits
+from cffbench.cli import main
+from cffbench.errors import TrainConfigError
+from cffbench.ff import TrainConfig, train_run
+from cffbench.plugins import load_plugin_file, unload_plugin_files
+from cffbench.study import expand, load_study, read_runs, run_study
+
+torch.set_num_threads(1)
+
+#: G = Σ h² (Hinton 2022 discusses it beside the mean) with no manual gradient: the plain path.
+SUM_SQUARES = '''\
+__version__ = "0.1"
+from cffbench.extensions import GOODNESS
+from cffbench.ff.goodness import GoodnessFunction
+
+@GOODNESS.register
+class SumSquares(GoodnessFunction):
+    name = "sum_squares"
+    def __call__(self, h):
+        return h.pow(2).sum(dim=-1)
+'''
+
+#: The same goodness with its fast form and manual gradient: the fast engine.
+SUM_SQUARES_MANUAL = SUM_SQUARES.replace('''        return h.pow(2).sum(dim=-1)
+''', '''        return h.pow(2).sum(dim=-1)
+    def fast(self, h, norm):
+        return norm.square()
+    def pre_activation_gradient_(self, h, grad_goodness):
+        return h.mul_(2.0 * grad_goodness[..., None])
+''')
+
+STUDY = '''\
+name = "plugged"
+seeds = [0, 1, 2]
+plugins = ["sumsq.py"]
+[data]
+datasets = ["mnist"]
+n_train = 120
+[train]
+hidden = [12]
+epochs_per_layer = 2
+train_eval_size = 50
+threshold = 10.0
+[grid]
+variant = ["ff", "f-cff"]
+goodness = ["mean_squares", "sum_squares"]
+[analysis]
+reference = "ff"
+primary = ["f-cff"]
+'''
+
+
+@pytest.fixture(autouse=True)
+def clean_registries():
+    unload_plugin_files()    # e.g. the shipped examples, loaded by a test of the shipped studies
+    yield
+    unload_plugin_files()
+
+
+def synthetic_load(name, root, n_train=None, seed=0):
+    return make_synthetic_splits(n_train=n_train or 120, n_eval=60, n_features=24, seed=seed)
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_plugin_goodness_runs_through_a_study_end_to_end(tmp_path, capsys):
+    write(tmp_path, "sumsq.py", SUM_SQUARES)
+    study_file = write(tmp_path, "plugged.toml", STUDY)
+    results = tmp_path / "results"
+    summary = run_study(study_file, results, executor="serial", data_root=tmp_path,
+                        load_fn=synthetic_load)
+    assert summary.executed == 12 and summary.failed == 0
+    runs = read_runs(results)
+    plugged = runs[runs["goodness"] == "sum_squares"]
+    builtin = runs[runs["goodness"] == "mean_squares"]
+    assert len(plugged) == len(builtin) == 6
+    sha = __import__("hashlib").sha256((tmp_path / "sumsq.py").read_bytes()).hexdigest()
+    assert set(plugged["plugin"]) == {"sumsq"} and set(plugged["plugin_version"]) == {"0.1"}
+    assert set(plugged["plugin_sha256"]) == {sha}
+    assert set(plugged["gradient"]) == {"autograd"} and set(builtin["gradient"]) == {"manual"}
+    assert builtin["plugin"].isna().all()
+    # analysis and report read the study (and its plugin, from the results folder's copy)
+    unload_plugin_files()
+    assert (results / "plugins" / "sumsq.py").read_text() == SUM_SQUARES
+    main(["analyze", str(results)])
+    out = capsys.readouterr().out
+    assert "f-cff" in out
+    main(["report", str(results), "--out", str(tmp_path / "report")])
+    html = next((tmp_path / "report").rglob("*.html")).read_text()
+    assert "ff × sum_squares: autograd" in html and "ff × mean_squares: manual" in html
+    assert f"sumsq 0.1 (sha256 {sha[:12]})" in html
+
+
+def test_builtin_run_ids_do_not_change_and_editing_the_plugin_changes_its_runs_ids(tmp_path):
+    write(tmp_path, "sumsq.py", SUM_SQUARES)
+    study_file = write(tmp_path, "plugged.toml", STUDY)
+    first = {(t.config.goodness, t.variant, t.seed): t.run_id for t in expand(load_study(study_file))}
+    without = write(tmp_path, "plain.toml", STUDY.replace('plugins = ["sumsq.py"]\n', "").replace(
+        'goodness = ["mean_squares", "sum_squares"]\n', ""))
+    plain = {(t.variant, t.seed): t.run_id for t in expand(load_study(without))}
+    assert {k[1:]: v for k, v in first.items() if k[0] == "mean_squares"} == plain
+    unload_plugin_files()
+    write(tmp_path, "sumsq.py", SUM_SQUARES.replace('"0.1"', '"0.2"'))
+    second = {(t.config.goodness, t.variant, t.seed): t.run_id
+              for t in expand(load_study(study_file))}
+    for key, rid in first.items():
+        assert (second[key] == rid) == (key[0] == "mean_squares"), key
+
+
+def test_plugin_with_a_manual_gradient_equals_its_autograd_form(tmp_path):
+    # the fast engine (manual ∂G/∂pre) and the plain path (autograd through __call__) train the
+    # same network: same curves and accuracies within float rounding
+    splits = make_synthetic_splits(n_train=120, n_eval=60, n_features=24)
+    results = {}
+    for label, text in (("autograd", SUM_SQUARES), ("manual", SUM_SQUARES_MANUAL)):
+        load_plugin_file(write(tmp_path / label if (tmp_path / label).mkdir() is None else tmp_path,
+                               "sumsq.py", text))
+        config = TrainConfig(variant="f-cff", hidden=(12, 12), epochs_per_layer=5,
+                             goodness="sum_squares", threshold=10.0, train_eval_size=50)
+        results[label] = train_run(config, splits)
+        unload_plugin_files()
+    auto, manual = results["autograd"], results["manual"]
+    assert (auto.gradient, manual.gradient) == ("autograd", "manual")
+    for column in ("loss", "g_pos", "g_neg"):
+        torch.testing.assert_close(torch.tensor(auto.curves[column].to_numpy()),
+                                   torch.tensor(manual.curves[column].to_numpy()),
+                                   rtol=1e-4, atol=1e-5)
+    assert auto.test_acc == pytest.approx(manual.test_acc, abs=2 / 60)
+
+
+def test_the_local_process_pool_imports_the_plugin_in_its_workers(tmp_path):
+    write(tmp_path, "sumsq.py", SUM_SQUARES)
+    study_file = write(tmp_path, "plugged.toml", STUDY.replace("seeds = [0, 1, 2]", "seeds = [0]")
+                       .replace('variant = ["ff", "f-cff"]', 'variant = ["ff"]'))
+    summary = run_study(study_file, tmp_path / "results", executor="local", workers=1,
+                        data_root=tmp_path, load_fn=synthetic_load)
+    assert summary.failed == 0 and summary.executed == 2
+    assert set(read_runs(tmp_path / "results")["gradient"]) == {"manual", "autograd"}
+
+
+BAD_PLUGINS = {
+    "syntax": ("x = (\n", "syntax error at line 1"),
+    "import_error": ("raise RuntimeError('boom')\n", "RuntimeError at import: boom"),
+    "clash": (SUM_SQUARES.replace('"sum_squares"', '"mean_squares"'),
+              "goodness function 'mean_squares' clashes with a built-in"),
+    "signature": (SUM_SQUARES.replace("def __call__(self, h)", "def __call__(self, h, extra)"),
+                  "__call__ has the wrong signature"),
+    "shape": (SUM_SQUARES.replace("sum(dim=-1)", "sum(dim=0)"), "expected shape (5,)"),
+    "nan": (SUM_SQUARES.replace("h.pow(2).sum(dim=-1)", "h.sum(dim=-1) * float('nan')"),
+            "returns non-finite values"),
+    "nothing": ("x = 1\n", "registers nothing"),
+}
+
+
+@pytest.mark.parametrize("case", [*BAD_PLUGINS, "missing"])
+def test_a_bad_plugin_is_one_line_naming_the_file_and_the_store_is_untouched(case, tmp_path,
+                                                                            capsys):
+    plugin = tmp_path / "sumsq.py"
+    if case != "missing":
+        plugin.write_text(BAD_PLUGINS[case][0])
+    fragment = BAD_PLUGINS[case][1] if case != "missing" else "no such plugin file"
+    study_file = write(tmp_path, "plugged.toml", STUDY)
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(study_file), "--results", str(tmp_path / "results")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cffbench: error: {plugin}: ") and fragment in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "results").exists()
+    with pytest.raises(SystemExit):
+        main(["train", "--plugin", str(plugin), "--epochs", "1"])
+    assert capsys.readouterr().err.startswith(f"cffbench: error: {plugin}: ")
+    with pytest.raises(TrainConfigError, match="goodness"):   # nothing of it stayed registered
+        TrainConfig(goodness="sum_squares")
+
+
+@pytest.mark.parametrize("example", ["sum_squares", "top_k_squares"])
+def test_shipped_examples_load_and_a_manual_gradient_equals_autograd_of_the_definition(example):
+    from cffbench.extensions import GOODNESS
+
+    load_plugin_file(Path(__file__).resolve().parents[1] / "examples" / f"{example}.py")
+    goodness = GOODNESS[example]
+    g = torch.Generator().manual_seed(0)
+    pre = torch.randn(3, 40, 20, generator=g, requires_grad=True)   # seed axis, rows, units
+    grad_goodness = torch.randn(3, 40, generator=g)
+    h = torch.relu(pre)
+    (goodness(h) * grad_goodness).sum().backward()
+    assert goodness.has_manual_gradient == (example == "top_k_squares")
+    if goodness.has_manual_gradient:
+        h_fast = h.detach().clone()
+        torch.testing.assert_close(goodness.pre_activation_gradient_(h_fast, grad_goodness),
+                                   pre.grad, rtol=1e-6, atol=1e-8)
+
+
+def test_a_study_plugin_path_that_is_not_a_list_is_one_line(tmp_path):
+    from cffbench.errors import StudyError
+    from cffbench.study import parse_study
+
+    with pytest.raises(StudyError, match=r"s.toml: plugins: must be a list of plugin file names"):
+        parse_study('plugins = "x.py"\n', tmp_path / "s.toml")
+
+
+def test_an_installed_entry_point_registers_its_object_with_its_provenance(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    from cffbench import plugins
+    from cffbench.extensions import GOODNESS
+
+    write(tmp_path, "ep_goodness.py", SUM_SQUARES.replace("@GOODNESS.register\n", "")
+          .replace('"sum_squares"', '"ep_sum_squares"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = importlib.metadata.EntryPoint("ep_sum_squares", "ep_goodness:SumSquares",
+                                          "cffbench.goodness")
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points",
+                        lambda group: [entry] if group == "cffbench.goodness" else [])
+    try:
+        (plugin,) = plugins.load_entry_points()
+        assert GOODNESS.origin("ep_sum_squares") == plugin
+        sha = __import__("hashlib").sha256((tmp_path / "ep_goodness.py").read_bytes()).hexdigest()
+        assert (plugin.name, plugin.sha256, plugin.path) == ("ep_goodness", sha, None)
+        assert TrainConfig(goodness="ep_sum_squares").goodness == "ep_sum_squares"
+    finally:
+        GOODNESS.unregister("ep_sum_squares")
