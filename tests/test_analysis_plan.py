@@ -317,6 +317,11 @@ def test_a_confirmed_gain_smaller_than_the_claim_says_so():
     assert verdict_text("confirmed", 10, 5, 20, 10, smaller_than_claimed=True).startswith(
         "confirmed, but smaller than the claimed size")
     assert verdict_text("confirmed", 10, 5, 20, 10) == "confirmed"
+    # never "about 7 seeds would decide it" to a study that has 10 and is still undecided
+    text = verdict_text("inconclusive", 7, 5, 17, 10)
+    assert "would decide" not in text and "with 10 seeds, at least the 7" in text
+    assert verdict_text("inconclusive", 54, 27, 174, 10).startswith(
+        "inconclusive — about 54 seeds would decide it (95 %: 27–174; this study has 10")
     # a tiny, very consistent gain: better than FF and significantly below the 1.2 pp claim
     rows = []
     for seed in range(10):

@@ -46,5 +46,11 @@ def verdict_text(verdict: str, seeds: float, seeds_low: float, seeds_high: float
              if n < floor_n else "")
     if not np.isfinite(seeds):
         return "inconclusive" + floor
+    if seeds <= n:
+        # the study already has the seeds to detect the SESOI with the plan's power, yet no
+        # question was decided: the estimate lies between no effect and the SESOI, and more
+        # seeds narrow the interval towards one of the one-sided verdicts, not a fixed count
+        return (f"inconclusive — with {n} seeds, at least the {_count(seeds)} the plan's power "
+                f"asks for, the interval still spans both 0 and the SESOI")
     return (f"inconclusive — about {_count(seeds)} seeds would decide it (95 %: "
             f"{_count(seeds_low)}–{_count(seeds_high)}; this study has {n}{floor})")
