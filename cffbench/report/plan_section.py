@@ -37,7 +37,8 @@ def contrast_table(result: PlanResult, dataset: str) -> Table:
 
 def effect_table(result: PlanResult, dataset: str) -> Table:
     rows = [plan_render.effect_cells(r) for r in _rows(result, dataset)]
-    note = ("P(improvement): share of seeds on which the first variant beats the second (ties ½), "
+    note = (f"Plan {result.plan.hash}. P(improvement): share of seeds on which the first "
+            "variant beats the second (ties ½), "
             "Wilson 95 % interval. d_z: mean / SD of the differences times Hedges' J(n − 1). Seeds "
             f"needed: paired t at α/m with power {fmt.num(result.plan.power, 1)} to detect the SESOI "
             f"({fmt.pct(result.plan.sesoi, 1)} pp), 95 % range from the χ² interval of the SD; "
@@ -49,9 +50,11 @@ def effect_table(result: PlanResult, dataset: str) -> Table:
 def sensitivity_table(result: PlanResult, dataset: str) -> Table:
     frame = result.sensitivity
     rows = [plan_render.sensitivity_cells(r) for r in frame[frame["dataset"] == dataset].to_dict("records")]
-    note = ("Every test on every contrast, each with the interval that belongs to it. The decision "
-            "is the primary test's; YES marks a sensitivity test that would change it. Wilcoxon "
-            "drops zero differences and is exact only without ties.")
+    note = (f"Plan {result.plan.hash}. Every test on every contrast, each with the interval that "
+            "belongs to it, its two-sided decision and, for a primary contrast, the verdict its own "
+            "minimum-effect and TOST p values would give. YES marks a sensitivity test whose "
+            "decision or verdict differs from the primary test's. Wilcoxon drops zero differences "
+            "and is exact only without ties.")
     return Table(f"sensitivity_{_key(dataset)}", f"{dataset}: sensitivity of each decision to the test",
                  plan_render.SENSITIVITY_COLUMNS, rows, note=note, label_columns=3)
 
