@@ -129,6 +129,9 @@ class Registry(Mapping[str, T], Generic[T]):
         built-in); ``obj.name`` must be ``name``. A new name goes through :meth:`register`, so
         nothing is added, or a built-in shadowed, by assignment by accident."""
         self._load_builtins()
+        if _RECORDING:   # a plugin file or entry point is being imported
+            raise ExtensionError(f"a plugin cannot replace the {self.kind} {name!r}: its runs "
+                                 f"would be stored as the original's; register a new name")
         if name not in self._entries:
             raise ExtensionError(f"no {self.kind} {name!r} to replace; register() adds new ones")
         if getattr(obj, "name", name) != name:

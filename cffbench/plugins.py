@@ -100,10 +100,12 @@ def load_plugin_file(path: Path | str, expected_sha256: Optional[str] = None) ->
         raise ExtensionError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     plugin = Plugin(path.stem, "", sha, key)
+    before = _builtin_entries()
     with extensions.registering_for(plugin) as added:
         sys.modules[module_name] = module    # classes defined in it must be importable (pickling)
         try:
             spec.loader.exec_module(module)
+            _check_builtins_untouched(before)
             version = getattr(module, "__version__", "")
             if not isinstance(version, str):
                 raise ExtensionError(f"__version__ must be a string (got {version!r})")
@@ -123,6 +125,28 @@ def load_plugin_file(path: Path | str, expected_sha256: Optional[str] = None) ->
                              f".register, GOODNESS.register, ...)")
     _LOADED_FILES[key] = plugin
     return plugin
+
+
+def _builtin_entries() -> dict[tuple[str, str], Any]:
+    """Every registry's built-in objects, by (kind, name)."""
+    for registry in extensions.REGISTRIES.values():
+        registry.names()   # the built-ins register lazily: load them before the snapshot
+    return {(registry.kind, name): registry._entries.get(name)
+            for registry in extensions.REGISTRIES.values()
+            for name in sorted(registry._builtins) if registry.is_builtin(name)}
+
+
+def _check_builtins_untouched(before: dict[tuple[str, str], Any]) -> None:
+    """A plugin that swapped a built-in object (by reaching into a registry) would have its runs
+    stored as the built-in's: put the built-ins back and refuse the plugin."""
+    changed = [key for key, obj in _builtin_entries().items() if before.get(key) is not obj]
+    for registry in extensions.REGISTRIES.values():
+        for (kind, name) in changed:
+            if kind == registry.kind:
+                registry._entries[name] = before[(kind, name)]
+    if changed:
+        kind, name = changed[0]
+        raise ExtensionError(f"it replaces the built-in {kind} {name!r}; register a new name")
 
 
 def _problem(exc: BaseException) -> str:
@@ -149,7 +173,12 @@ def load_entry_points() -> list[Plugin]:
     for group, registry in extensions.REGISTRIES.items():
         for entry in importlib.metadata.entry_points(group=group):
             dist = entry.dist
-            spec = importlib.util.find_spec(entry.module)
+            try:
+                spec = importlib.util.find_spec(entry.module)
+            except Exception as exc:   # e.g. a parent package that is not installed
+                raise ExtensionError(f"entry point {entry.name!r} of {group} "
+                                     f"({dist.name if dist else entry.value}): {_problem(exc)}"
+                                     ) from None
             origin = Path(spec.origin) if spec is not None and spec.origin else None
             where = str(origin) if origin is not None else entry.value
             plugin = Plugin(dist.name if dist else entry.module, dist.version if dist else "",

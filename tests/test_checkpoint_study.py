@@ -224,8 +224,9 @@ def test_plan_counts_only_the_epochs_left_of_a_checkpointed_run(study_file, tmp_
     assert resumed.in_flight == {task.run_id: 0.5} and not fresh.in_flight
     assert "1 of the remaining runs resume from a checkpoint (50 % of their epochs done" \
         in resumed.to_text()
-    # the run's calibrated time (6 epochs per layer: the 6-epoch timing itself), halved
+    # the run's calibrated time (6 epochs per layer: the 6-epoch timing itself, or the 2-epoch
+    # one when a loaded machine made the longer run the faster, as the slope is never < 0), halved
     (row,) = resumed.calibration.to_dict("records")
-    assert row["per_run_s"] == pytest.approx(0.5 * row["t6_s"])
+    assert row["per_run_s"] == pytest.approx(0.5 * max(row["t6_s"], row["t2_s"]))
     (row,) = fresh.calibration.to_dict("records")
-    assert row["per_run_s"] == pytest.approx(row["t6_s"])
+    assert row["per_run_s"] == pytest.approx(max(row["t6_s"], row["t2_s"]))

@@ -166,6 +166,14 @@ BAD_PLUGINS = {
     "nan": (SUM_SQUARES.replace("h.pow(2).sum(dim=-1)", "h.sum(dim=-1) * float('nan')"),
             "returns non-finite values"),
     "nothing": ("x = 1\n", "registers nothing"),
+    # swapping a built-in for its own object would store its runs as the built-in's
+    "replace_by_assignment": (SUM_SQUARES + "class Evil(SumSquares):\n    name = 'mean_squares'\n"
+                              "GOODNESS['mean_squares'] = Evil()\n",
+                              "a plugin cannot replace the goodness function 'mean_squares'"),
+    "replace_behind_the_registry": (SUM_SQUARES + "class Evil(SumSquares):\n"
+                                    "    name = 'mean_squares'\n"
+                                    "GOODNESS._entries['mean_squares'] = Evil()\n",
+                                    "it replaces the built-in goodness function 'mean_squares'"),
 }
 
 
@@ -189,6 +197,10 @@ def test_a_bad_plugin_is_one_line_naming_the_file_and_the_store_is_untouched(cas
     assert capsys.readouterr().err.startswith(f"cffbench: error: {plugin}: ")
     with pytest.raises(TrainConfigError, match="goodness"):   # nothing of it stayed registered
         TrainConfig(goodness="sum_squares")
+    from cffbench.extensions import GOODNESS
+    from cffbench.ff.goodness import MEAN_SQUARES
+
+    assert GOODNESS["mean_squares"] is MEAN_SQUARES           # and the built-in is the built-in
 
 
 @pytest.mark.parametrize("example", ["sum_squares", "top_k_squares"])
