@@ -250,3 +250,15 @@ def test_an_installed_entry_point_registers_its_object_with_its_provenance(tmp_p
         assert TrainConfig(goodness="ep_sum_squares").goodness == "ep_sum_squares"
     finally:
         GOODNESS.unregister("ep_sum_squares")
+
+
+def test_two_plugin_files_of_one_name_are_refused_before_the_store_keeps_one_copy(tmp_path):
+    from cffbench.errors import StudyError
+    from cffbench.study import parse_study
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write(tmp_path / folder, "goodness.py", SUM_SQUARES)
+    text = STUDY.replace('plugins = ["sumsq.py"]', 'plugins = ["a/goodness.py", "b/goodness.py"]')
+    with pytest.raises(StudyError, match="two files are named 'goodness.py'"):
+        parse_study(text, tmp_path / "plugged.toml")

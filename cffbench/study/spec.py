@@ -389,7 +389,14 @@ def plugin_paths(raw: dict, source: Path | str, plugin_dir: Path | None = None) 
     if plugin_dir is not None:
         return [plugin_dir / Path(p).name for p in plugins]
     base = Path(source).parent if source != "<study>" else Path(".")
-    return [Path(p) if Path(p).is_absolute() else base / p for p in plugins]
+    paths = [Path(p) if Path(p).is_absolute() else base / p for p in plugins]
+    names = [p.name for p in paths]
+    clash = next((n for n in names if names.count(n) > 1), None)
+    if clash is not None:   # the results folder keeps its copies as plugins/<file name>
+        raise StudyError(f"{source}: plugins: two files are named {clash!r} "
+                         f"({', '.join(p for p in plugins if Path(p).name == clash)}); "
+                         f"the results folder keeps plugin copies by file name, so rename one")
+    return paths
 
 
 def _check_grid_overlap(study: Study, raw: dict, source: Path | str) -> None:
