@@ -140,10 +140,9 @@ def _check_builtins_untouched(before: dict[tuple[str, str], Any]) -> None:
     """A plugin that swapped a built-in object (by reaching into a registry) would have its runs
     stored as the built-in's: put the built-ins back and refuse the plugin."""
     changed = [key for key, obj in _builtin_entries().items() if before.get(key) is not obj]
-    for registry in extensions.REGISTRIES.values():
-        for (kind, name) in changed:
-            if kind == registry.kind:
-                registry._entries[name] = before[(kind, name)]
+    by_kind = {registry.kind: registry for registry in extensions.REGISTRIES.values()}
+    for kind, name in changed:
+        by_kind[kind]._entries[name] = before[(kind, name)]
     if changed:
         kind, name = changed[0]
         raise ExtensionError(f"it replaces the built-in {kind} {name!r}; register a new name")
