@@ -12,8 +12,9 @@ registries of :mod:`cffbench.extensions` (see there for what each must provide).
   (:func:`load_entry_points`); its name and version are the distribution's.
 
 Every object a plugin registers is checked when it is loaded (the right base class and method
-signatures; a goodness function is probed on a small tensor for its output shape and finite
-values). A broken plugin raises :class:`~cffbench.errors.ExtensionError` naming the file and the
+signatures; a goodness function is probed on small activations for its output shape and finite
+values, and its fast form and manual gradient, where given, against autograd; a variant's logit
+rule is built and asked for logits). A broken plugin raises :class:`~cffbench.errors.ExtensionError` naming the file and the
 problem, and nothing it registered stays registered. The :class:`Plugin` (name, version, sha256 of
 the file) is stored with every run that uses one of its objects and enters that run's id
 (:func:`plugins_of`).
@@ -223,6 +224,7 @@ def check_extension(registry: Any, obj: Any) -> None:
             raise ExtensionError(f"{kind} {name!r}: end-to-end variants cannot be plugins")
         _check_signature(f"{kind} {name!r}: logit_rule", obj.logit_rule, None, None, ())
         _check_signature(f"{kind} {name!r}: notes", obj.notes, None)
+        probe_variant(obj)
     elif registry is extensions.NEGATIVES:
         from cffbench.ff.negatives import NegativeRule
 
@@ -238,25 +240,105 @@ def check_extension(registry: Any, obj: Any) -> None:
 
 
 def probe_goodness(goodness: Any) -> None:
-    """Call ``goodness`` on small activations ``(5, 4)`` and ``(2, 5, 4)`` (≥ 0, as after a ReLU):
-    it must return a finite tensor of shape ``(5,)`` / ``(2, 5)``."""
+    """Call ``goodness`` on small activations ``(5, 4)`` and ``(2, 5, 4)`` (≥ 0, as after a ReLU,
+    one row all zeros: a sample no unit responds to, common in training): it must return a finite
+    tensor of shape ``(5,)`` / ``(2, 5)``. Where it gives its fast form or a manual gradient, both
+    must equal the definition's (autograd through ``__call__``) on random pre-activations."""
     h = torch.rand(2, 5, 4, generator=torch.Generator().manual_seed(0))
+    h[:, 0] = 0.0                       # a dead row
+    h[:, 1, :2] = 0.0                   # a row with some units off
     for probe in (h[0], h):
-        try:
-            out = goodness(probe.clone())
-        except Exception as exc:
-            raise ExtensionError(f"goodness function {goodness.name!r} fails on activations of "
-                                 f"shape {tuple(probe.shape)}: {type(exc).__name__}: {exc}") from None
-        expected = tuple(probe.shape[:-1])
+        shape = tuple(probe.shape)
+        out = _call(goodness, f"fails on activations of shape {shape}", goodness, probe.clone())
+        expected = shape[:-1]
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ExtensionError(f"goodness function {goodness.name!r} returns {got} for "
-                                 f"activations of shape {tuple(probe.shape)}; expected shape "
+                                 f"activations of shape {shape}; expected shape "
                                  f"{expected} (one goodness per row)")
         if not bool(torch.isfinite(out).all()):
+            where = ("an all-zero row (a sample no unit responds to)"
+                     if bool(torch.isfinite(out[..., 1:]).all()) else f"activations of shape {shape}")
             raise ExtensionError(f"goodness function {goodness.name!r} returns non-finite values "
-                                 f"(nan or inf) for finite activations of shape "
-                                 f"{tuple(probe.shape)}")
+                                 f"(nan or inf) for {where}")
+    _probe_fast_forms(goodness)
+
+
+def _call(goodness: Any, failing: str, fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise ExtensionError(f"goodness function {goodness.name!r} {failing}: "
+                             f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
+
+
+def _probe_fast_forms(goodness: Any) -> None:
+    """``fast(h, ‖h‖)`` against ``__call__(h)``, and ``pre_activation_gradient_`` against autograd
+    of ``Σ w · G(relu(pre))`` on ``(2, 6, 8)`` fp32 pre-activations (the engine's dtype; the
+    tolerance admits rounding, not a wrong formula)."""
+    from cffbench.ff.goodness import GoodnessFunction
+
+    generator = torch.Generator().manual_seed(1)
+    pre = torch.randn(2, 6, 8, generator=generator, requires_grad=True)
+    weight = torch.randn(2, 6, generator=generator)
+    h = torch.relu(pre)
+    value = _call(goodness, "fails on activations of shape (2, 6, 8)", goodness, h)
+    if type(goodness).fast is not GoodnessFunction.fast:
+        detached = h.detach()
+        fast = _call(goodness, "fast() fails", goodness.fast, detached.clone(),
+                     detached.norm(dim=-1))
+        if not (isinstance(fast, torch.Tensor) and fast.shape == value.shape
+                and torch.allclose(fast, value.detach(), rtol=1e-4, atol=1e-6)):
+            raise ExtensionError(f"goodness function {goodness.name!r}: fast(h, norm) differs "
+                                 f"from __call__(h)")
+    if goodness.has_manual_gradient:
+        (expected,) = torch.autograd.grad((value * weight).sum(), pre)
+        manual = _call(goodness, "pre_activation_gradient_() fails",
+                       goodness.pre_activation_gradient_, h.detach().clone(), weight.clone())
+        if not (isinstance(manual, torch.Tensor) and manual.shape == expected.shape
+                and torch.allclose(manual, expected, rtol=1e-4, atol=1e-6)):
+            largest = (float((manual - expected).abs().max())
+                       if isinstance(manual, torch.Tensor) and manual.shape == expected.shape
+                       else float("nan"))
+            raise ExtensionError(f"goodness function {goodness.name!r}: pre_activation_gradient_ "
+                                 f"differs from autograd through __call__ (largest difference "
+                                 f"{largest:.3g}); fix it or remove it to train on autograd")
+
+
+def probe_variant(variant: Any) -> None:
+    """Build the variant's logit rule for a 2-layer config, one run and a seed stack of 2, and ask
+    it for layer 0's logits: it must be a :class:`~cffbench.ff.collaboration.LogitRule` giving
+    finite ``(6,)`` / ``(2, 6)`` logits that gradients reach from ``own``."""
+    from cffbench.ff.collaboration import LogitRule
+    from cffbench.ff.config import TrainConfig
+
+    name = variant.name
+    config = TrainConfig(variant=name, hidden=(4, 4))
+    for seed_shape in ((), (2,)):
+        try:
+            rule = variant.logit_rule(config, torch.device("cpu"), seed_shape)
+        except Exception as exc:
+            raise ExtensionError(f"variant {name!r}: logit_rule() fails for a 2-layer config: "
+                                 f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
+        if not isinstance(rule, LogitRule):
+            raise ExtensionError(f"variant {name!r}: logit_rule() returns "
+                                 f"{type(rule).__name__}, not a cffbench.ff.collaboration.LogitRule")
+        own = torch.rand(*seed_shape, 6, generator=torch.Generator().manual_seed(2)) * 4
+        own.requires_grad_()
+        others = torch.stack([own.detach(), own.detach() + 1], dim=-2)
+        try:
+            with torch.enable_grad():
+                logits = rule.logits(0, own, others if rule.reads_other_layers else None)
+        except Exception as exc:
+            raise ExtensionError(f"variant {name!r}: logits() fails on goodness of shape "
+                                 f"{tuple(own.shape)}: {type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())}") from None
+        if (not isinstance(logits, torch.Tensor) or logits.shape != own.shape
+                or not bool(torch.isfinite(logits).all()) or not logits.requires_grad):
+            got = (f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)
+                   else type(logits).__name__)
+            raise ExtensionError(f"variant {name!r}: logits() must return finite logits of the "
+                                 f"goodness's shape {tuple(own.shape)} that depend on it (got {got})")
 
 
 def probe_negatives(rule: Any) -> None:

@@ -41,6 +41,26 @@ SUM_SQUARES_MANUAL = SUM_SQUARES.replace('''        return h.pow(2).sum(dim=-1)
         return h.mul_(2.0 * grad_goodness[..., None])
 ''')
 
+#: A variant: FF with its logit shifted by 1 (nothing learned), for the load-time checks.
+VARIANT = '''\
+from cffbench.extensions import VARIANTS
+from cffbench.ff.collaboration import LogitRule
+from cffbench.ff.variants import Variant
+
+class Shifted(LogitRule):
+    def __init__(self, config, seed_shape):
+        super().__init__(config.n_layers, seed_shape)
+        self.threshold = config.threshold + 1.0
+    def logits(self, layer, own, others):
+        return own - self.threshold
+
+@VARIANTS.register
+class ShiftedFF(Variant):
+    name = "ff-shifted"
+    def logit_rule(self, config, device, seed_shape=()):
+        return Shifted(config, seed_shape)
+'''
+
 STUDY = '''\
 name = "plugged"
 seeds = [0, 1, 2]
@@ -165,6 +185,21 @@ BAD_PLUGINS = {
     "shape": (SUM_SQUARES.replace("sum(dim=-1)", "sum(dim=0)"), "expected shape (5,)"),
     "nan": (SUM_SQUARES.replace("h.pow(2).sum(dim=-1)", "h.sum(dim=-1) * float('nan')"),
             "returns non-finite values"),
+    # a dead row (all units off) is common in training: 0/0 there is a plugin bug, said at load
+    "nan_on_a_dead_row": (SUM_SQUARES.replace("h.pow(2).sum(dim=-1)",
+                                              "h.pow(2).sum(dim=-1) / h.norm(dim=-1)"),
+                          "returns non-finite values (nan or inf) for an all-zero row"),
+    "wrong_manual_gradient": (SUM_SQUARES_MANUAL.replace("2.0 * grad_goodness", "3.0 * grad_goodness"),
+                              "pre_activation_gradient_ differs from autograd through __call__"),
+    "wrong_fast_form": (SUM_SQUARES_MANUAL.replace("return norm.square()", "return norm"),
+                        "fast(h, norm) differs from __call__(h)"),
+    "variant_returning_no_rule": (VARIANT.replace("return Shifted(config, seed_shape)", "return None"),
+                                  "logit_rule() returns NoneType, not a "
+                                  "cffbench.ff.collaboration.LogitRule"),
+    "variant_with_wrong_logit_shape": (VARIANT.replace("return own - self.threshold",
+                                                       "return (own - self.threshold).sum()"),
+                                       "logits() must return finite logits of the goodness's "
+                                       "shape (6,)"),
     "nothing": ("x = 1\n", "registers nothing"),
     # swapping a built-in for its own object would store its runs as the built-in's
     "replace_by_assignment": (SUM_SQUARES + "class Evil(SumSquares):\n    name = 'mean_squares'\n"
@@ -262,3 +297,44 @@ def test_two_plugin_files_of_one_name_are_refused_before_the_store_keeps_one_cop
     text = STUDY.replace('plugins = ["sumsq.py"]', 'plugins = ["a/goodness.py", "b/goodness.py"]')
     with pytest.raises(StudyError, match="two files are named 'goodness.py'"):
         parse_study(text, tmp_path / "plugged.toml")
+
+
+def docs_example(first_line: str) -> str:
+    """The ```python block of docs/extending.md that starts with ``first_line``."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    (block,) = [b for b in blocks if b.startswith(first_line + "\n")]
+    return block
+
+
+def test_the_documented_learned_bias_variant_trains_and_resumes_from_a_checkpoint_exactly(
+        tmp_path):
+    # docs/extending.md's 30-line variant, as printed: its learned bias (a tensor and an SGD
+    # optimiser among the rule's attributes) is kept by the default LogitRule.state_dict
+    from test_checkpoint import Interrupt, assert_same_result, stop_after
+
+    from cffbench.ff.checkpoint import RunCheckpoint
+
+    load_plugin_file(write(tmp_path, "learned_bias.py", docs_example("# learned_bias.py")))
+    splits = make_synthetic_splits(n_train=120, n_eval=60, n_features=24)
+    config = TrainConfig(variant="ff-bias", hidden=(16, 12), epochs_per_layer=6, gamma_lr=0.05)
+    reference = train_run(config, splits)
+    frozen = train_run(config.model_copy(update={"gamma_lr": 0.0}), splits)
+    assert not reference.curves["loss"].equals(frozen.curves["loss"])   # the bias is learned
+    checkpoint = RunCheckpoint(tmp_path / "run.pt", "run", every=2)
+    with pytest.raises(Interrupt):
+        train_run(config, splits, on_epoch=stop_after(9), checkpoint=checkpoint)
+    resumed = train_run(config, splits, checkpoint=RunCheckpoint(checkpoint.path, "run", every=2))
+    assert resumed.resumed_at == "layer 2, epoch 2"
+    assert_same_result(resumed, reference)
+
+
+def test_the_documented_goodness_function_loads_and_trains():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        load_plugin_file(write(Path(folder), "my_goodness.py", docs_example("# my_goodness.py")))
+    result = train_run(TrainConfig(goodness="sum_squares", hidden=(12,), epochs_per_layer=2,
+                                   threshold=10.0, train_eval_size=50),
+                       make_synthetic_splits(n_train=120, n_eval=60, n_features=24))
+    assert result.status == "ok" and result.gradient == "autograd"

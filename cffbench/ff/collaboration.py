@@ -67,13 +67,53 @@ class LogitRule:
         return [], []
 
     def state_dict(self) -> dict:
-        """What a checkpoint keeps of this rule (one run only)."""
-        return {"gammas": [], "alpha_logits": [], "collab_optimizers": []}
+        """What a checkpoint keeps of this rule (one run only).
+
+        By default the rule's learned state is every tensor, ``torch.nn.Module`` and
+        ``torch.optim.Optimizer`` among its attributes (directly, or in a list, tuple or dict
+        attribute), under ``"rule_state"``; a rule with nothing of the kind keeps nothing. A rule
+        that also updates other values while it trains overrides this and
+        :meth:`load_state_dict`. (The three empty lists are :class:`Collaboration`'s keys: the
+        checkpoint format of the built-ins.)"""
+        state: dict = {"gammas": [], "alpha_logits": [], "collab_optimizers": []}
+        members = _stateful_members(self)
+        if members:
+            state["rule_state"] = {key: (value.detach() if isinstance(value, torch.Tensor)
+                                         else value.state_dict())
+                                   for key, value in members.items()}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`; raises ValueError on a state that does not fit."""
         if state["gammas"] or state["alpha_logits"] or any(state["collab_optimizers"]):
             raise ValueError("checkpoint has another collaboration state")
+        members, saved = _stateful_members(self), state.get("rule_state", {})
+        if set(members) != set(saved):
+            raise ValueError("checkpoint has another logit-rule state")
+        for key, target in members.items():
+            if isinstance(target, torch.Tensor):
+                with torch.no_grad():
+                    copy_checked(target, saved[key])
+            else:
+                target.load_state_dict(saved[key])
+
+
+_STATEFUL = (torch.Tensor, torch.nn.Module, torch.optim.Optimizer)
+
+
+def _stateful_members(rule: LogitRule) -> dict[str, object]:
+    """The tensors, modules and optimisers among ``rule``'s attributes, by ``name`` /
+    ``name[i]`` / ``name[key]``, in attribute order (see :meth:`LogitRule.state_dict`)."""
+    members: dict[str, object] = {}
+    for name, value in vars(rule).items():
+        if isinstance(value, dict):
+            items = [(f"{name}[{key!r}]", item) for key, item in value.items()]
+        elif isinstance(value, (list, tuple)):
+            items = [(f"{name}[{i}]", item) for i, item in enumerate(value)]
+        else:
+            items = [(name, value)]
+        members.update((key, item) for key, item in items if isinstance(item, _STATEFUL))
+    return members
 
 
 class PlainLogits(LogitRule):
