@@ -90,6 +90,10 @@ def test_the_default_sesoi_label_says_where_the_number_comes_from_not_which_cont
                                          "not run (its variants: ff, f-cff, a-cff)"]),
     ('[analysis]\nreference = "bp"\nsesoi_pp = 1.0\n', ["[analysis] reference names 'bp'"]),
     ('[analysis]\npilot_seeds = 50\n', ["pilot_seeds = 50 is more than the study's 3 seeds"]),
+    # the default sesoi is the paper's gain over FF: another reference has none, and analyze
+    # would be the first to fail
+    ('[analysis]\nreference = "f-cff"\nprimary = ["a-cff"]\n',
+     ["[analysis] sesoi_pp: no default for the reference 'f-cff'", "1.2 pp); set sesoi_pp"]),
     # strict types: a string or a boolean where a number belongs is not coerced
     ('[analysis]\nalpha = "0.05"\n', ["[analysis] alpha", "valid number"]),
     ('[analysis]\npermutation_exact_max_n = true\n', ["[analysis] permutation_exact_max_n",

@@ -306,6 +306,17 @@ class Study(BaseModel):
             if key in plan.model_fields_set and missing:
                 raise ValueError(f"[analysis] {key} names {', '.join(map(repr, missing))}, which "
                                  f"the study does not run (its variants: {', '.join(variants)})")
+        if plan.sesoi_pp is None:
+            # the default smallest effect of interest is the paper's claim for the reference;
+            # where it has none, analyze could only fail: say so now, before any run
+            from cffbench.analysis.plan import paper_claim_pp
+
+            try:
+                paper_claim_pp(reference=plan.reference)
+            except StudyError:
+                raise ValueError(f"[analysis] sesoi_pp: no default for the reference "
+                                 f"{plan.reference!r} (the default is the paper's A-CFF − FF gain "
+                                 f"on MNIST, {paper_claim_pp()[0]:g} pp); set sesoi_pp in pp") from None
         if plan.pilot_seeds > len(self.seeds):
             raise ValueError(f"[analysis] pilot_seeds = {plan.pilot_seeds} is more than the "
                              f"study's {len(self.seeds)} seeds")
