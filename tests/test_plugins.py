@@ -338,3 +338,98 @@ def test_the_documented_goodness_function_loads_and_trains():
                                    threshold=10.0, train_eval_size=50),
                        make_synthetic_splits(n_train=120, n_eval=60, n_features=24))
     assert result.status == "ok" and result.gradient == "autograd"
+
+
+#: A dataset with its own reader (an .npz of uint8 images and int64 labels) and its own fetch
+#: (a copy from a folder named by $TINY_DIGITS_SOURCE), md5-pinned like the built-ins.
+DATASET = '''\
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cffbench.data.registry import DatasetInfo
+from cffbench.extensions import DATASETS
+
+
+def decode(raw_dir):
+    with np.load(Path(raw_dir) / "tiny.npz") as z:
+        return tuple(torch.from_numpy(z[k]) for k in ("xtr", "ytr", "xte", "yte"))
+
+
+def fetch(info, staging):
+    dest = staging / info.raw_dir
+    dest.mkdir(parents=True)
+    shutil.copy(Path(os.environ["TINY_DIGITS_SOURCE"]) / "tiny.npz", dest)
+
+
+DATASETS.register(DatasetInfo(
+    name="tiny-digits", mean=(0.5,), std=(0.25,), n_classes=10, image_shape=(1, 6, 6),
+    raw_dir="TinyDigits", raw_files=("tiny.npz",), raw_md5s=("@MD5@",),
+    n_official_train=300, n_official_test=80, decode=decode, fetch=fetch))
+'''
+
+
+def tiny_digits(folder: Path, images_shape=(6, 6)) -> str:
+    """Write ``folder/tiny.npz`` (learnable: each class a noisy prototype) and return its md5."""
+    import hashlib
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    protos = rng.integers(0, 256, size=(10, 1, *images_shape))
+
+    def sample(n):
+        y = np.arange(n) % 10
+        x = np.clip(protos[y] + rng.normal(0, 30, size=(n, 1, *images_shape)), 0, 255)
+        return x.astype(np.uint8), y.astype(np.int64)
+
+    (xtr, ytr), (xte, yte) = sample(300), sample(80)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "tiny.npz", xtr=xtr, ytr=ytr, xte=xte, yte=yte)
+    return hashlib.md5((folder / "tiny.npz").read_bytes()).hexdigest()
+
+
+def test_a_plugin_dataset_with_its_own_reader_and_fetch_trains_through_a_study(
+        tmp_path, monkeypatch, capsys):
+    md5 = tiny_digits(tmp_path / "source")
+    monkeypatch.setenv("TINY_DIGITS_SOURCE", str(tmp_path / "source"))
+    plugin = write(tmp_path, "tiny.py", DATASET.replace("@MD5@", md5))
+    data_root = tmp_path / "data"
+    main(["data", "fetch", "tiny-digits", "--plugin", str(plugin), "--data-root", str(data_root)])
+    assert capsys.readouterr().out.strip() == f"tiny-digits: ok ({data_root})"
+    assert (data_root / "TinyDigits" / "tiny.npz").is_file()
+    main(["data", "verify", "tiny-digits", "--plugin", str(plugin), "--data-root", str(data_root)])
+    study_file = write(tmp_path, "tiny.toml", STUDY.replace('["sumsq.py"]', '["tiny.py"]')
+                       .replace('datasets = ["mnist"]', 'datasets = ["tiny-digits"]')
+                       .replace("n_train = 120", "n_train = 200")
+                       .replace('goodness = ["mean_squares", "sum_squares"]\n', "")
+                       .replace("threshold = 10.0\n", ""))
+    unload_plugin_files()
+    summary = run_study(study_file, tmp_path / "results", executor="serial", data_root=data_root)
+    assert summary.executed == 6 and summary.failed == 0
+    runs = read_runs(tmp_path / "results")
+    assert set(runs["dataset"]) == {"tiny-digits"} and set(runs["plugin"]) == {"tiny"}
+    assert (runs["test_acc"] > 0.2).all()     # twice chance (10 classes): the images it read are learnable
+
+
+def test_a_plugin_dataset_whose_reader_returns_the_wrong_shape_is_one_line(tmp_path, capsys):
+    md5 = tiny_digits(tmp_path / "data" / "TinyDigits", images_shape=(5, 5))
+    plugin = write(tmp_path, "tiny.py", DATASET.replace("@MD5@", md5))
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--plugin", str(plugin), "--dataset", "tiny-digits", "--epochs", "1",
+              "--data-root", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert info.value.code != 0 and err.count("\n") == 1 and "Traceback" not in err
+    assert "tiny-digits: train images" in err and "expected (N, 1, 6, 6) uint8" in err, err
+
+
+def test_a_plugin_dataset_without_a_reader_is_refused_at_load(tmp_path):
+    from cffbench.errors import ExtensionError
+
+    plugin = write(tmp_path, "tiny.py", DATASET.replace("decode=decode, ", ""))
+    with pytest.raises(ExtensionError, match="needs exactly one reader: a torchvision_class or "
+                                             "its own decode"):
+        load_plugin_file(plugin)

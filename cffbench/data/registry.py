@@ -12,6 +12,7 @@ Layout under a data root (what ``torchvision.datasets`` reads with ``download=Fa
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def validation_size(n_official_train: int) -> int:
     return min(MAX_VALIDATION_SIZE, n_official_train // 5)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatasetInfo:
     """One registered image-classification dataset.
 
@@ -41,7 +42,8 @@ class DatasetInfo:
     name : str
         Registry key, e.g. ``"fashion-mnist"``.
     torchvision_class : str
-        Name of the class in ``torchvision.datasets`` that reads (and downloads) it.
+        Name of the class in ``torchvision.datasets`` that reads (and downloads) it; ``""`` for a
+        dataset with its own :attr:`decode`.
     mean, std : tuple of float
         Per-channel statistics of the pixel values scaled to ``[0, 1]``; a loaded pixel
         ``p`` in channel ``c`` becomes ``(p / 255 - mean[c]) / std[c]``.
@@ -67,10 +69,20 @@ class DatasetInfo:
         after the fixed validation split (:attr:`n_train_split`).
     n_official_test : int
         Size of the official test set.
+    decode : callable or None
+        A dataset's own reader instead of torchvision's (a plugin dataset's):
+        ``decode(raw_dir) -> (train_images, train_labels, test_images, test_labels)`` with images
+        ``(N, C, H, W)`` uint8 and labels ``(N,)`` int64 tensors, from the verified raw files in
+        ``raw_dir`` (the data root's ``raw_dir`` folder). Its output is checked like torchvision's.
+    fetch : callable or None
+        A dataset's own download (``cffbench data fetch``): ``fetch(info, staging)`` puts the raw
+        files under ``staging / raw_dir``; they are then md5-checked. ``None`` with a
+        ``torchvision_class``: torchvision's download; ``None`` without one: the files are placed
+        by hand.
     """
 
     name: str
-    torchvision_class: str
+    torchvision_class: str = ""
     mean: tuple[float, ...]
     std: tuple[float, ...]
     n_classes: int
@@ -82,6 +94,8 @@ class DatasetInfo:
     torchvision_subdir: str = ""
     n_official_train: int = 0
     n_official_test: int = 10_000
+    decode: Callable[[Path], tuple] | None = None
+    fetch: Callable[["DatasetInfo", Path], None] | None = None
 
     @property
     def n_train_split(self) -> int | None:
