@@ -433,3 +433,45 @@ def test_a_plugin_dataset_without_a_reader_is_refused_at_load(tmp_path):
     with pytest.raises(ExtensionError, match="needs exactly one reader: a torchvision_class or "
                                              "its own decode"):
         load_plugin_file(plugin)
+
+
+def test_the_lower_layers_example_adds_the_layers_below_and_leaves_layer_one_plain_ff():
+    from cffbench.extensions import VARIANTS
+
+    load_plugin_file(Path(__file__).resolve().parents[1] / "examples" / "lower_layers_cff.py")
+    config = TrainConfig(variant="cff-lower", hidden=(16, 12, 10), epochs_per_layer=4)
+    rule = VARIANTS["cff-lower"].logit_rule(config, torch.device("cpu"))
+    g = torch.rand(3, 7, generator=torch.Generator().manual_seed(0)) * 3   # (L, M)
+    for layer in range(3):
+        expected = g[layer] + g[:layer].sum(dim=0) - config.threshold
+        torch.testing.assert_close(rule.logits(layer, g[layer], g), expected)
+    # under the sequential schedule layer 1 has no layers below: it trains exactly as FF's
+    splits = make_synthetic_splits(n_train=120, n_eval=60, n_features=24)
+    lower = train_run(config, splits).curves
+    plain = train_run(config.model_copy(update={"variant": "ff"}), splits).curves
+    first = lower["layer"] == 1
+    assert lower[first]["loss"].tolist() == plain[plain["layer"] == 1]["loss"].tolist()
+    assert lower[~first]["loss"].tolist() != plain[plain["layer"] != 1]["loss"].tolist()
+
+
+def test_editing_a_plugin_sets_its_earlier_runs_and_their_code_aside_never_overwritten(tmp_path):
+    import hashlib
+
+    write(tmp_path, "sumsq.py", SUM_SQUARES)
+    study_file = write(tmp_path, "plugged.toml", STUDY.replace("seeds = [0, 1, 2]", "seeds = [0]")
+                       .replace('variant = ["ff", "f-cff"]', 'variant = ["ff"]')
+                       .split("[analysis]")[0])
+    results = tmp_path / "results"
+    run_study(study_file, results, executor="serial", data_root=tmp_path, load_fn=synthetic_load)
+    first = read_runs(results)
+    old_ids = set(first.loc[first["goodness"] == "sum_squares", "run_id"])
+    unload_plugin_files()
+    edited = SUM_SQUARES.replace('"0.1"', '"0.2"')
+    write(tmp_path, "sumsq.py", edited)
+    summary = run_study(study_file, results, executor="serial", data_root=tmp_path,
+                        load_fn=synthetic_load)
+    assert summary.executed == 1                      # only the edited plugin's run
+    assert (results / "plugins" / "sumsq.py").read_text() == edited
+    sha = hashlib.sha256(SUM_SQUARES.encode()).hexdigest()[:12]
+    assert (results / "superseded" / "plugins" / f"{sha}-sumsq.py").read_text() == SUM_SQUARES
+    assert {p.stem for p in (results / "superseded" / "runs").glob("*.parquet")} == old_ids

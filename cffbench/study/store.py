@@ -16,6 +16,7 @@ run once their process is gone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -319,8 +320,16 @@ class RunStore:
         source = study.source or Path("<study>")
         for path in plugin_paths(tomllib.loads(text), source if study.source else "<study>"):
             (self.root / PLUGINS_DIR).mkdir(exist_ok=True)
-            data = path.read_bytes()
-            write_atomic(self.root / PLUGINS_DIR / path.name, lambda fh, d=data: fh.write(d))
+            data, copy = path.read_bytes(), self.root / PLUGINS_DIR / path.name
+            if copy.is_file() and (old := copy.read_bytes()) != data:
+                # the file was edited: its earlier runs are set aside, and so is the code they
+                # ran (by content hash: never overwritten, never deleted)
+                kept = self.root / "superseded" / PLUGINS_DIR / (
+                    f"{hashlib.sha256(old).hexdigest()[:12]}-{path.name}")
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                if not kept.exists():
+                    write_atomic(kept, lambda fh, d=old: fh.write(d))
+            write_atomic(copy, lambda fh, d=data: fh.write(d))
         self.runs_dir.mkdir(exist_ok=True)
         self.curves_dir.mkdir(exist_ok=True)
         return changed
