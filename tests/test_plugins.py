@@ -475,3 +475,44 @@ def test_editing_a_plugin_sets_its_earlier_runs_and_their_code_aside_never_overw
     sha = hashlib.sha256(SUM_SQUARES.encode()).hexdigest()[:12]
     assert (results / "superseded" / "plugins" / f"{sha}-sumsq.py").read_text() == SUM_SQUARES
     assert {p.stem for p in (results / "superseded" / "runs").glob("*.parquet")} == old_ids
+
+
+def test_a_store_made_with_an_uninstalled_entry_point_plugin_says_what_to_install(
+        tmp_path, monkeypatch, capsys):
+    import importlib.metadata
+
+    from cffbench import plugins
+    from cffbench.extensions import GOODNESS
+
+    write(tmp_path, "ep_goodness.py", SUM_SQUARES.replace("@GOODNESS.register\n", "")
+          .replace('"sum_squares"', '"ep_sum_squares"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = importlib.metadata.EntryPoint("ep_sum_squares", "ep_goodness:SumSquares",
+                                          "cffbench.goodness")
+    real = importlib.metadata.entry_points   # other libraries read theirs during a run
+
+    def entry_points(group=None, **kwargs):
+        if group == "cffbench.goodness":
+            return [entry]
+        return real(group=group, **kwargs) if group is not None else real(**kwargs)
+
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points", entry_points)
+    study_file = write(tmp_path, "ep.toml", STUDY.replace('plugins = ["sumsq.py"]\n', "")
+                       .replace("seeds = [0, 1, 2]", "seeds = [0, 1]")
+                       .replace('"sum_squares"]', '"ep_sum_squares"]'))
+    results = tmp_path / "results"
+    try:
+        plugins.load_entry_points()
+        run_study(study_file, results, executor="serial", data_root=tmp_path,
+                  load_fn=synthetic_load)
+        main(["analyze", str(results)])                     # installed: analysable
+        assert "f-cff" in capsys.readouterr().out
+    finally:
+        GOODNESS.unregister("ep_sum_squares")               # "uninstalled"
+    with pytest.raises(SystemExit) as info:
+        main(["analyze", str(results)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1, err
+    # (no distribution in this test, so no version: the name is the entry point's module)
+    assert "its runs used ep_goodness (installed entry points" in err
+    assert "install them to analyse this store" in err

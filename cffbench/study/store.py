@@ -17,6 +17,7 @@ run once their process is gone.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -519,5 +520,40 @@ def read_study(results_dir: Path | str) -> Study:
     if not path.is_file():
         raise StudyError(f"no runs in {results_dir} (no {STUDY_FILE}); "
                          f"run `cffbench run STUDY` first")
-    return parse_study(path.read_text(encoding="utf-8"), path,
-                       plugin_dir=Path(results_dir) / PLUGINS_DIR)
+    text = path.read_text(encoding="utf-8")
+    try:
+        return parse_study(text, path, plugin_dir=Path(results_dir) / PLUGINS_DIR)
+    except StudyError as exc:
+        missing = _uninstalled_entry_point_plugins(Path(results_dir), text)
+        if not missing:
+            raise
+        raise StudyError(f"{exc}; its runs used {', '.join(missing)} (installed entry points, not "
+                         f"kept in the results folder), which this environment lacks: install "
+                         f"them to analyse this store") from None
+
+
+def _uninstalled_entry_point_plugins(results_dir: Path, study_text: str) -> list[str]:
+    """``name version`` of each plugin the stored runs name that is neither one of the study's
+    plugin files nor an installed distribution (so the study's names cannot be resolved)."""
+    import importlib.metadata
+
+    files = {Path(p).stem for p in tomllib.loads(study_text).get("plugins", [])
+             if isinstance(p, str)}
+    try:
+        runs = _read_dir(results_dir / RUNS_DIR, "runs", results_dir)
+    except StudyError:
+        return []
+    used = set()
+    for names, versions in runs.reindex(columns=["plugin", "plugin_version"]).dropna(
+            subset=["plugin"]).itertuples(index=False):
+        versions = versions.split(", ") if isinstance(versions, str) else []
+        used.update(itertools.zip_longest(str(names).split(", "), versions, fillvalue=""))
+    missing = []
+    for name, version in sorted(used):
+        if name in files:
+            continue
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(f"{name} {version}".strip())
+    return missing
