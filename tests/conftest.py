@@ -22,6 +22,16 @@ def data_root() -> Path:
     return Path(os.environ.get("CFFBENCH_DATA", REPO / "data"))
 
 
+@pytest.fixture(autouse=True)
+def no_plugin_outlives_its_test():
+    """Plugins a test loads (its own files, or the shipped examples a shipped study names) are
+    unregistered after it, so no other test sees their names."""
+    yield
+    from cffbench.plugins import unload_plugin_files
+
+    unload_plugin_files()
+
+
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 

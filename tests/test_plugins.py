@@ -82,13 +82,6 @@ primary = ["f-cff"]
 '''
 
 
-@pytest.fixture(autouse=True)
-def clean_registries():
-    unload_plugin_files()    # e.g. the shipped examples, loaded by a test of the shipped studies
-    yield
-    unload_plugin_files()
-
-
 def synthetic_load(name, root, n_train=None, seed=0):
     return make_synthetic_splits(n_train=n_train or 120, n_eval=60, n_features=24, seed=seed)
 
@@ -516,3 +509,22 @@ def test_a_store_made_with_an_uninstalled_entry_point_plugin_says_what_to_instal
     # (no distribution in this test, so no version: the name is the entry point's module)
     assert "its runs used ep_goodness (installed entry points" in err
     assert "install them to analyse this store" in err
+
+
+def test_time_and_memory_estimates_count_a_plugin_variant_by_what_its_rule_reads():
+    from cffbench.study.flops import run_flops
+    from cffbench.study.gpu import estimate_run_memory
+
+    load_plugin_file(Path(__file__).resolve().parents[1] / "examples" / "lower_layers_cff.py")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        load_plugin_file(write(Path(folder), "shifted.py", VARIANT))
+    shape = (1000, 200, 200, 784, 10)
+    for variant, like in (("cff-lower", "f-cff"), ("ff-shifted", "ff")):
+        config = TrainConfig(variant=variant, hidden=(50, 40, 30), epochs_per_layer=3)
+        twin = TrainConfig(variant=like, hidden=(50, 40, 30), epochs_per_layer=3)
+        assert run_flops(config, *shape) == run_flops(twin, *shape), variant
+        assert estimate_run_memory(config, *shape) == estimate_run_memory(twin, *shape)
+    assert run_flops(TrainConfig(variant="cff-lower", hidden=(50, 40, 30)), *shape) > \
+        run_flops(TrainConfig(variant="ff", hidden=(50, 40, 30)), *shape)

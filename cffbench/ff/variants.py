@@ -89,3 +89,12 @@ VARIANTS = extensions.VARIANTS
 def variant_of(config: TrainConfig) -> Variant:
     """The :class:`Variant` that trains ``config``."""
     return VARIANTS[config.variant]
+
+
+def reads_other_layers(config: TrainConfig) -> bool:
+    """Whether ``config``'s layer-local training runs the layers above each trained layer forward
+    (its logit rule reads the other layers' goodness): what time and memory estimates count.
+    False for end-to-end variants. Asked of the variant's own rule, so a plugin is counted right."""
+    variant = variant_of(config)
+    return (not variant.end_to_end
+            and bool(variant.logit_rule(config, torch.device("cpu")).reads_other_layers))

@@ -15,6 +15,7 @@ label corrections, ``4·R·C·d_1`` per step) nor ``mv`` / ``addr``; those make 
 from __future__ import annotations
 
 from cffbench.ff.config import TrainConfig
+from cffbench.ff.variants import reads_other_layers
 
 #: Assumed floor per optimiser step on a GPU: one layer update dispatches 74 (ff) to 108 (a-cff)
 #: aten ops, one bp epoch 130 (counted with a TorchDispatchMode on CPU), each a kernel launch of
@@ -84,10 +85,12 @@ def run_flops(config: TrainConfig, n_train: int, n_val: int, n_test: int, n_feat
     def forward(layer: int, rows: int = N) -> int:          # layer is 1-based
         return _ff_layer_forward(rows, widths[layer - 1], widths[layer], C, layer == 1)
 
+    reads_others = reads_other_layers(config)
+
     def update(layer: int) -> int:
         flops = forward(layer) + _ff_layer_gradient(N, widths[layer - 1], widths[layer], C,
                                                     layer == 1)
-        if config.is_collaborative:
+        if reads_others:
             flops += sum(_mm(2 * N, widths[k - 1], widths[k]) for k in range(layer + 1, L + 1))
         return flops
 

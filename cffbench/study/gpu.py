@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
 from cffbench.ff.config import TrainConfig
+from cffbench.ff.variants import reads_other_layers
 
 FLOAT_BYTES = 4
 LABEL_BYTES = 8                     # int64 labels
@@ -146,7 +147,7 @@ def estimate_run_memory(config: TrainConfig, n_train: int, n_val: int, n_test: i
 
     n_layers = config.n_layers
     params = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
-    collab = config.is_collaborative
+    collab = reads_other_layers(config)   # the layers above run forward each step
     data = F * (N * D + 2 * N * C + N) + LABEL_BYTES * 2 * N
     if config.precision == "bf16":
         data += 2 * N * D
