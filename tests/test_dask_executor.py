@@ -162,6 +162,36 @@ def test_local_dask_cluster_gives_exactly_the_local_executors_results(study_file
 
 
 @pytest.mark.slow
+def test_dask_workers_import_the_studys_plugin_file_and_train_like_the_serial_executor(tmp_path):
+    # the worker processes are spawned: they load the plugin file themselves (by path, refusing
+    # a file changed since the driver hashed it) and train the same runs as the serial executor
+    (tmp_path / "sumsq.py").write_text(
+        "from cffbench.extensions import GOODNESS\n"
+        "from cffbench.ff.goodness import GoodnessFunction\n"
+        "@GOODNESS.register\n"
+        "class SumSquares(GoodnessFunction):\n"
+        "    name = 'sum_squares'\n"
+        "    def __call__(self, h):\n"
+        "        return h.pow(2).sum(dim=-1)\n")
+    study = (tmp_path / "plugged.toml")
+    study.write_text(STUDY.replace('seeds = [0, 1]', 'seeds = [0, 1]\nplugins = ["sumsq.py"]')
+                     .replace('variant = ["ff", "a-cff"]', 'variant = ["ff"]\n'
+                              'goodness = ["mean_squares", "sum_squares"]')
+                     .replace("epochs_per_layer = 40", "epochs_per_layer = 5\nthreshold = 8.0"))
+    from cffbench.plugins import unload_plugin_files
+
+    summary = run(study, tmp_path / "dask")
+    unload_plugin_files()
+    serial = run(study, tmp_path / "serial", executor="serial")
+    assert (summary.ok, serial.ok) == (4, 4)
+    dask_runs = read_runs(tmp_path / "dask").set_index("run_id").sort_index()
+    serial_runs = read_runs(tmp_path / "serial").set_index("run_id").sort_index()
+    assert set(dask_runs["gradient"]) == {"manual", "autograd"}
+    assert set(dask_runs["plugin"].dropna()) == {"sumsq"}
+    assert_same_accuracies(dask_runs, serial_runs)
+
+
+@pytest.mark.slow
 def test_worker_killed_once_costs_one_retry_and_changes_no_result(study_file, tmp_path,
                                                                    monkeypatch, local_runs):
     monkeypatch.setenv(CRASH_DIR, str(tmp_path))
