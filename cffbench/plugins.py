@@ -293,16 +293,24 @@ def _probe_fast_forms(goodness: Any) -> None:
     weight = torch.randn(2, 6, generator=generator)
     h = torch.relu(pre)
     value = _call(goodness, "fails on activations of shape (2, 6, 8)", goodness, h)
+    # the plain path trains through autograd on __call__: it must be differentiable and leave
+    # its input alone (relu's output is needed for the backward pass)
+    if not (isinstance(value, torch.Tensor) and value.requires_grad):
+        raise ExtensionError(f"goodness function {goodness.name!r}: __call__(h) does not depend "
+                             f"differentiably on h (no gradient reaches it)")
+    (expected,) = _call(goodness, "cannot be differentiated by autograd (does __call__ change h "
+                        "in place?)", torch.autograd.grad, (value * weight).sum(), pre)
     if type(goodness).fast is not GoodnessFunction.fast:
-        detached = h.detach()
-        fast = _call(goodness, "fast() fails", goodness.fast, detached.clone(),
-                     detached.norm(dim=-1))
+        probe = h.detach().clone()
+        fast = _call(goodness, "fast() fails", goodness.fast, probe, probe.norm(dim=-1))
+        if not torch.equal(probe, h.detach()):
+            raise ExtensionError(f"goodness function {goodness.name!r}: fast(h, norm) changes h "
+                                 f"in place (the engine still needs h)")
         if not (isinstance(fast, torch.Tensor) and fast.shape == value.shape
                 and torch.allclose(fast, value.detach(), rtol=1e-4, atol=1e-6)):
             raise ExtensionError(f"goodness function {goodness.name!r}: fast(h, norm) differs "
                                  f"from __call__(h)")
     if goodness.has_manual_gradient:
-        (expected,) = torch.autograd.grad((value * weight).sum(), pre)
         manual = _call(goodness, "pre_activation_gradient_() fails",
                        goodness.pre_activation_gradient_, h.detach().clone(), weight.clone())
         if not (isinstance(manual, torch.Tensor) and manual.shape == expected.shape
@@ -316,26 +324,33 @@ def _probe_fast_forms(goodness: Any) -> None:
 
 
 def probe_variant(variant: Any) -> None:
-    """Build the variant's logit rule for a 2-layer config, one run and a seed stack of 2, and ask
-    it for layer 0's logits: it must be a :class:`~cffbench.ff.collaboration.LogitRule` giving
-    finite ``(6,)`` / ``(2, 6)`` logits that gradients reach from ``own``."""
+    """Build the variant's logit rule for ``TrainConfig(variant=name, **variant.probe_settings)``
+    (default two layers), one run and a seed stack of 2, and ask it for layer 0's logits: it must
+    be a :class:`~cffbench.ff.collaboration.LogitRule` giving finite ``(6,)`` / ``(2, 6)`` logits
+    that gradients reach from ``own``."""
     from cffbench.ff.collaboration import LogitRule
     from cffbench.ff.config import TrainConfig
 
     name = variant.name
-    config = TrainConfig(variant=name, hidden=(4, 4))
+    try:
+        config = TrainConfig(**{"hidden": (4, 4), **dict(variant.probe_settings), "variant": name})
+    except Exception as exc:
+        raise ExtensionError(f"variant {name!r}: probe_settings {variant.probe_settings!r} are "
+                             f"not a valid configuration: {' '.join(str(exc).split())}") from None
     for seed_shape in ((), (2,)):
         try:
             rule = variant.logit_rule(config, torch.device("cpu"), seed_shape)
         except Exception as exc:
-            raise ExtensionError(f"variant {name!r}: logit_rule() fails for a 2-layer config: "
-                                 f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
+            raise ExtensionError(f"variant {name!r}: logit_rule() fails for a "
+                                 f"{config.n_layers}-layer config (a variant that needs other "
+                                 f"settings names them in probe_settings): {type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())}") from None
         if not isinstance(rule, LogitRule):
             raise ExtensionError(f"variant {name!r}: logit_rule() returns "
                                  f"{type(rule).__name__}, not a cffbench.ff.collaboration.LogitRule")
         own = torch.rand(*seed_shape, 6, generator=torch.Generator().manual_seed(2)) * 4
         own.requires_grad_()
-        others = torch.stack([own.detach(), own.detach() + 1], dim=-2)
+        others = torch.stack([own.detach() + k for k in range(config.n_layers)], dim=-2)
         try:
             with torch.enable_grad():
                 logits = rule.logits(0, own, others if rule.reads_other_layers else None)

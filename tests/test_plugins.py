@@ -186,6 +186,16 @@ BAD_PLUGINS = {
                               "pre_activation_gradient_ differs from autograd through __call__"),
     "wrong_fast_form": (SUM_SQUARES_MANUAL.replace("return norm.square()", "return norm"),
                         "fast(h, norm) differs from __call__(h)"),
+    # the engine passes fast() its live activations and trains the plain path through autograd
+    "fast_changing_its_input": (SUM_SQUARES_MANUAL.replace("return norm.square()",
+                                                           "return h.pow_(2).sum(dim=-1)"),
+                                "fast(h, norm) changes h in place"),
+    "call_changing_its_input": (SUM_SQUARES.replace("h.pow(2).sum(dim=-1)", "h.pow_(2).sum(dim=-1)"),
+                                "cannot be differentiated by autograd (does __call__ change h in "
+                                "place?)"),
+    "call_without_gradient": (SUM_SQUARES.replace("return h.pow(2).sum(dim=-1)",
+                                                  "return h.detach().pow(2).sum(dim=-1)"),
+                              "__call__(h) does not depend differentiably on h"),
     "variant_returning_no_rule": (VARIANT.replace("return Shifted(config, seed_shape)", "return None"),
                                   "logit_rule() returns NoneType, not a "
                                   "cffbench.ff.collaboration.LogitRule"),
@@ -528,3 +538,135 @@ def test_time_and_memory_estimates_count_a_plugin_variant_by_what_its_rule_reads
         assert estimate_run_memory(config, *shape) == estimate_run_memory(twin, *shape)
     assert run_flops(TrainConfig(variant="cff-lower", hidden=(50, 40, 30)), *shape) > \
         run_flops(TrainConfig(variant="ff", hidden=(50, 40, 30)), *shape)
+
+
+#: A rule whose state hides everywhere the default must look: a tensor in a list of lists inside
+#: a plain object, parameters that live only in their optimiser, a random generator, a counter.
+BUSY_RULE = '''\
+import types
+
+import torch
+
+from cffbench.extensions import VARIANTS
+from cffbench.ff.collaboration import LogitRule
+from cffbench.ff.variants import Variant
+
+
+class Busy(LogitRule):
+    def __init__(self, config, seed_shape=()):
+        super().__init__(config.n_layers, seed_shape)
+        self.threshold, self.lr = config.threshold, config.gamma_lr
+        self.holder = types.SimpleNamespace(
+            bias=[[torch.zeros(seed_shape, requires_grad=True)] for _ in range(self.n_layers)])
+        self.optimizers = [torch.optim.Adam([torch.zeros(seed_shape, requires_grad=True)],
+                                            lr=self.lr) for _ in range(self.n_layers)]
+        self.noise = torch.Generator().manual_seed(0)
+        self.steps = 0
+
+    def logits(self, layer, own, others):
+        bias = self.holder.bias[layer][0]
+        shift = self.optimizers[layer].param_groups[0]["params"][0]
+        jitter = torch.rand((), generator=self.noise) * 0.05
+        learned = bias + shift                      # seed_shape: one value per run
+        learned = learned[..., None] if learned.dim() else learned
+        return own - self.threshold + learned + jitter + 1e-3 * self.steps
+
+    def zero_grad(self, layer):
+        self.optimizers[layer].zero_grad(set_to_none=True)
+        self.holder.bias[layer][0].grad = None
+
+    def step(self, layer):
+        self.optimizers[layer].step()
+        bias = self.holder.bias[layer][0]
+        with torch.no_grad():
+            bias -= self.lr * bias.grad
+        self.steps += 1
+
+
+@VARIANTS.register
+class BusyFF(Variant):
+    name = "ff-busy"
+
+    def logit_rule(self, config, device, seed_shape=()):
+        return Busy(config, seed_shape)
+'''
+
+
+def test_a_rules_state_anywhere_in_its_attribute_tree_resumes_exactly(tmp_path):
+    from test_checkpoint import Interrupt, assert_same_result, stop_after
+
+    from cffbench.ff.checkpoint import RunCheckpoint
+
+    load_plugin_file(write(tmp_path, "busy.py", BUSY_RULE))
+    splits = make_synthetic_splits(n_train=120, n_eval=60, n_features=24)
+    config = TrainConfig(variant="ff-busy", hidden=(16, 12), epochs_per_layer=6, gamma_lr=0.05)
+    reference = train_run(config, splits)
+    checkpoint = RunCheckpoint(tmp_path / "run.pt", "run", every=2)
+    with pytest.raises(Interrupt):
+        train_run(config, splits, on_epoch=stop_after(9), checkpoint=checkpoint)
+    resumed = train_run(config, splits, checkpoint=RunCheckpoint(checkpoint.path, "run", every=2))
+    assert resumed.resumed_at == "layer 2, epoch 2"
+    assert_same_result(resumed, reference)
+
+
+def test_a_variant_that_needs_three_layers_says_so_in_probe_settings_and_loads(tmp_path, capsys):
+    three = VARIANT.replace('''        super().__init__(config.n_layers, seed_shape)
+''', '''        super().__init__(config.n_layers, seed_shape)
+        if config.n_layers < 3:
+            raise ValueError("ff-shifted needs at least 3 hidden layers")
+''')
+    from cffbench.errors import ExtensionError
+
+    with pytest.raises(ExtensionError, match="fails for a 2-layer config .*probe_settings"):
+        load_plugin_file(write(tmp_path, "three.py", three))
+    declared = three.replace('    name = "ff-shifted"\n',
+                             '    name = "ff-shifted"\n    probe_settings = {"hidden": (4, 4, 4)}\n')
+    load_plugin_file(write(tmp_path / "ok" if (tmp_path / "ok").mkdir() is None else tmp_path,
+                           "three.py", declared))
+    result = train_run(TrainConfig(variant="ff-shifted", hidden=(12, 10, 8), epochs_per_layer=2),
+                       make_synthetic_splits(n_train=120, n_eval=60, n_features=24))
+    assert result.status == "ok"
+    # a configuration the rule refuses is one line at planning, not a traceback
+    study = write(tmp_path, "three.toml", STUDY.replace('["sumsq.py"]', '["ok/three.py"]')
+                  .replace('variant = ["ff", "f-cff"]', 'variant = ["ff-shifted"]')
+                  .replace('goodness = ["mean_squares", "sum_squares"]\n', "")
+                  .split("[analysis]")[0].replace("hidden = [12]", "hidden = [12, 10]"))
+    unload_plugin_files()
+    with pytest.raises(SystemExit) as info:
+        main(["plan", str(study), "--no-calibrate", "--gpu-tflops", "10"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1, err
+    assert "variant 'ff-shifted': logit_rule() fails for this configuration: ValueError: " \
+           "ff-shifted needs at least 3 hidden layers" in err
+
+
+def test_an_edited_plugin_decode_is_never_served_the_old_decoders_cached_tensors(tmp_path):
+    from cffbench.data import load_splits
+
+    md5 = tiny_digits(tmp_path / "data" / "TinyDigits")
+    plugin = write(tmp_path, "tiny.py", DATASET.replace("@MD5@", md5))
+    load_plugin_file(plugin)
+    first = load_splits("tiny-digits", tmp_path / "data").x_train
+    unload_plugin_files()
+    write(tmp_path, "tiny.py", DATASET.replace("@MD5@", md5).replace(
+        'for k in ("xtr", "ytr", "xte", "yte"))',
+        'for k in ("xtr", "ytr", "xte", "yte"))[:0] + (torch.from_numpy(255 - z["xtr"]), '
+        'torch.from_numpy(z["ytr"]), torch.from_numpy(z["xte"]), torch.from_numpy(z["yte"]))'))
+    load_plugin_file(plugin)
+    second = load_splits("tiny-digits", tmp_path / "data").x_train
+    assert not torch.equal(first, second)
+
+
+def test_a_plugin_decode_with_labels_of_the_wrong_shape_is_one_line_naming_its_plugin(tmp_path,
+                                                                                       capsys):
+    md5 = tiny_digits(tmp_path / "data" / "TinyDigits")
+    plugin = write(tmp_path, "tiny.py", DATASET.replace("@MD5@", md5).replace(
+        'for k in ("xtr", "ytr", "xte", "yte"))',
+        'for k in ("xtr", "ytr", "xte", "yte"))[:1] + (torch.from_numpy(z["ytr"])[:, None], '
+        'torch.from_numpy(z["xte"]), torch.from_numpy(z["yte"]))'))
+    with pytest.raises(SystemExit):
+        main(["train", "--plugin", str(plugin), "--dataset", "tiny-digits", "--epochs", "1",
+              "--data-root", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "are not (N,) int64" in err, err
+    assert f"--plugin {plugin.resolve()}" in err and "or check the dataset's decode()" in err

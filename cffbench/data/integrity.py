@@ -45,8 +45,14 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 
 def fetch_hint(info: DatasetInfo, root: Path) -> str:
-    """The command that repairs ``info``'s files under ``root``."""
-    return f"run `cffbench data fetch {info.name} --data-root {root}`"
+    """The command that repairs ``info``'s files under ``root`` (a plugin dataset's names its
+    plugin file, and its own ``decode`` as a suspect)."""
+    from cffbench import extensions
+
+    plugin = extensions.DATASETS.origin(info.name)
+    option = f" --plugin {plugin.path}" if getattr(plugin, "path", None) else ""
+    hint = f"run `cffbench data fetch {info.name}{option} --data-root {root}`"
+    return hint + (" or check the dataset's decode()" if info.decode is not None else "")
 
 
 def _stamp(path: Path) -> dict:

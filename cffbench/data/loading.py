@@ -91,15 +91,31 @@ def _decode(info: DatasetInfo, root: Path) -> RawImages:
             raise DataError(f"{info.name}: {split} images under {root / info.raw_dir} have shape "
                             f"{tuple(images.shape)}, expected (N, {', '.join(map(str, info.image_shape))})"
                             f" uint8; {fetch_hint(info, root)}")
-        if len(labels) != len(images) or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < info.n_classes):
+        if (labels.dim() != 1 or labels.dtype != torch.int64 or len(labels) != len(images)
+                or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < info.n_classes)):
             raise DataError(f"{info.name}: {split} labels under {root / info.raw_dir} do not match the "
-                            f"images or fall outside 0..{info.n_classes - 1}; {fetch_hint(info, root)}")
+                            f"images, are not (N,) int64, or fall outside 0..{info.n_classes - 1}; "
+                            f"{fetch_hint(info, root)}")
     return raw
+
+
+def _reader_key(info: DatasetInfo) -> str | None:
+    """What identifies the code that decodes ``info``: ``""`` for torchvision's (pinned with the
+    environment), the plugin file's sha256 for a plugin's own ``decode`` (an edited reader is
+    never served the old reader's tensors), None for a ``decode`` of unknown origin (no cache)."""
+    if info.decode is None:
+        return ""
+    from cffbench import extensions
+
+    plugin = extensions.DATASETS.origin(info.name)
+    return plugin.sha256 if getattr(plugin, "sha256", "") else None
 
 
 def cache_path(info: DatasetInfo, root: Path, raw_md5s: list[str]) -> Path:
     """Where the decoded tensors of raw files with these md5s are cached."""
-    key = hashlib.md5(f"{CACHE_FORMAT}:{info.name}:{','.join(raw_md5s)}".encode()).hexdigest()[:16]
+    reader = _reader_key(info) or ""
+    key = hashlib.md5(f"{CACHE_FORMAT}:{info.name}:{','.join(raw_md5s)}"
+                      f"{':' + reader if reader else ''}".encode()).hexdigest()[:16]
     return Path(root) / CACHE_DIR / f"{info.name}-{key}.pt"
 
 
@@ -121,6 +137,7 @@ def load_raw(info: DatasetInfo, root: Path, *, use_cache: bool = True) -> RawIma
         A raw file is missing, corrupt or cannot be decoded.
     """
     root = Path(root)
+    use_cache = use_cache and _reader_key(info) is not None
     md5s = raw_file_md5s(info, root)
     path = cache_path(info, root, md5s)
     if use_cache and path.is_file():

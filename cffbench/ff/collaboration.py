@@ -69,54 +69,134 @@ class LogitRule:
     def state_dict(self) -> dict:
         """What a checkpoint keeps of this rule (one run only).
 
-        By default the rule's learned state is every tensor, ``torch.nn.Module`` and
-        ``torch.optim.Optimizer`` among its attributes (directly, or in a list, tuple or dict
-        attribute), under ``"rule_state"``; a rule with nothing of the kind keeps nothing. A rule
-        that also updates other values while it trains overrides this and
-        :meth:`load_state_dict`. (The three empty lists are :class:`Collaboration`'s keys: the
-        checkpoint format of the built-ins.)"""
-        state: dict = {"gammas": [], "alpha_logits": [], "collab_optimizers": []}
-        members = _stateful_members(self)
-        if members:
-            state["rule_state"] = {key: (value.detach() if isinstance(value, torch.Tensor)
-                                         else value.state_dict())
-                                   for key, value in members.items()}
-        return state
+        By default the rule's whole attribute tree, under ``"rule_state"``: every tensor,
+        ``torch.nn.Module`` (its state_dict), ``torch.optim.Optimizer`` (its state_dict and the
+        values of its parameters), ``torch.Generator`` (its state) and number / bool / str
+        value reached from the rule's attributes through lists, tuples, dicts and plain objects.
+        Functions, classes, devices, dtypes and pydantic models (a config) are not state. A rule
+        whose tree differs on resume (a tensor created lazily, after ``__init__``) gets a
+        ValueError, so its checkpoint is ignored and the run starts over, never half-restored.
+        (The three empty lists are :class:`Collaboration`'s keys: the checkpoint format of the
+        built-ins.)"""
+        return {"gammas": [], "alpha_logits": [], "collab_optimizers": [],
+                "rule_state": {path: _save(kind, value)
+                               for path, (kind, value, _) in _state_leaves(self).items()}}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`; raises ValueError on a state that does not fit."""
         if state["gammas"] or state["alpha_logits"] or any(state["collab_optimizers"]):
             raise ValueError("checkpoint has another collaboration state")
-        members, saved = _stateful_members(self), state.get("rule_state", {})
-        if set(members) != set(saved):
+        leaves, saved = _state_leaves(self), state.get("rule_state", {})
+        if set(leaves) != set(saved) or any(_kind(saved[p]) != leaves[p][0] for p in leaves):
             raise ValueError("checkpoint has another logit-rule state")
-        for key, target in members.items():
-            if isinstance(target, torch.Tensor):
-                with torch.no_grad():
-                    copy_checked(target, saved[key])
-            else:
-                target.load_state_dict(saved[key])
+        for path, (kind, target, setter) in leaves.items():
+            _restore(kind, target, setter, saved[path])
 
 
-_STATEFUL = (torch.Tensor, torch.nn.Module, torch.optim.Optimizer)
+class _Nothing(LogitRule):
+    """The state methods of a rule that learns nothing (the built-ins' checkpoint format)."""
+
+    def state_dict(self) -> dict:
+        return {"gammas": [], "alpha_logits": [], "collab_optimizers": []}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["gammas"] or state["alpha_logits"] or any(state["collab_optimizers"]) \
+                or state.get("rule_state"):
+            raise ValueError("checkpoint has another collaboration state")
 
 
-def _stateful_members(rule: LogitRule) -> dict[str, object]:
-    """The tensors, modules and optimisers among ``rule``'s attributes, by ``name`` /
-    ``name[i]`` / ``name[key]``, in attribute order (see :meth:`LogitRule.state_dict`)."""
-    members: dict[str, object] = {}
-    for name, value in vars(rule).items():
-        if isinstance(value, dict):
-            items = [(f"{name}[{key!r}]", item) for key, item in value.items()]
-        elif isinstance(value, (list, tuple)):
-            items = [(f"{name}[{i}]", item) for i, item in enumerate(value)]
-        else:
-            items = [(name, value)]
-        members.update((key, item) for key, item in items if isinstance(item, _STATEFUL))
-    return members
+# ------------------------------------------------------------- the default rule state
+_VALUES = (bool, int, float, str, type(None))
+_MAX_DEPTH = 8
 
 
-class PlainLogits(LogitRule):
+def _state_leaves(rule: LogitRule) -> dict[str, tuple[str, object, object]]:
+    """``path -> (kind, object, setter)`` of every piece of state in ``rule``'s attribute tree
+    (see :meth:`LogitRule.state_dict`); ``setter`` puts a value back (None: immutable)."""
+    leaves: dict[str, tuple[str, object, object]] = {}
+    seen: set[int] = set()
+
+    def walk(obj, path, setter, depth):
+        if isinstance(obj, torch.Tensor):
+            leaves[path] = ("tensor", obj, None)
+        elif isinstance(obj, torch.Generator):
+            leaves[path] = ("generator", obj, None)
+        elif isinstance(obj, torch.nn.Module):
+            leaves[path] = ("module", obj, None)
+        elif isinstance(obj, torch.optim.Optimizer):
+            leaves[path] = ("optimizer", obj, None)
+        elif isinstance(obj, _VALUES):
+            leaves[path] = ("value", obj, setter)
+        elif id(obj) in seen or depth > _MAX_DEPTH or _not_state(obj):
+            return
+        elif isinstance(obj, (list, tuple, dict)):
+            seen.add(id(obj))
+            items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+            for key, item in list(items):
+                put = None if isinstance(obj, tuple) else (
+                    lambda value, o=obj, k=key: o.__setitem__(k, value))
+                walk(item, f"{path}[{key!r}]", put, depth + 1)
+        elif hasattr(obj, "__dict__"):
+            seen.add(id(obj))
+            for name, item in list(vars(obj).items()):
+                walk(item, f"{path}.{name}" if path else name,
+                     lambda value, o=obj, n=name: setattr(o, n, value), depth + 1)
+
+    seen.add(id(rule))
+    for name, value in list(vars(rule).items()):
+        walk(value, name, lambda v, n=name: setattr(rule, n, v), 1)
+    return leaves
+
+
+def _not_state(obj) -> bool:
+    import inspect
+
+    import pydantic
+
+    return (inspect.isroutine(obj) or inspect.isclass(obj) or inspect.ismodule(obj)
+            or isinstance(obj, (torch.device, torch.dtype, pydantic.BaseModel)))
+
+
+def _save(kind: str, obj) -> dict:
+    if kind == "tensor":
+        return {"tensor": obj.detach()}
+    if kind == "generator":
+        return {"generator": obj.get_state()}
+    if kind == "module":
+        return {"module": obj.state_dict()}
+    if kind == "optimizer":
+        return {"optimizer": obj.state_dict(),
+                "params": [p.detach() for group in obj.param_groups for p in group["params"]]}
+    return {"value": obj}
+
+
+def _kind(saved: dict) -> str:
+    return next(iter(saved))
+
+
+def _restore(kind: str, target, setter, saved: dict) -> None:
+    if kind == "tensor":
+        with torch.no_grad():
+            copy_checked(target, saved["tensor"])
+    elif kind == "generator":
+        target.set_state(saved["generator"])
+    elif kind == "module":
+        target.load_state_dict(saved["module"])
+    elif kind == "optimizer":
+        params = [p for group in target.param_groups for p in group["params"]]
+        if len(params) != len(saved["params"]):
+            raise ValueError("checkpoint has another logit-rule optimiser")
+        with torch.no_grad():
+            for param, value in zip(params, saved["params"]):
+                copy_checked(param, value)
+        target.load_state_dict(saved["optimizer"])
+    elif saved["value"] != target and not (saved["value"] != saved["value"] and target != target):
+        if setter is None:
+            raise ValueError("checkpoint has another logit-rule state")
+        setter(saved["value"])
+
+
+class PlainLogits(_Nothing):
     """FF: ``logit = G^l − θ``; the other layers are not read, nothing is learned."""
 
     def __init__(self, config: TrainConfig, seed_shape: SeedShape = ()) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from cffbench import extensions
+from cffbench.errors import ExtensionError
 from cffbench.ff.alpha import normalised_structures_coincide
 from cffbench.ff.collaboration import Collaboration, LogitRule, PlainLogits, SeedShape
 from cffbench.ff.config import TrainConfig
@@ -27,6 +28,10 @@ class Variant:
 
     name: str
     end_to_end: bool = False
+    #: The ``TrainConfig`` settings a plugin's logit rule is built for when the plugin is loaded
+    #: and checked (:func:`cffbench.plugins.probe_variant`); a variant that needs, say, three
+    #: layers sets ``{"hidden": (4, 4, 4)}``.
+    probe_settings: dict = {"hidden": (4, 4)}
 
     def logit_rule(self, config: TrainConfig, device: torch.device,
                    seed_shape: SeedShape = ()) -> LogitRule:
@@ -96,5 +101,11 @@ def reads_other_layers(config: TrainConfig) -> bool:
     (its logit rule reads the other layers' goodness): what time and memory estimates count.
     False for end-to-end variants. Asked of the variant's own rule, so a plugin is counted right."""
     variant = variant_of(config)
-    return (not variant.end_to_end
-            and bool(variant.logit_rule(config, torch.device("cpu")).reads_other_layers))
+    if variant.end_to_end:
+        return False
+    try:
+        return bool(variant.logit_rule(config, torch.device("cpu")).reads_other_layers)
+    except Exception as exc:   # a plugin's rule refusing this configuration: a user's error
+        raise ExtensionError(f"variant {variant.name!r}: logit_rule() fails for this "
+                             f"configuration: {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}") from None

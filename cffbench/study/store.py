@@ -524,7 +524,9 @@ def read_study(results_dir: Path | str) -> Study:
     try:
         return parse_study(text, path, plugin_dir=Path(results_dir) / PLUGINS_DIR)
     except StudyError as exc:
-        missing = _uninstalled_entry_point_plugins(Path(results_dir), text)
+        # only a name the study cannot resolve can be for want of the package
+        missing = ("Input should be" in str(exc)
+                   and _uninstalled_entry_point_plugins(Path(results_dir), text))
         if not missing:
             raise
         raise StudyError(f"{exc}; its runs used {', '.join(missing)} (installed entry points, not "
