@@ -271,3 +271,15 @@ def test_degrees_of_freedom_and_significant_digits_come_from_the_one_formatter()
     assert fmt_df(4.2581) == _cell("ddof1", 4.2581) == "4.26"
     assert (fmt.sig(-1.234567e-5), fmt.sig(0.0012345, 3)) == ("-1.235e-05", "0.00123")
     assert _cell("SS_error", 0.0012345) == fmt.sig(0.0012345, 3)
+
+
+def test_a_condition_at_chance_is_named_by_every_axis_it_varies_goodness_too():
+    # a plugin goodness axis: "FF did not learn" would wrongly accuse FF with mean_squares
+    from cffbench.report.context import did_not_learn
+
+    rows = [{"dataset": "mnist", "variant": "ff", "seed": s, "status": "ok", "goodness": g,
+             "test_acc": acc} for s in range(3)
+            for g, acc in (("mean_squares", 0.75), ("sum_squares", 0.1009))]
+    flagged = did_not_learn(condition_descriptives(pd.DataFrame(rows), ["goodness"]))
+    assert flagged == [flagged[0]] and flagged[0].startswith(
+        "mnist, FF (goodness sum_squares): did not learn")

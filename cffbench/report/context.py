@@ -140,13 +140,15 @@ def did_not_learn(desc: pd.DataFrame) -> list[str]:
     varying axes) whose mean sits at chance."""
     from cffbench.data import DATASETS
 
-    axes = [a for a in ABLATION_AXES if a in desc.columns]
+    from cffbench.analysis.factors import AXIS_COLUMNS
+
+    axes = [a for a in AXIS_COLUMNS if a in desc.columns]   # every varying axis, goodness too
     out = []
     for r in desc.to_dict("records"):
         info = DATASETS.get(r["dataset"])
         chance = 1.0 / getattr(info, "n_classes", 10)
         if r["mean"] < chance + CHANCE_MARGIN:
-            where = ", ".join(f"{ABLATION_AXES[a]} {r[a]}" for a in axes if pd.notna(r[a]))
+            where = ", ".join(f"{ABLATION_AXES.get(a, a)} {r[a]}" for a in axes if pd.notna(r[a]))
             label = VARIANT_LABEL.get(r["variant"], r["variant"]) + (f" ({where})" if where else "")
             out.append(f"{r['dataset']}, {label}: did not learn (mean test accuracy "
                        f"{fmt.pct(r['mean'])} %, chance {fmt.pct(chance)} %); its comparisons "
