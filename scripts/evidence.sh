@@ -10,7 +10,7 @@
 # docs/findings.md are recomputed from the same stores (the prose around them is not touched).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-studies=(replication_cpu alpha_ablation goodness_plugins)
+studies=(replication_cpu alpha_ablation goodness_plugins lorberbom)
 run=0
 [[ "${1:-}" == "--run" ]] && run=1
 source scripts/venv.sh

@@ -17,7 +17,7 @@ from cffbench.report.store import load_inputs, runs_end_epoch
 from cffbench.analysis import analyze_results
 
 REPO = Path(__file__).resolve().parents[1]
-STUDIES = ("replication_cpu", "alpha_ablation", "goodness_plugins")
+STUDIES = ("replication_cpu", "alpha_ablation", "goodness_plugins", "lorberbom")
 
 
 _SVG = re.compile(rb"<svg\b.*?</svg>", re.S)
