@@ -12,10 +12,17 @@ reported. Peak RSS of a full engine run is measured in a fresh subprocess.
 image part shared between positives and negatives (``N × 784`` by ``784 × H`` forward and the
 ``H × N`` by ``N × 784`` weight gradient), a later layer on all ``2N`` rows (forward + weight
 gradient), and for CFF the forward-only products of the layers above the one being trained. The
-ratio floor / engine is the share of the engine's time spent in matmuls it must do. Usage::
+ratio floor / engine is the share of the engine's time spent in matmuls it must do.
+
+``--whole`` times whole runs instead, each in a fresh process, alternately: ``python -m cffbench
+train`` (start-up, loading, training, evaluation, result) against the straightforward loop run the
+same way (:func:`naive_whole_run`: the same loader, then :class:`NaiveLoop` layer by layer and a
+prediction that feeds each of the 10 label overlays through every layer), so the fixed per-run
+cost counts on both sides. Usage::
 
     python benchmarks/bench_engine.py --n-train 50000 --epochs 7 --threads 2
     python benchmarks/bench_engine.py --floor --n-train 50000 --epochs 9 --threads 2 --no-rss
+    python benchmarks/bench_engine.py --whole --epochs 20 --repeats 3 --threads 2 --variants ff
 """
 
 from __future__ import annotations
@@ -182,6 +189,75 @@ def floor_compare(splits: Splits, variant: str, precision: str, epochs: int) -> 
     return rows
 
 
+@torch.no_grad()
+def naive_accuracy(params, x: torch.Tensor, y: torch.Tensor, n_labels: int) -> float:
+    """The straightforward prediction: each label's overlay through every layer, argmax of
+    the summed goodness."""
+    scores = []
+    for label in range(n_labels):
+        h = overlay_labels(x, torch.full_like(y, label))
+        total = torch.zeros(x.shape[0])
+        for weight, bias in params:
+            h = naive_layer(h, weight, bias)
+            total += h.pow(2).mean(1)
+        scores.append(total)
+    return float((torch.stack(scores, 1).argmax(1) == y).float().mean())
+
+
+def naive_whole_run(n_train: int, variant: str, epochs: int) -> None:
+    """Child process: one whole run of the straightforward loop (sequential schedule, full
+    batch, fixed wrong-label negatives), evaluated on validation, test and 10 000 train images."""
+    from cffbench.data import load_splits
+    from cffbench.ff.config import run_generators
+    from cffbench.ff.layers import init_linear
+    from cffbench.ff.negatives import negative_rule
+
+    start = time.perf_counter()
+    splits = load_splits("mnist", n_train=n_train, seed=0)
+    gens = run_generators(0)
+    widths = (splits.n_features, 500, 500)
+    params = [tuple(t.requires_grad_() for t in init_linear(d_in, d_out, gens["init"]))
+              for d_in, d_out in zip(widths[:-1], widths[1:])]
+    y_neg = negative_rule("fixed").draw(splits.y_train, splits.n_classes, gens["negatives"])
+    loop = NaiveLoop.__new__(NaiveLoop)
+    loop.params, loop.collaborative = params, variant != "ff"
+    loop.opts = [torch.optim.Adam(list(p), lr=0.03) for p in params]
+    loop.x_pos = overlay_labels(splits.x_train, splits.y_train)
+    loop.x_neg = overlay_labels(splits.x_train, y_neg)
+    for index in range(len(params)):
+        h_pos, h_neg, lower = loop.inputs(index)
+        for _ in range(epochs):
+            loop.epoch(index, h_pos, h_neg, lower)
+    accs = [naive_accuracy(params, x, y, splits.n_classes) for x, y in
+            ((splits.x_val, splits.y_val), (splits.x_test, splits.y_test),
+             (splits.x_train[:10000], splits.y_train[:10000]))]
+    print(json.dumps({"naive_test_acc": round(accs[1], 4),
+                      "naive_run_s": round(time.perf_counter() - start, 1)}), flush=True)
+
+
+def whole_compare(args) -> None:
+    """Alternate fresh-process whole runs of the engine and the straightforward loop."""
+    for variant in args.variants:
+        engine = [sys.executable, "-m", "cffbench", "train", "--variant", variant,
+                  "--set", f"epochs_per_layer={args.epochs}", "--threads", str(args.threads)]
+        if args.n_train != 50000:
+            engine += ["--n-train", str(args.n_train)]
+        naive = [sys.executable, __file__, "--naive-child", variant, "--n-train",
+                 str(args.n_train), "--epochs", str(args.epochs), "--threads", str(args.threads)]
+        times: dict[str, list[float]] = {"engine": [], "naive": []}
+        for _ in range(args.repeats):
+            for name, command in (("naive", naive), ("engine", engine)):
+                start = time.perf_counter()
+                subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+                times[name].append(time.perf_counter() - start)
+        naive_s, engine_s = statistics.median(times["naive"]), statistics.median(times["engine"])
+        print(json.dumps({"variant": variant, "epochs_per_layer": args.epochs,
+                          "naive_run_s": [round(t, 1) for t in times["naive"]],
+                          "engine_run_s": [round(t, 1) for t in times["engine"]],
+                          "median_naive_s": round(naive_s, 1), "median_engine_s": round(engine_s, 1),
+                          "speedup": round(naive_s / engine_s, 2)}), flush=True)
+
+
 def peak_rss_run(n_train: int, variant: str, epochs: int) -> None:
     """Child process: one full engine run; prints its peak RSS in GB."""
     splits = mnist_like(n_train)
@@ -203,11 +279,22 @@ def main() -> None:
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocess runs")
     parser.add_argument("--floor", action="store_true",
                         help="compare the engine with its matmul floor instead of the autograd loop")
+    parser.add_argument("--whole", action="store_true",
+                        help="whole runs in fresh processes: `cffbench train` vs the straightforward loop")
+    parser.add_argument("--repeats", type=int, default=3, help="--whole: runs of each, alternated")
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--naive-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.rss_child:
         peak_rss_run(args.n_train, args.rss_child, args.epochs)
+        return
+    if args.naive_child:
+        naive_whole_run(args.n_train, args.naive_child, args.epochs)
+        return
+    if args.whole:
+        print(f"torch {torch.__version__}, threads {args.threads}, n_train {args.n_train}", flush=True)
+        whole_compare(args)
         return
     print(f"torch {torch.__version__}, threads {args.threads}, n_train {args.n_train}", flush=True)
     for variant in [] if args.no_rss else args.variants:

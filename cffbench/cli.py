@@ -102,6 +102,7 @@ def run(
     data_root: Optional[Path] = DataRootOption,
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="tcp://HOST:PORT of a running Dask scheduler (implies --executor dask)."),
     checkpoint_every: Optional[str] = typer.Option(None, "--checkpoint-every", help="Checkpoint each run every N epochs, 0 = off, auto = about every 4 minutes of training (default: the study's, else auto)."),
+    allow_mixed_numerics: bool = typer.Option(False, "--allow-mixed-numerics", help="Add runs to a store whose runs another engine numerics version produced (refused by default: its contrasts would compare two engines)."),
 ) -> None:
     """Run the runs of STUDY that are not stored yet (failed ones are retried; an interrupted
     run resumes from its last checkpoint)."""
@@ -125,7 +126,8 @@ def run(
             summary = run_study(study, results, executor=executor, workers=workers, device=device,
                                 force=force, data_root=data_root,
                                 reporter=RichReporter(verbose=verbose),
-                                checkpoint_every=checkpoint_every)
+                                checkpoint_every=checkpoint_every,
+                                allow_mixed_numerics=allow_mixed_numerics)
     except KeyboardInterrupt:
         # typer turns Ctrl-C into a return value that main() does not pass on; exit here
         print("cffbench: interrupted; finished runs are stored, run again to continue",

@@ -359,3 +359,34 @@ def test_runs_stored_before_the_numerics_version_column_still_count_as_done(stud
     assert str(runs["numerics_version"].dtype) == "Int64"   # not float with NaN
     assert set(pa.Table.from_pandas(runs)["run_id"].to_pylist()) == {t.run_id for t in
                                                                      expand(load_study(study_file))}
+
+
+def test_adding_runs_to_a_store_of_another_numerics_version_is_refused(study_file, tmp_path):
+    # A study half run on one engine and finished on another would compare two engines in its
+    # contrasts; the runner refuses before it touches the store, unless told otherwise.
+    import pyarrow as pa
+
+    from cffbench.ff import NUMERICS_VERSION
+
+    results = tmp_path / "r"
+    run(study_file, results)
+    parts = sorted((results / "runs").glob("*.parquet"))
+    for part in parts:   # as if an earlier engine had stored them
+        table = pq.read_table(part)
+        column = table.schema.get_field_index("numerics_version")
+        table = table.set_column(column, table.schema.field(column),
+                                 pa.array([NUMERICS_VERSION - 1], pa.int64()))
+        pq.write_table(table, part)
+    parts[0].unlink()
+    (results / "curves" / parts[0].name).unlink()
+    before = snapshot(results)
+    with pytest.raises(StudyError, match=rf"holds 9 runs of numerics version {NUMERICS_VERSION - 1} "
+                                         rf"and this engine is version {NUMERICS_VERSION}: .*"
+                                         r"--allow-mixed-numerics"):
+        run(study_file, results)
+    assert snapshot(results) == before
+    summary = run(study_file, results, allow_mixed_numerics=True)
+    assert summary.executed == 1
+    counts = read_runs(results)["numerics_version"].value_counts().to_dict()
+    assert counts == {NUMERICS_VERSION - 1: 9, NUMERICS_VERSION: 1}
+    run(study_file, results)   # complete again: nothing to add, nothing to refuse

@@ -22,8 +22,12 @@ if TYPE_CHECKING:
 #: another order, an operation reordered in the hot loop, another reduction). Every stored run
 #: and every checkpoint records it; ``tests/test_ff_golden.py`` pins the results it stands for,
 #: so a change of numerics without a bump fails there. Version 1: the engine of the paper_mnist
-#: study (commit d6f27be).
-NUMERICS_VERSION = 1
+#: study (commit d6f27be). Version 2 (2026-12-01): the first layer's positives take the dense
+#: overlay in the shared matmul and the negatives a label shift; its label-column and bias
+#: gradients, and every later layer's bias gradient, come from one short, wide matmul instead of
+#: ``δ^T ℓ`` products and row sums (float sums reordered, the same algorithm: results agree with
+#: version 1 to rounding, ``tests/test_ff_golden.py``); ReLU by ``relu_``.
+NUMERICS_VERSION = 2
 
 #: Columns of :attr:`RunResult.curves` (long format, one row per recorded layer × epoch).
 CURVE_COLUMNS = ["layer", "epoch", "loss", "g_pos", "g_neg", "gamma", "alpha_row"]

@@ -118,12 +118,31 @@ def _check_data(study: Study, data_root: Optional[Path]) -> Path:
     return root
 
 
+def _refuse_mixed_numerics(store: RunStore, tasks: list[RunTask]) -> None:
+    """StudyError if runs are still to do and stored runs came from another numerics version."""
+    from cffbench.ff.result import NUMERICS_VERSION
+
+    statuses = store.statuses()
+    done = [t.run_id for t in tasks if statuses.get(t.run_id) in DONE_STATUSES]
+    if len(done) == len(tasks):
+        return
+    other = {v: n for v, n in store.numerics_versions(done).items() if v != NUMERICS_VERSION}
+    if other:
+        held = ", ".join(f"{n} run{'s' if n != 1 else ''} of numerics version "
+                         f"{'unrecorded' if v is None else v}"
+                         for v, n in sorted(other.items(), key=lambda kv: str(kv[0])))
+        raise StudyError(
+            f"{store.root} holds {held} and this engine is version {NUMERICS_VERSION}: the study "
+            f"would compare runs of two engines; finish it from a checkout of the commit its runs "
+            f"record (git_commit), or pass --allow-mixed-numerics")
+
+
 def run_study(study: Study | Path | str, results_dir: Path | str | None = None, *,
               executor: Optional[str] = None, workers: Optional[int] = None,
               device: Optional[str] = None, force: bool = False,
               data_root: Optional[Path] = None, train_fn: Optional[TrainFn] = None,
               load_fn: Optional[LoadFn] = None, reporter: Any = None,
-              checkpoint_every: Any = None) -> RunSummary:
+              checkpoint_every: Any = None, allow_mixed_numerics: bool = False) -> RunSummary:
     """Run the missing runs of a study and store each result.
 
     Parameters
@@ -140,6 +159,9 @@ def run_study(study: Study | Path | str, results_dir: Path | str | None = None, 
     reporter : progress hooks (see :class:`SilentReporter`).
     checkpoint_every : override ``[execution] checkpoint_every``: epochs between checkpoints,
         ``0`` = off, ``"auto"`` = about every 4 minutes of training. Not part of run ids.
+    allow_mixed_numerics : add runs to a store whose runs another engine numerics version
+        (:data:`cffbench.ff.NUMERICS_VERSION`) produced; refused by default, because its
+        contrasts would then compare runs of two engines.
 
     Returns
     -------
@@ -167,6 +189,8 @@ def run_study(study: Study | Path | str, results_dir: Path | str | None = None, 
                            execution=study.execution)
     store = RunStore(resolve_results_dir(study, results_dir))
     store.check_owner(study)
+    if not (force or allow_mixed_numerics):
+        _refuse_mixed_numerics(store, tasks)
     if load_fn is None:
         engine.data_root = _check_data(study, data_root)
     else:

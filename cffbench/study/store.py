@@ -408,6 +408,17 @@ class RunStore:
     def is_done(self, run_id: str) -> bool:
         return self.run_status(run_id) in DONE_STATUSES
 
+    def numerics_versions(self, run_ids: list[str]) -> dict[Optional[int], int]:
+        """``{numerics_version: count}`` over the stored runs ``run_ids`` (``None``: stored before
+        the column existed)."""
+        counts: dict[Optional[int], int] = {}
+        for rid in run_ids:
+            names = pq.read_schema(self.run_path(rid)).names
+            version = (pq.read_table(self.run_path(rid), columns=["numerics_version"])
+                       ["numerics_version"][0].as_py() if "numerics_version" in names else None)
+            counts[version] = counts.get(version, 0) + 1
+        return counts
+
     def discard_checkpoint(self, run_id: str) -> None:
         """Delete a run's checkpoint and its summary (the run is stored, or must start over)."""
         for suffix in (".pt", ".json"):
