@@ -3,6 +3,7 @@ two processes on one results folder, plan's calibration, and the quick study end
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -110,6 +111,35 @@ def test_ctrl_c_stops_workers_keeps_finished_runs_and_exits_130(tmp_path, data_r
     code, out, err = finish(cffbench(["run", str(study), "--results", str(results)], data_root))
     assert code == 0, err
     assert SUMMARY.search(out).groups() == (str(TINY_RUNS), str(len(kept)), str(TINY_RUNS - len(kept)))
+
+
+def test_ctrl_c_while_the_workers_start_exits_130_without_a_traceback(tmp_path, data_root,
+                                                                     foreground_job):
+    # Ctrl-C the moment the first worker process exists, i.e. while it is still starting its
+    # interpreter and importing torch: it must not die of the SIGINT with a traceback.
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY.format(epochs=20).replace('"serial"', '"local"\nworkers = 2'))
+    process = cffbench(["run", str(study), "--results", str(tmp_path / "results")], data_root,
+                       **foreground_job)
+    driver = psutil.Process(process.pid)
+    deadline = time.monotonic() + 120
+    while not any("loky" in " ".join(child.cmdline()) for child in driver.children()
+                  if child.is_running()):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no worker process appeared"
+        time.sleep(0.01)
+    workers = [child for child in driver.children(recursive=True)]
+    for worker in workers:   # the worker first, surely still starting; then the whole group
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)
+    code, _, err = finish(process, timeout=60)
+    assert code == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.splitlines()[-1].startswith("cffbench: interrupted"), err
+    psutil.wait_procs(workers, timeout=30)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
 
 
 def test_two_processes_on_one_results_folder_leave_one_readable_table(tmp_path, data_root):

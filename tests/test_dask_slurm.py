@@ -203,8 +203,9 @@ print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
     ("import dask_jobqueue", False),   # the side effect the helper undoes
 ])
 def test_importing_dask_jobqueue_through_cffbench_keeps_ctrl_c_a_keyboard_interrupt(
-        imports, keeps_ctrl_c):
+        imports, keeps_ctrl_c, foreground_job):
+    # foreground_job: under a test run launched with SIGINT ignored, Python installs no handler
     done = subprocess.run([sys.executable, "-c", CTRL_C_HANDLER.format(imports=imports)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, **foreground_job)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(keeps_ctrl_c)]

@@ -36,7 +36,9 @@ def layer_step(layers: list[FFLayer], index: int, inp: LayerInput, lower: list[t
     own, norm = layer.goodness(h)
     others = None
     if rule.reads_other_layers:
-        upper, h_dir = [], layer.direction(h, norm, name="dir_collab")
+        upper = []
+        if index + 1 < len(layers):   # the last layer feeds no one: no direction pass
+            h_dir = layer.direction(h, norm, name="dir_collab")
         for position, later in enumerate(layers[index + 1:], start=index + 1):
             h_later = later.forward_rows(h_dir)
             g_later, norm_later = later.goodness(h_later)

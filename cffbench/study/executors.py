@@ -12,9 +12,12 @@ cluster (:mod:`cffbench.study.dask_executor`). What runs inside a worker is
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import os
 import queue as queue_module
 import re
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
@@ -148,17 +151,18 @@ class _LocalPool:
         import loky
 
         args = (tuple(job), self.settings, self.executor.stack_seeds)
-        if self.pool is None:
-            self.pool = self._new_pool()
-        try:
-            return self.pool.submit(run_job, *args)
-        except loky.BrokenProcessPool:
-            # A worker died: loky has failed every future of this pool (each settles as failed)
-            # and refuses new work. Shut it down (its futures are all settled once that returns)
-            # and go on with a new pool.
-            self.pool.shutdown(wait=True, kill_workers=True)
-            self.pool = self._new_pool()
-            return self.pool.submit(run_job, *args)
+        with ctrl_c_held():   # loky starts the worker processes here, on the first submit
+            if self.pool is None:
+                self.pool = self._new_pool()
+            try:
+                return self.pool.submit(run_job, *args)
+            except loky.BrokenProcessPool:
+                # A worker died: loky has failed every future of this pool (each settles as
+                # failed) and refuses new work. Shut it down (its futures are all settled once
+                # that returns) and go on with a new pool.
+                self.pool.shutdown(wait=True, kill_workers=True)
+                self.pool = self._new_pool()
+                return self.pool.submit(run_job, *args)
 
     def settle(self, future: cf.Future, job: list[RunTask]) -> list[RunOutcome]:
         import loky
@@ -195,6 +199,31 @@ class _LocalPool:
 
 
 EXECUTORS = ("serial", "local", "dask")
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold Ctrl-C back while worker processes are started, so that none of them dies of it.
+
+    A terminal's Ctrl-C reaches the whole foreground process group, and a worker still starting
+    its interpreter (before :func:`~cffbench.study.worker.init_pool_process` ignores SIGINT)
+    would die of it with a traceback. Inside, SIGINT is ignored, which the processes started
+    there inherit through ``exec`` (so Python installs no KeyboardInterrupt handler in them), and
+    blocked, so that on Linux a Ctrl-C pressed meanwhile stays pending for the driver (a blocked
+    signal is never discarded as ignored) and arrives once the handler and mask are restored.
+    Blocking alone does not do it: loky's worker bootstrap clears the inherited mask (measured).
+    No-op off the main thread or without ``pthread_sigmask`` (Windows).
+    """
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def make_executor(name: str, workers: int, data_root: Optional[Path], device: str,
