@@ -16,7 +16,7 @@ import torch
 
 from conftest import make_synthetic_splits
 from cffbench.errors import StudyError
-from cffbench.ff import train_run
+from cffbench.ff import NUMERICS_VERSION, train_run
 from cffbench.ff.checkpoint import RunCheckpoint, read_state, write_state
 from cffbench.study import expand, in_flight_runs, parse_study, read_curves, read_runs, run_study
 
@@ -189,7 +189,7 @@ def test_status_command_shows_in_flight_runs_with_their_checkpoint_epoch(study_f
     line = next(line for line in out.splitlines() if line.startswith("in flight"))
     assert f"{task.run_id} a-cff checkpointed at layer 2, epoch 2/6 (8 of 18 epochs)" in line
     info = json.loads((results / "checkpoints" / f"{task.run_id}.json").read_text())
-    assert info["numerics_version"] == 1 and info["run_id"] == task.run_id
+    assert info["numerics_version"] == NUMERICS_VERSION and info["run_id"] == task.run_id
 
 
 def test_verbose_progress_of_a_resumed_sequential_run_counts_the_finished_layers():

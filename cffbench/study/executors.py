@@ -151,18 +151,23 @@ class _LocalPool:
         import loky
 
         args = (tuple(job), self.settings, self.executor.stack_seeds)
-        with ctrl_c_held():   # loky starts the worker processes here, on the first submit
-            if self.pool is None:
-                self.pool = self._new_pool()
-            try:
-                return self.pool.submit(run_job, *args)
-            except loky.BrokenProcessPool:
-                # A worker died: loky has failed every future of this pool (each settles as
-                # failed) and refuses new work. Shut it down (its futures are all settled once
-                # that returns) and go on with a new pool.
-                self.pool.shutdown(wait=True, kill_workers=True)
-                self.pool = self._new_pool()
-                return self.pool.submit(run_job, *args)
+        if self.pool is None:
+            return self._start_pool(args)
+        try:
+            return self.pool.submit(run_job, *args)
+        except loky.BrokenProcessPool:
+            # A worker died: loky has failed every future of this pool (each settles as failed)
+            # and refuses new work. Shut it down (its futures are all settled once that returns)
+            # and go on with a new pool.
+            self.pool.shutdown(wait=True, kill_workers=True)
+            return self._start_pool(args)
+
+    def _start_pool(self, args: tuple) -> cf.Future:
+        # loky starts every worker process in the first submit (no idle timeout, no recycling:
+        # it never starts one later), so this is the only place workers are spawned
+        with ctrl_c_ignored_while_spawning():
+            self.pool = self._new_pool()
+            return self.pool.submit(run_job, *args)
 
     def settle(self, future: cf.Future, job: list[RunTask]) -> list[RunOutcome]:
         import loky
@@ -202,28 +207,30 @@ EXECUTORS = ("serial", "local", "dask")
 
 
 @contextlib.contextmanager
-def ctrl_c_held() -> Iterator[None]:
-    """Hold Ctrl-C back while worker processes are started, so that none of them dies of it.
+def ctrl_c_ignored_while_spawning() -> Iterator[None]:
+    """SIGINT ignored while worker processes are started (fork + exec, milliseconds), so that none
+    of them dies of a Ctrl-C with a traceback while it is still starting its interpreter.
 
-    A terminal's Ctrl-C reaches the whole foreground process group, and a worker still starting
-    its interpreter (before :func:`~cffbench.study.worker.init_pool_process` ignores SIGINT)
-    would die of it with a traceback. Inside, SIGINT is ignored, which the processes started
-    there inherit through ``exec`` (so Python installs no KeyboardInterrupt handler in them), and
-    blocked, so that on Linux a Ctrl-C pressed meanwhile stays pending for the driver (a blocked
-    signal is never discarded as ignored) and arrives once the handler and mask are restored.
-    Blocking alone does not do it: loky's worker bootstrap clears the inherited mask (measured).
-    No-op off the main thread or without ``pthread_sigmask`` (Windows).
+    A terminal's Ctrl-C reaches the whole foreground process group, and a worker that has not yet
+    reached :func:`~cffbench.study.worker.init_pool_process` (which ignores SIGINT) would die of
+    it. An ignored SIGINT is inherited through ``exec``, so Python installs no KeyboardInterrupt
+    handler in those processes. (Blocking it instead does not reach them: loky's worker bootstrap
+    clears the inherited signal mask, measured.) The price: a Ctrl-C that arrives during the
+    spawn itself is dropped (press it again). Only the pool's creation is wrapped, never a wait.
+    No-op off the main thread, or when SIGINT's handler was not installed from Python.
     """
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    handler = signal.getsignal(signal.SIGINT)
+    if handler is None:   # installed by C code: it could not be put back
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def make_executor(name: str, workers: int, data_root: Optional[Path], device: str,
