@@ -12,7 +12,8 @@ Speed levers (each pinned against the plain definitions of :mod:`cffbench.ff.goo
   gradient shares it too: ``∂W = (δ_pos + δ_neg)^T x̂_pos`` plus ``δ_neg^T (ℓ_neg − ℓ_pos)`` in the
   label columns. The label and bias gradients come from one short, wide product
   ``[0 | ℓ_neg − ℓ_pos ; 1 | 1] · δ`` (``(n_labels + 1) × 2N`` by ``2N × H``): MKL runs that
-  orientation several times faster than ``δ^T ℓ`` (``H × 2N`` by ``2N × n_labels``) or a row sum.
+  orientation 1.8× (2 threads) to 4.5× (1 thread) faster than ``δ^T ℓ`` (``H × 2N`` by
+  ``2N × n_labels``) plus a row sum (benchmarks/README.md).
 - **manual gradient** of the layer's weights: with ``G = ‖h‖²/H`` and ``h = relu(pre)``,
   ``∂L/∂pre = (∂L/∂G) · 2h/H`` (zero where the ReLU is off, because h is). ``∂L/∂G`` comes from
   autograd on the ``(2N,)`` goodness vector only, so the (collaborative) loss stays plain torch.
@@ -331,8 +332,8 @@ class FFLayer:
         if isinstance(inp, OverlayInput):
             n_labels = inp.label_pos.shape[-1]
             side = batched_mm(inp.side_matrix(), delta)       # (..., n_labels + 1, H)
-            delta_pos = delta[..., :n, :].add_(delta[..., n:, :])
-            self._matmul(self._in_matmul_dtype(delta_pos).transpose(-2, -1),
+            delta_sum = delta[..., :n, :].add_(delta[..., n:, :])   # after side: it reads δ
+            self._matmul(self._in_matmul_dtype(delta_sum).transpose(-2, -1),
                          inp.positive_matrix(self.matmul_dtype), grad_w)
             grad_w[..., :n_labels] += side[..., :n_labels, :].transpose(-2, -1)
             grad_b = side[..., n_labels, :]
