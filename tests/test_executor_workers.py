@@ -12,7 +12,6 @@ import _thread
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -161,32 +160,42 @@ def test_interrupt_in_the_driver_loop_stops_every_worker_without_waiting(executo
 
 @pytest.mark.slow
 def test_interrupt_right_after_a_submit_stops_the_pool_without_a_traceback(pid_folder, capfd,
-                                                                           caplog):
+                                                                           caplog, monkeypatch):
     # Ctrl-C lands most often just after a run finished, when the driver has handed the next
     # job to the pool and no worker holds it yet. That job must not make the pool's shutdown
     # print a traceback (it did: "Exception in executor manager thread ... InvalidStateError").
+    from loky.process_executor import _ExecutorManagerThread
+
     tasks = expand(parse_study(STUDY))
     engine = make_executor("local", 3, None, "cpu", train_sleeping, tiny_load)
-    switch_interval = sys.getswitchinterval()
+    hand_out = threading.Event()
+    hand_out.set()
+    add_call_items = _ExecutorManagerThread.add_call_item_to_queue
+
+    def add_call_items_unless_held(manager):
+        if hand_out.is_set():
+            add_call_items(manager)
+
+    # The window between a submit and loky's manager thread handing the job to a worker is
+    # microseconds; hold the manager there (it moves nothing while held, and its loop goes on),
+    # so that the second job is still pending when the interrupt comes, every time. (Holding the
+    # GIL with a long switch interval did not: a blocking call in submit lets the manager run.)
+    monkeypatch.setattr(_ExecutorManagerThread, "add_call_item_to_queue",
+                        add_call_items_unless_held)
 
     def jobs():
         yield tasks[0]
         wait_for_pids(pid_folder, "run", 1)   # the pool is up and trains its first job
-        # keep the driver on the GIL from the next submit to the interrupt, so that the pool's
-        # manager thread cannot hand the job to a worker in between (as a busy driver does)
-        sys.setswitchinterval(30)
+        hand_out.clear()
         yield tasks[1]
         raise KeyboardInterrupt   # what Ctrl-C does while the driver asks for the next job
 
-    try:
-        with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
-            for _ in engine.map_runs(jobs()):
-                pytest.fail("a run finished: the workers were meant to be busy")
-    finally:
-        sys.setswitchinterval(switch_interval)
+    with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
+        for _ in engine.map_runs(jobs()):
+            pytest.fail("a run finished: the workers were meant to be busy")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert "Traceback" not in capfd.readouterr().err
-    (worker,) = pids_in(pid_folder, "run")
+    (worker,) = pids_in(pid_folder, "run")   # the second job never reached a worker
     deadline = time.monotonic() + 20
     while alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
