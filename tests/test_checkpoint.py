@@ -82,7 +82,7 @@ def test_interrupted_run_resumed_from_its_checkpoint_equals_the_uninterrupted_ru
 
 def test_resumed_run_continues_from_the_last_checkpoint_and_counts_earlier_time(splits, tmp_path):
     config = TrainConfig(**SMALL, variant="a-cff")
-    checkpoint = RunCheckpoint(tmp_path / "run.pt", "run", every=4)
+    checkpoint = RunCheckpoint(tmp_path / "run.pt", "run", every=4, started_at=1.0e9)
     with pytest.raises(Interrupt):
         train_run(config, splits, on_epoch=stop_after(11), checkpoint=checkpoint)
     (info,) = read_sidecars(tmp_path)
@@ -93,8 +93,9 @@ def test_resumed_run_continues_from_the_last_checkpoint_and_counts_earlier_time(
     state["elapsed_s"] = 1000.0          # as if the earlier process had trained for 1000 s
     write_state(checkpoint.path, state)
     rows = []
-    resumed = train_run(config, splits, on_epoch=rows.append,
-                        checkpoint=RunCheckpoint(checkpoint.path, "run", every=4))
+    later = RunCheckpoint(checkpoint.path, "run", every=4, started_at=2.0e9)
+    resumed = train_run(config, splits, on_epoch=rows.append, checkpoint=later)
+    assert later.started_at == 1.0e9 and later.attempt_started_at == 2.0e9   # the first start
     assert resumed.resumed_at == "layer 2, epoch 2"
     assert [(r["layer"], r["epoch"]) for r in rows][0] == (2, 3)   # only the epochs after it
     assert len(resumed.curves) == 18
@@ -168,12 +169,28 @@ def test_bad_checkpoint_is_ignored_with_one_warning_line_and_the_run_starts_over
         elif damage == "wrong_shape":
             state["layers"][1]["weight"] = torch.zeros(3, 3)
         write_state(path, state)   # a valid digest: the identity check must catch it
+    handle = RunCheckpoint(path, "run", every=3, started_at=2.0e9)
     with caplog.at_level(logging.WARNING, logger="cffbench"):
-        result = train_run(config, splits, checkpoint=RunCheckpoint(path, "run", every=3))
+        result = train_run(config, splits, checkpoint=handle)
     ignored = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
     assert len(ignored) == 1 and "\n" not in ignored[0] and str(path) in ignored[0]
     assert result.resumed_at == "" and result.resumed_elapsed_s == 0.0
+    assert handle.started_at == 2.0e9    # started afresh: no start time taken from the file
     assert_same_result(result, reference)
+
+
+def test_a_checkpoint_without_a_first_start_resumes_and_keeps_this_attempts_start(splits,
+                                                                                  tmp_path):
+    # written before checkpoints carried "started_at" (same format and numerics version)
+    config = TrainConfig(**SMALL, variant="a-cff")
+    checkpoint = _interrupted(splits, tmp_path, config)
+    state = read_state(checkpoint.path)
+    del state["started_at"]
+    write_state(checkpoint.path, state)
+    handle = RunCheckpoint(checkpoint.path, "run", every=3, started_at=2.0e9)
+    result = train_run(config, splits, checkpoint=handle)
+    assert result.resumed_at != "" and handle.started_at == 2.0e9
+    assert_same_result(result, train_run(config, splits))
 
 
 def test_checkpoint_every_accepts_auto_and_non_negative_integers():

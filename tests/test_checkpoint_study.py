@@ -41,6 +41,8 @@ variant = ["ff", "a-cff"]
 #: wall-clock / per-attempt fields that legitimately differ between an interrupted and an
 #: uninterrupted run (the resumed one's duration also counts the interrupted attempt)
 TIME_FIELDS = ["duration_s", "started_at"]
+#: a first attempt's start (Unix s, 2023-11-14 22:13:20 UTC) planted in a checkpoint
+FIRST_START = 1.7e9
 
 
 class Interrupt(Exception):
@@ -114,6 +116,8 @@ def test_each_executor_resumes_an_interrupted_run_from_the_drivers_checkpoint_fo
     checkpoint = interrupt_into(results, task, after_rows=9)
     state = read_state(checkpoint.path)
     state["elapsed_s"] = 1.0e5     # marks the checkpoint: only a resumed run can report it
+    assert state["started_at"] == checkpoint.started_at   # the first attempt's start, passed on
+    state["started_at"] = FIRST_START
     write_state(checkpoint.path, state)
     inflight = in_flight_runs(results)
     assert inflight["run_id"].tolist() == [task.run_id]
@@ -124,7 +128,10 @@ def test_each_executor_resumes_an_interrupted_run_from_the_drivers_checkpoint_fo
     runs, curves = stored(results)
     pd.testing.assert_frame_equal(runs, reference[0])     # bit for bit, every stored column
     pd.testing.assert_frame_equal(curves, reference[1])
-    assert read_runs(results).set_index("run_id").loc[task.run_id, "duration_s"] >= 1.0e5
+    resumed = read_runs(results).set_index("run_id").loc[task.run_id]
+    assert resumed["duration_s"] >= 1.0e5
+    # stored with the start of its first attempt, not of the attempt that resumed it
+    assert resumed["started_at"] == pd.Timestamp(FIRST_START, unit="s", tz="UTC")
     assert not checkpoint.path.exists() and in_flight_runs(results).empty
 
 

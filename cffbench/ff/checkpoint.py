@@ -138,22 +138,34 @@ class CheckpointPlan:
     folder: Path
     every: Every = "auto"
 
-    def for_run(self, run_id: str) -> "RunCheckpoint":
-        return RunCheckpoint(checkpoint_path(self.folder, run_id), run_id, self.every)
+    def for_run(self, run_id: str, started_at: float | None = None) -> "RunCheckpoint":
+        """The handle of one run's checkpoint; ``started_at``: when this attempt began (Unix s)."""
+        return RunCheckpoint(checkpoint_path(self.folder, run_id), run_id, self.every,
+                             started_at=started_at)
 
 
 @dataclass
 class RunCheckpoint:
-    """The checkpoint of one run: where it lives, when to write it, and how to trust it."""
+    """The checkpoint of one run: where it lives, when to write it, and how to trust it.
+
+    ``started_at`` (Unix seconds; default: when the handle is made) is when the run first began:
+    this attempt's start, or, once :meth:`load` has returned a trusted state, the start that the
+    state carries from the run's first attempt (each checkpoint passes it on), so that a resumed
+    run is stored with the time it first started. Checkpoints written before this key existed
+    carry none; the run then keeps this attempt's start.
+    """
 
     path: Path
     run_id: str
     every: Every = "auto"
     seconds: float = AUTO_SECONDS
+    started_at: float | None = None
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         self.every = validate_every(self.every)
+        self.attempt_started_at = time.time() if self.started_at is None else float(self.started_at)
+        self.started_at = self.attempt_started_at
         self._last = time.monotonic()
         self.writes = 0          # attempted
         self.failed = 0          # of them failed
@@ -178,7 +190,8 @@ class RunCheckpoint:
         warning; :meth:`notes` puts the count in the run's row.
         """
         payload = {"format": CHECKPOINT_FORMAT, "numerics_version": NUMERICS_VERSION,
-                   "run_id": self.run_id, "environment": numerics_environment(), **state}
+                   "run_id": self.run_id, "environment": numerics_environment(),
+                   "started_at": self.started_at, **state}
         side = {"run_id": self.run_id, "numerics_version": NUMERICS_VERSION,
                 "saved_at": time.time(), **summary}
         self.writes += 1
@@ -228,10 +241,15 @@ class RunCheckpoint:
         for key, value in expected.items():
             if state.get(key) != value:
                 return self.ignore(f"{key} {state.get(key)!r} is not this run's {value!r}")
+        first = state.get("started_at")
+        if isinstance(first, (int, float)) and not isinstance(first, bool) and first > 0:
+            self.started_at = float(first)
         return state
 
     def ignore(self, why: str) -> None:
-        """Say in one warning line that this checkpoint is not trusted, and why."""
+        """Say in one warning line that this checkpoint is not trusted, and why (the run then
+        starts afresh, so it keeps this attempt's start time)."""
+        self.started_at = self.attempt_started_at
         log.warning("checkpoint %s ignored: %s; the run starts from epoch 0", self.path,
                     " ".join(why.split())[:300])
         return None

@@ -173,7 +173,8 @@ def execute_run(task: RunTask, settings: RunSettings,
     An exception inside loading or training becomes ``RunOutcome(result=None, error=...)``.
     With ``settings.checkpoints`` (the folder the driver names) the run resumes from its
     checkpoint there and writes it as it falls due, when the train function takes
-    ``checkpoint=``; ``duration_s`` then includes the training time of the interrupted attempts.
+    ``checkpoint=``; ``duration_s`` then includes the training time of the interrupted attempts,
+    and ``started_at`` is when the first attempt began.
     """
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -185,9 +186,13 @@ def execute_run(task: RunTask, settings: RunSettings,
         callback = None if on_epoch is None else functools.partial(on_epoch, task.run_id)
         extra = {}
         if settings.checkpoints is not None and takes_checkpoint(train):
-            extra["checkpoint"] = settings.checkpoints.for_run(task.run_id)
+            extra["checkpoint"] = settings.checkpoints.for_run(task.run_id, started.timestamp())
         result = train(task.config, splits, device=resolved, on_epoch=callback, **extra)
         earlier = float(getattr(result, "resumed_elapsed_s", 0.0) or 0.0)
+        handle = extra.get("checkpoint")
+        if handle is not None and handle.started_at != handle.attempt_started_at:
+            # resumed: the run keeps the start of its first attempt
+            started = datetime.fromtimestamp(handle.started_at, timezone.utc)
         return RunOutcome(task.run_id, result, "", started, time.perf_counter() - t0 + earlier,
                           str(getattr(result, "device", resolved) or resolved),
                           int(splits.x_train.shape[0]))
