@@ -142,19 +142,17 @@ class OverlayInput:
             self._negatives["shift"] = self.label_neg - self.label_pos
         return self._negatives["shift"]
 
-    def side_matrix(self) -> torch.Tensor:
-        """``(..., n_labels + 1, 2N)``: rows ``0 … n_labels − 1`` are zero over the positives and
-        ``(ℓ_neg − ℓ_pos)^T`` over the negatives, the last row is ones; times ``δ`` ``(..., 2N, H)``
-        it gives the label-column correction of the weight gradient and the bias gradient."""
-        if "side" not in self._negatives:
-            shift = self.label_shift()
-            n_labels, n = shift.shape[-1], shift.shape[-2]
-            side = torch.zeros((*shift.shape[:-2], n_labels + 1, 2 * n), dtype=shift.dtype,
-                               device=shift.device)
-            side[..., :n_labels, n:] = shift.transpose(-2, -1)
-            side[..., n_labels, :] = 1.0
-            self._negatives["side"] = side
-        return self._negatives["side"]
+    def label_shift_t(self) -> torch.Tensor:
+        """``(ℓ_neg − ℓ_pos)^T`` ``(..., n_labels, N)``, contiguous: times ``δ_neg`` ``(..., N, H)``
+        it is the label-column correction of the first layer's weight gradient (a short, wide
+        product: MKL runs the tall ``H × N`` by ``N × n_labels`` one several times slower)."""
+        if "shift_t" not in self._negatives:
+            self._negatives["shift_t"] = self.label_shift().transpose(-2, -1).contiguous()
+        return self._negatives["shift_t"]
+
+    def ones_row(self) -> torch.Tensor:
+        """``(..., 1, N)`` ones: times ``δ_pos + δ_neg`` it is the bias gradient."""
+        return _ones_row(self._cast, self.x0_dir, self.n)
 
 
 @dataclass
@@ -182,10 +180,16 @@ class PlainInput:
 
     def ones_row(self) -> torch.Tensor:
         """``(..., 1, 2N)`` ones: times ``δ`` it is the bias gradient (faster than a row sum)."""
-        if "ones" not in self._cast:
-            self._cast["ones"] = torch.ones((*self.x.shape[:-2], 1, self.x.shape[-2]),
-                                            dtype=self.x.dtype, device=self.x.device)
-        return self._cast["ones"]
+        return _ones_row(self._cast, self.x, 2 * self.n)
+
+
+def _ones_row(cache: dict, like: torch.Tensor, n: int) -> torch.Tensor:
+    """``(..., 1, n)`` fp32 ones (the leading axes of ``like``), made once per input; a row
+    sum of ``δ`` as this product is faster than ``δ.sum(-2)`` (50 vs 26 ms at 100k × 500, 1 thread)."""
+    if "ones" not in cache:
+        cache["ones"] = torch.ones((*like.shape[:-2], 1, n), dtype=torch.float32,
+                                   device=like.device)
+    return cache["ones"]
 
 
 def _dense_overlay(inp: OverlayInput) -> torch.Tensor:
@@ -330,13 +334,16 @@ class FFLayer:
         delta = self.goodness_fn.pre_activation_gradient_(h, grad_goodness)
         grad_w = self.buffer("grad_w", tuple(self.weight.shape))
         if isinstance(inp, OverlayInput):
+            # ∂L/∂W = δ_pos^T x̂_pos + δ_neg^T x̂_neg = (δ_pos + δ_neg)^T x̂_pos + (the label
+            # columns only) δ_neg^T (ℓ_neg − ℓ_pos); ∂L/∂b = Σ_rows (δ_pos + δ_neg)
             n_labels = inp.label_pos.shape[-1]
-            side = batched_mm(inp.side_matrix(), delta)       # (..., n_labels + 1, H)
-            delta_sum = delta[..., :n, :].add_(delta[..., n:, :])   # after side: it reads δ
+            delta_neg = delta[..., n:, :]
+            delta_sum = delta[..., :n, :].add_(delta_neg)   # into δ_pos; δ_neg stays
             self._matmul(self._in_matmul_dtype(delta_sum).transpose(-2, -1),
                          inp.positive_matrix(self.matmul_dtype), grad_w)
-            grad_w[..., :n_labels] += side[..., :n_labels, :].transpose(-2, -1)
-            grad_b = side[..., n_labels, :]
+            correction = batched_mm(inp.label_shift_t(), delta_neg)     # (..., n_labels, H)
+            grad_w[..., :n_labels] += correction.transpose(-2, -1)
+            grad_b = batched_mm(inp.ones_row(), delta_sum)[..., 0, :]
         else:
             grad_b = batched_mm(inp.ones_row(), delta)[..., 0, :]
             self._matmul(self._in_matmul_dtype(delta).transpose(-2, -1),

@@ -26,8 +26,11 @@ if TYPE_CHECKING:
 #: overlay in the shared matmul and the negatives a label shift; its label-column and bias
 #: gradients, and every later layer's bias gradient, come from one short, wide matmul instead of
 #: ``δ^T ℓ`` products and row sums (float sums reordered, the same algorithm: results agree with
-#: version 1 to rounding, ``tests/test_ff_golden.py``); ReLU by ``relu_``.
-NUMERICS_VERSION = 2
+#: version 1 to rounding, ``tests/test_ff_golden.py``); ReLU by ``relu_``. Version 3
+#: (2026-12-02): the first layer's label-column correction reads only ``δ_neg`` (N rows, not
+#: 2N) and its bias gradient is the row sum of ``δ_pos + δ_neg`` (a ones-row product over N
+#: rows), after the sum is formed (same algorithm, sums reordered; agrees to rounding).
+NUMERICS_VERSION = 3
 
 #: Columns of :attr:`RunResult.curves` (long format, one row per recorded layer × epoch).
 CURVE_COLUMNS = ["layer", "epoch", "loss", "g_pos", "g_neg", "gamma", "alpha_row"]
