@@ -14,8 +14,10 @@ _cffbench_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _cffbench_root="${CFFBENCH_VENV_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/cffbench/venvs}"
 export CFFBENCH_VENV="$_cffbench_root/$(sha256sum "$_cffbench_repo/pyproject.toml" | cut -c1-12)"
 
-_cffbench_in_use() {   # is any running process started from venv $1?
-    grep -qsF -- "$1/" /proc/[0-9]*/cmdline 2>/dev/null
+_cffbench_in_use() {   # is any running process started from venv $1, or using its libraries?
+    # `python -m cffbench run` in an activated venv names no venv path on its command line; the
+    # venv's shared libraries it has loaded (torch, numpy) are in its memory map
+    grep -qsF -- "$1/" /proc/[0-9]*/cmdline /proc/[0-9]*/maps 2>/dev/null
 }
 
 _cffbench_deps_only() (

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,3 +93,41 @@ def test_each_checkout_and_its_workers_import_their_own_code(built_venv, tmp_pat
     # the venv itself holds no cffbench: nothing for a process without PYTHONPATH to pick up
     site = list(built_venv.glob("lib/python*/site-packages"))
     assert site and not [p for s in site for p in s.glob("*cffbench*")]
+
+
+
+HOLD = ("import mmap, os, sys\n"
+        "with open(os.environ['HOLD_FILE'], 'rb') as fh:\n"
+        "    mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)\n"
+        "    print('ready', flush=True)\n"
+        "    sys.stdin.readline()\n")
+
+
+def _in_use(venv: Path) -> bool:
+    probe = f'source "{REPO}/scripts/venv.sh" >/dev/null && _cffbench_in_use "$1" && echo used || echo unused'
+    out = subprocess.run(["bash", "-c", probe, "probe", str(venv)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()[-1] == "used"
+
+
+def test_a_venv_whose_library_a_process_has_loaded_counts_as_in_use(built_venv, tmp_path):
+    # A study started as `python -m cffbench run` in an activated venv names no venv path on its
+    # command line, only its memory map does (torch's libraries); a pyproject.toml change that
+    # builds a new venv deletes the old ones no process uses, so this one must count as used.
+    old = tmp_path / "old-venv"
+    (old / "lib").mkdir(parents=True)
+    (old / "lib" / "libsomething.so").write_bytes(b"\0" * 4096)
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD)
+    assert not _in_use(old)
+    env = {**os.environ, "HOLD_FILE": str(old / "lib" / "libsomething.so")}   # not on its argv
+    holder = subprocess.Popen(["python3", str(script)], cwd=tmp_path, env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        assert str(old) + "/" not in " ".join(psutil.Process(holder.pid).cmdline())
+        assert _in_use(old)
+    finally:
+        holder.communicate("go\n", timeout=60)
+    assert not _in_use(old)
