@@ -179,13 +179,18 @@ def test_bad_checkpoint_is_ignored_with_one_warning_line_and_the_run_starts_over
     assert_same_result(result, reference)
 
 
-def test_a_checkpoint_without_a_first_start_resumes_and_keeps_this_attempts_start(splits,
-                                                                                  tmp_path):
-    # written before checkpoints carried "started_at" (same format and numerics version)
+@pytest.mark.parametrize("first", ["missing", float("inf"), float("nan"), 3.0e9, -1.0, True])
+def test_a_checkpoint_without_a_usable_first_start_resumes_and_keeps_this_attempts_start(
+        splits, tmp_path, first):
+    # "missing": written before checkpoints carried "started_at" (same format and numerics
+    # version); the others (a start after this attempt's, not a time) are not trusted as starts
     config = TrainConfig(**SMALL, variant="a-cff")
     checkpoint = _interrupted(splits, tmp_path, config)
     state = read_state(checkpoint.path)
-    del state["started_at"]
+    if first == "missing":
+        del state["started_at"]
+    else:
+        state["started_at"] = first
     write_state(checkpoint.path, state)
     handle = RunCheckpoint(checkpoint.path, "run", every=3, started_at=2.0e9)
     result = train_run(config, splits, checkpoint=handle)

@@ -3,8 +3,9 @@ with SIGKILL at a random moment after its first checkpoint, the same command is 
 the finished store equals an uninterrupted run's in every stored value and curve.
 
 Fields allowed to differ: ``duration_s`` (the resumed run also counts the killed attempt's
-training time, so it differs from the uninterrupted run's wall time) and ``started_at`` (when the
-finishing attempt started). Nothing else.
+training time, so it differs from the uninterrupted run's wall time) and ``started_at`` (the
+resumed run keeps its first attempt's start, which differs from the uninterrupted run's).
+Nothing else.
 """
 
 from __future__ import annotations

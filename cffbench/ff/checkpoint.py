@@ -242,7 +242,8 @@ class RunCheckpoint:
             if state.get(key) != value:
                 return self.ignore(f"{key} {state.get(key)!r} is not this run's {value!r}")
         first = state.get("started_at")
-        if isinstance(first, (int, float)) and not isinstance(first, bool) and first > 0:
+        if (isinstance(first, (int, float)) and not isinstance(first, bool)
+                and 0 < first <= self.attempt_started_at):   # a start after this one is no start
             self.started_at = float(first)
         return state
 

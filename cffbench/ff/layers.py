@@ -10,10 +10,10 @@ Speed levers (each pinned against the plain definitions of :mod:`cffbench.ff.goo
   the positives' pre-activation is the dense ``x̂_pos W^T + b``, the negatives' is that plus the
   label shift ``(ℓ_neg − ℓ_pos) W[:, :n_labels]^T`` (ℓ the scaled one-hot labels). The weight
   gradient shares it too: ``∂W = (δ_pos + δ_neg)^T x̂_pos`` plus ``δ_neg^T (ℓ_neg − ℓ_pos)`` in the
-  label columns. The label and bias gradients come from one short, wide product
-  ``[0 | ℓ_neg − ℓ_pos ; 1 | 1] · δ`` (``(n_labels + 1) × 2N`` by ``2N × H``): MKL runs that
-  orientation 1.8× (2 threads) to 4.5× (1 thread) faster than ``δ^T ℓ`` (``H × 2N`` by
-  ``2N × n_labels``) plus a row sum (benchmarks/README.md).
+  label columns. That correction is the short, wide product ``(ℓ_neg − ℓ_pos)^T · δ_neg``
+  (``n_labels × N`` by ``N × H``) and the bias gradient ``1^T (δ_pos + δ_neg)`` over N rows:
+  MKL runs the tall orientation (``δ^T ℓ``, ``H × N`` by ``N × n_labels``) several times slower,
+  and a row sum is slower than the ones-row product (benchmarks/README.md).
 - **manual gradient** of the layer's weights: with ``G = ‖h‖²/H`` and ``h = relu(pre)``,
   ``∂L/∂pre = (∂L/∂G) · 2h/H`` (zero where the ReLU is off, because h is). ``∂L/∂G`` comes from
   autograd on the ``(2N,)`` goodness vector only, so the (collaborative) loss stays plain torch.
@@ -184,8 +184,9 @@ class PlainInput:
 
 
 def _ones_row(cache: dict, like: torch.Tensor, n: int) -> torch.Tensor:
-    """``(..., 1, n)`` fp32 ones (the leading axes of ``like``), made once per input; a row
-    sum of ``δ`` as this product is faster than ``δ.sum(-2)`` (50 vs 26 ms at 100k × 500, 1 thread)."""
+    """``(..., 1, n)`` fp32 ones (the leading axes of ``like``), made once per input: the row
+    sum of ``δ`` as this product takes about half the time of ``δ.sum(-2)`` (100k × 500 at one
+    thread: 26–33 ms against 50–65 ms, benchmarks/README.md)."""
     if "ones" not in cache:
         cache["ones"] = torch.ones((*like.shape[:-2], 1, n), dtype=torch.float32,
                                    device=like.device)

@@ -174,7 +174,8 @@ def execute_run(task: RunTask, settings: RunSettings,
     With ``settings.checkpoints`` (the folder the driver names) the run resumes from its
     checkpoint there and writes it as it falls due, when the train function takes
     ``checkpoint=``; ``duration_s`` then includes the training time of the interrupted attempts,
-    and ``started_at`` is when the first attempt began.
+    and a run that finishes is stored with the ``started_at`` of its earliest attempt whose
+    checkpoint it resumed (a failed run: this attempt's).
     """
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
