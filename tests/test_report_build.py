@@ -304,3 +304,36 @@ def test_each_theta_placement_is_tested_against_the_same_ff_runs(tmp_path):
         shown = float(rows[("F-CFF − FF", f"theta_placement = {theta}")][4].split()[0].replace("−", "-"))
         assert shown == pytest.approx(expected, abs=0.006)   # shown with two decimals
     assert (written["latex"] / "contrasts_mnist.tex").is_file()
+    # the figures show each θ placement on its own, and say which one they show
+    captions = {f.get("id"): f.find("figcaption").get_text(" ", strip=True)
+                for f in soup.select("figure.plot")}
+    assert "at the main configuration (θ placement = per_term)" in captions["fig-curves_mnist"]
+    assert "at θ placement = single" in captions["fig-curves_mnist_theta_placement-single"]
+    assert "at the main configuration" in captions["fig-accuracy_distribution"]
+    assert "one panel per dataset and θ placement" in captions["fig-gamma_trajectories"]
+
+
+def test_gamma_panels_never_pool_two_conditions():
+    # γ under θ per_term and θ single follow different courses: one band over both would show
+    # a γ that neither condition had
+    from cffbench.report.figures import gamma_bands
+
+    runs = pd.DataFrame([{"run_id": f"{theta}-{seed}", "dataset": "mnist", "variant": "a-cff",
+                          "theta_placement": theta, "seed": seed}
+                         for theta in ("per_term", "single") for seed in range(3)]
+                        + [{"run_id": "ff-0", "dataset": "mnist", "variant": "ff",
+                            "theta_placement": None, "seed": 0}])
+    gamma_of = {"per_term": 1.0, "single": 3.0}
+    curves = pd.DataFrame([{"run_id": r.run_id, "layer": layer, "epoch": epoch,
+                            "gamma": gamma_of[r.theta_placement] + 0.01 * r.seed}
+                           for r in runs[runs.variant == "a-cff"].itertuples()
+                           for layer in (1, 2) for epoch in range(1, 6)])
+    panels = gamma_bands(curves, runs)
+    assert [(dataset, levels) for dataset, levels, _ in panels] == [
+        ("mnist", {"theta_placement": "per_term"}), ("mnist", {"theta_placement": "single"})]
+    for (_, levels, band), expected in zip(panels, (1.01, 3.01)):
+        assert band["n"].eq(3).all() and len(band) == 10         # 2 layers × 5 epochs, 3 seeds
+        assert band["mean"].to_numpy() == pytest.approx(expected)
+    # one condition only: one panel per dataset, no axis named
+    (single,) = gamma_bands(curves, runs[runs.theta_placement != "single"])
+    assert single[1] == {} and single[2]["mean"].to_numpy() == pytest.approx(1.01)

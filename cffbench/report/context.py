@@ -179,6 +179,28 @@ def protocol_differences(ok_main: pd.DataFrame, paper_values: pd.DataFrame,
             "): the paper's values are a reference point, not a like-for-like comparison."]
 
 
+def _at_main(main: dict) -> str:
+    return f"the main configuration ({figs.condition_label(main)})" if main else ""
+
+
+def condition_curves(curves: pd.DataFrame, ok: pd.DataFrame, main: dict,
+                     fig_dir: Path) -> list[figs.Figure]:
+    """Training curves at the main configuration, then at each other level of every varying
+    axis (the rest held at the main configuration): one band never mixes two conditions."""
+    figures = figs.training_curves(curves, select(ok, main), fig_dir, _at_main(main))
+    for axis, levels in varying_axes(ok).items():
+        for level in levels:
+            if level == main[axis]:
+                continue
+            where = {**main, axis: level}
+            held = {k: v for k, v in main.items() if k != axis}
+            text = figs.condition_label({axis: level}) + (
+                f" ({figs.condition_label(held)})" if held else "")
+            figures += figs.training_curves(curves, select(ok, where), fig_dir, text,
+                                            figs.level_slug({axis: level}))
+    return figures
+
+
 def ablations(ok_runs: pd.DataFrame, desc: pd.DataFrame, main: dict, fig_dir: Path,
               crossings: list[DatasetStatistics]) -> list[dict]:
     """One section per varying ablation axis: table (rows of the saved descriptives ``desc``),
@@ -287,8 +309,9 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
     shown = {id(t) for a in ablation_sections for t in a["tests"]}
     stats += [c for c in crossings if c.omnibus is None or id(c.omnibus) not in shown]
 
-    figures = [f for f in [figs.accuracy_distribution(ok_main, fig_dir)] if f is not None]
-    figures += figs.training_curves(inputs.curves, ok_main, fig_dir)
+    figures = [f for f in [figs.accuracy_distribution(ok_main, fig_dir, _at_main(main))]
+               if f is not None]
+    figures += condition_curves(inputs.curves, ok, main, fig_dir)
     forest = (figs.forest_plot(plan_result.contrasts, plan_result.plan.sesoi, plan_result.plan.margin,
                                fig_dir) if plan_result is not None else [])
     for maker in (lambda: figs.gamma_trajectories(inputs.curves, ok, fig_dir),

@@ -23,7 +23,8 @@ import seaborn as sns  # noqa: E402
 
 from cffbench import fmt  # noqa: E402
 from cffbench.report.store import json_list  # noqa: E402
-from cffbench.report.tables import VARIANT_LABEL, ordered_variants  # noqa: E402
+from cffbench.report.tables import (ABLATION_AXES, VARIANT_LABEL, ordered_variants,  # noqa: E402
+                                    varying_axes)
 from cffbench.stats.descriptives import mean_ci  # noqa: E402
 
 #: Curves are thinned to at most this many epochs per line: the SVG stays small and fast to print.
@@ -84,9 +85,10 @@ def _save(fig, key: str, caption: str, out_dir: Path) -> Figure:
     return Figure(key, caption, _inline_svg(svg_text, key), svg_path, png_path)
 
 
-def accuracy_distribution(runs: pd.DataFrame, out_dir: Path) -> Figure | None:
+def accuracy_distribution(runs: pd.DataFrame, out_dir: Path, where: str = "") -> Figure | None:
     """Box plot of test accuracy per variant, one panel per dataset, with grey lines joining the
-    runs that share a seed (the pairing the repeated-measures tests use)."""
+    runs that share a seed (the pairing the repeated-measures tests use); ``runs`` one condition
+    per variant, named by ``where``."""
     runs = runs.dropna(subset=["test_acc"])
     if runs.empty:
         return None
@@ -111,8 +113,9 @@ def accuracy_distribution(runs: pd.DataFrame, out_dir: Path) -> Figure | None:
             ax.set_xticks(range(len(order)), [VARIANT_LABEL.get(v, v) for v in order])
             ax.set(title=dataset, xlabel="variant", ylabel="test accuracy [%]")
         fig.tight_layout()
+        at = f", at {where}" if where else ""
         return _save(fig, "accuracy_distribution",
-                     "Test accuracy per variant (boxes) with each seed's runs joined by a line.",
+                     f"Test accuracy per variant (boxes) with each seed's runs joined by a line{at}.",
                      out_dir)
 
 
@@ -131,9 +134,24 @@ def _thin(curves: pd.DataFrame) -> pd.DataFrame:
     return curves[curves["epoch"].isin(keep)]
 
 
-def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) -> list[Figure]:
+def condition_label(levels: dict) -> str:
+    """``θ placement = single, α structure = learned``: axis levels in the report's names."""
+    return ", ".join(f"{ABLATION_AXES.get(axis, axis)} = {level}" for axis, level in levels.items())
+
+
+def level_slug(levels: dict) -> str:
+    """A file-name part for axis levels: ``_theta_placement-single`` (characters outside
+    ``[A-Za-z0-9_-]`` replaced)."""
+    return "".join(f"_{axis}-" + re.sub(r"[^A-Za-z0-9_-]", "-", str(level))
+                   for axis, level in levels.items())
+
+
+def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path,
+                    where: str = "", key_suffix: str = "") -> list[Figure]:
     """Per dataset: loss and goodness separation ``g_pos − g_neg`` per layer vs epoch, the mean
-    over seeds with a 95 % CI band, one line per variant."""
+    over seeds with a 95 % CI band, one line per variant. ``runs`` must hold one condition per
+    variant (the report passes one configuration of the varying axes, named by ``where``), so a
+    band never mixes conditions."""
     needed = {"run_id", "layer", "epoch", "loss", "g_pos", "g_neg"}
     if curves.empty or not needed <= set(curves.columns):
         return []
@@ -174,39 +192,81 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) -> 
                                bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0)
             fig.suptitle(dataset, fontsize=10)
             fig.tight_layout()
-            figures.append(_save(fig, f"curves_{dataset}",
+            at = f", at {where}" if where else ""
+            figures.append(_save(fig, f"curves_{dataset}{key_suffix}",
                                  f"{dataset}: training loss and goodness separation per layer "
-                                 "(mean over seeds, 95 % CI band).", out_dir))
+                                 f"(mean over seeds, 95 % CI band){at}.", out_dir))
     return figures
 
 
-def gamma_trajectories(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) -> Figure | None:
-    """A-CFF's learned γ per layer vs epoch, mean over seeds with a 95 % CI band."""
+def gamma_bands(curves: pd.DataFrame, runs: pd.DataFrame) -> list[tuple[str, dict, pd.DataFrame]]:
+    """A-CFF's learned γ per layer and epoch, mean over seeds with a t-based 95 % CI, one panel
+    per dataset and condition: ``[(dataset, levels, band)]``, ``levels`` the values of the axes
+    that vary among the A-CFF runs (e.g. ``{"theta_placement": "single"}``), ``band`` columns
+    ``layer, epoch, n, mean, std, ci_low, ci_high``. Conditions are never pooled: γ follows
+    another course under each θ placement or α structure."""
     acff = runs[runs["variant"] == "a-cff"]
     if curves.empty or acff.empty or "gamma" not in curves.columns:
-        return None
-    data = curves.merge(acff[["run_id", "dataset"]], on="run_id").dropna(subset=["gamma"])
+        return []
+    axes = list(varying_axes(acff))
+    data = curves.merge(acff[["run_id", "dataset", *axes]], on="run_id").dropna(subset=["gamma"])
     if data.empty:
-        return None
+        return []
     data = _thin(data)
-    datasets = [d for d in dict.fromkeys(acff["dataset"]) if d in set(data["dataset"])]
+    panels = []
+    for dataset in dict.fromkeys(acff["dataset"]):
+        in_dataset = data[data["dataset"] == dataset]
+        groups = in_dataset.groupby(axes, sort=True) if axes else [((), in_dataset)]
+        for keys, group in groups:
+            if group.empty:
+                continue
+            keys = keys if isinstance(keys, tuple) else (keys,)
+            band = mean_ci(group, ["layer", "epoch"], "gamma").sort_values(["layer", "epoch"])
+            panels.append((dataset, dict(zip(axes, keys)), band.reset_index(drop=True)))
+    return panels
+
+
+#: Panels per row of the γ figure.
+GAMMA_COLUMNS = 4
+
+
+def gamma_trajectories(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) -> Figure | None:
+    """A-CFF's learned γ per layer vs epoch (:func:`gamma_bands`), one panel per dataset and
+    condition."""
+    panels = gamma_bands(curves, runs)
+    if not panels:
+        return None
+    per_dataset: dict[str, list] = {}
+    for panel in panels:
+        per_dataset.setdefault(panel[0], []).append(panel)
+    n_cols = min(max(len(p) for p in per_dataset.values()), GAMMA_COLUMNS)
+    grid = [row[i:i + n_cols] for row in per_dataset.values() for i in range(0, len(row), n_cols)]
+    n_rows = len(grid)   # each dataset starts a row
     with plt.rc_context(_theme()):
-        fig, axes = plt.subplots(1, len(datasets), figsize=(3.4 * len(datasets) + 0.6, 2.8),
+        fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols + 0.6, 2.8 * n_rows),
                                  squeeze=False)
-        for ax, dataset in zip(axes[0], datasets):
-            ds = data[data["dataset"] == dataset].assign(variant=lambda d: d["layer"].astype(str))
-            band = _mean_band(ds, "gamma")
-            for k, (layer, b) in enumerate(band.groupby("variant", sort=True)):
-                ax.plot(b["epoch"], b["mean"], color=_PALETTE[k % 10], lw=1.2,
-                        label=f"layer {layer}")
-                ax.fill_between(b["epoch"], b["ci_low"], b["ci_high"], color=_PALETTE[k % 10],
-                                alpha=0.2, lw=0)
-            ax.set(title=dataset, xlabel="epoch", ylabel="γ (collaboration weight)")
-        _legend_right(axes[0][-1])
+        for index in range(n_rows * n_cols):
+            if index % n_cols >= len(grid[index // n_cols]):
+                axes[index // n_cols][index % n_cols].set_visible(False)
+        for r, row in enumerate(grid):
+            for c, (dataset, levels, band) in enumerate(row):
+                _gamma_panel(axes[r][c], dataset, levels, band)
+        _legend_right(axes[0][len(grid[0]) - 1])   # the first row's last panel
         fig.tight_layout()
+        axes_named = sorted({ABLATION_AXES.get(a, a) for _, levels, _ in panels for a in levels})
+        per = f", one panel per dataset and {' and '.join(axes_named)}" if axes_named else ""
         return _save(fig, "gamma_trajectories",
-                     "A-CFF: learned γ per layer during training (mean over seeds, 95 % CI).",
+                     f"A-CFF: learned γ per layer during training (mean over seeds, 95 % CI){per}.",
                      out_dir)
+
+
+def _gamma_panel(ax, dataset: str, levels: dict, band: pd.DataFrame) -> None:
+    for k, (layer, b) in enumerate(band.groupby("layer", sort=True)):
+        ax.plot(b["epoch"], b["mean"], color=_PALETTE[k % 10], lw=1.2, label=f"layer {layer}")
+        ax.fill_between(b["epoch"], b["ci_low"], b["ci_high"], color=_PALETTE[k % 10],
+                        alpha=0.2, lw=0)
+    title = f"{dataset}\n{condition_label(levels)}" if levels else dataset
+    ax.set(title=title, xlabel="epoch", ylabel="γ (collaboration weight)")
 
 
 def alpha_heatmaps(runs: pd.DataFrame, out_dir: Path) -> Figure | None:
