@@ -310,7 +310,7 @@ def test_each_theta_placement_is_tested_against_the_same_ff_runs(tmp_path):
     assert "at the main configuration (θ placement = per_term)" in captions["fig-curves_mnist"]
     assert "at θ placement = single" in captions["fig-curves_mnist_theta_placement-single"]
     assert "at the main configuration" in captions["fig-accuracy_distribution"]
-    assert "one panel per dataset and θ placement" in captions["fig-gamma_trajectories"]
+    assert "one panel per dataset × θ placement" in captions["fig-gamma_trajectories"]
 
 
 def test_gamma_panels_never_pool_two_conditions():
@@ -337,3 +337,34 @@ def test_gamma_panels_never_pool_two_conditions():
     # one condition only: one panel per dataset, no axis named
     (single,) = gamma_bands(curves, runs[runs.theta_placement != "single"])
     assert single[1] == {} and single[2]["mean"].to_numpy() == pytest.approx(1.01)
+
+
+def test_gamma_panels_for_an_initial_gamma_axis_and_for_levels_some_runs_do_not_set():
+    from cffbench.report.figures import gamma_bands
+
+    # γ₀ as a grid axis: the runs' "gamma" column is the axis, the curves' is the trajectory
+    runs = pd.DataFrame([{"run_id": f"g{g0}-{seed}", "dataset": "mnist", "variant": "a-cff",
+                          "gamma": g0, "seed": seed} for g0 in (0.5, 1.0) for seed in range(2)])
+    curves = pd.DataFrame([{"run_id": r.run_id, "layer": 1, "epoch": e, "gamma": 2 * r.gamma}
+                           for r in runs.itertuples() for e in (1, 2)])
+    panels = gamma_bands(curves, runs)
+    assert [(levels, list(band["mean"])) for _, levels, band in panels] == [
+        ({"gamma": 0.5}, [1.0, 1.0]), ({"gamma": 1.0}, [2.0, 2.0])]
+    # alpha_decay is stored only for α = distance: the other α's runs (NaN decay) keep a panel
+    runs = pd.DataFrame([{"run_id": f"{a}{d}-{s}", "dataset": "mnist", "variant": "a-cff",
+                          "alpha": a, "alpha_decay": d, "seed": s}
+                         for a, d in (("uniform", None), ("distance", 0.3), ("distance", 0.7))
+                         for s in range(2)])
+    curves = pd.DataFrame([{"run_id": r, "layer": 1, "epoch": 1, "gamma": 1.0}
+                           for r in runs["run_id"]])
+    assert sorted(str(levels) for _, levels, _ in gamma_bands(curves, runs)) == sorted([
+        str({"alpha": "distance", "alpha_decay": 0.3}), str({"alpha": "distance", "alpha_decay": 0.7}),
+        str({"alpha": "uniform"})])
+
+
+def test_figure_file_names_of_two_levels_never_collide():
+    from cffbench.report.figures import level_slug
+
+    assert level_slug({"theta_placement": "single"}) == "_theta_placement-single"
+    assert level_slug({"x": "per term"}) != level_slug({"x": "per-term"})
+    assert level_slug({"x": "a.b"}) != level_slug({"x": "a-b"})

@@ -282,4 +282,4 @@ def test_a_condition_at_chance_is_named_by_every_axis_it_varies_goodness_too():
             for g, acc in (("mean_squares", 0.75), ("sum_squares", 0.1009))]
     flagged = did_not_learn(condition_descriptives(pd.DataFrame(rows), ["goodness"]))
     assert flagged == [flagged[0]] and flagged[0].startswith(
-        "mnist, FF (goodness sum_squares): did not learn")
+        "mnist, FF (goodness function sum_squares): did not learn")

@@ -193,10 +193,15 @@ def condition_curves(curves: pd.DataFrame, ok: pd.DataFrame, main: dict,
             if level == main[axis]:
                 continue
             where = {**main, axis: level}
+            shown = select(ok, where)
+            if not (shown[axis] == level).any():   # the level occurs only off the main config
+                continue
             held = {k: v for k, v in main.items() if k != axis}
             text = figs.condition_label({axis: level}) + (
                 f" ({figs.condition_label(held)})" if held else "")
-            figures += figs.training_curves(curves, select(ok, where), fig_dir, text,
+            if shown[axis].isna().any():
+                text += "; runs that do not depend on it (e.g. FF) are the same in each figure"
+            figures += figs.training_curves(curves, shown, fig_dir, text,
                                             figs.level_slug({axis: level}))
     return figures
 

@@ -7,6 +7,7 @@ Text stays text in the SVG (``svg.fonttype = "none"``), which keeps the files sm
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import warnings
@@ -140,10 +141,14 @@ def condition_label(levels: dict) -> str:
 
 
 def level_slug(levels: dict) -> str:
-    """A file-name part for axis levels: ``_theta_placement-single`` (characters outside
-    ``[A-Za-z0-9_-]`` replaced)."""
-    return "".join(f"_{axis}-" + re.sub(r"[^A-Za-z0-9_-]", "-", str(level))
-                   for axis, level in levels.items())
+    """A file-name part for axis levels: ``_theta_placement-single``; a level with characters
+    outside ``[A-Za-z0-9_-]`` has them replaced and a short digest of its text appended, so two
+    levels never share a file name (``per term`` and ``per-term``)."""
+    def part(level) -> str:
+        text = str(level)
+        safe = re.sub(r"[^A-Za-z0-9_-]", "-", text)
+        return safe if safe == text else f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
+    return "".join(f"_{axis}-{part(level)}" for axis, level in levels.items())
 
 
 def training_curves(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path,
@@ -209,20 +214,26 @@ def gamma_bands(curves: pd.DataFrame, runs: pd.DataFrame) -> list[tuple[str, dic
     if curves.empty or acff.empty or "gamma" not in curves.columns:
         return []
     axes = list(varying_axes(acff))
-    data = curves.merge(acff[["run_id", "dataset", *axes]], on="run_id").dropna(subset=["gamma"])
+    # the axes under their own names: a curve column may share one (γ itself as a grid axis)
+    named = {axis: f"axis:{axis}" for axis in axes}
+    levels_of = acff[["run_id", "dataset", *axes]].rename(columns=named)
+    data = curves.merge(levels_of, on="run_id").dropna(subset=["gamma"])
     if data.empty:
         return []
     data = _thin(data)
     panels = []
     for dataset in dict.fromkeys(acff["dataset"]):
         in_dataset = data[data["dataset"] == dataset]
-        groups = in_dataset.groupby(axes, sort=True) if axes else [((), in_dataset)]
+        groups = (in_dataset.groupby([named[a] for a in axes], sort=True, dropna=False) if axes
+                  else [((), in_dataset)])
         for keys, group in groups:
             if group.empty:
                 continue
             keys = keys if isinstance(keys, tuple) else (keys,)
+            # a level a run does not set (NaN: e.g. alpha_decay off α = distance) is not named
+            levels = {a: k for a, k in zip(axes, keys) if not pd.isna(k)}
             band = mean_ci(group, ["layer", "epoch"], "gamma").sort_values(["layer", "epoch"])
-            panels.append((dataset, dict(zip(axes, keys)), band.reset_index(drop=True)))
+            panels.append((dataset, levels, band.reset_index(drop=True)))
     return panels
 
 
@@ -248,25 +259,31 @@ def gamma_trajectories(curves: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) 
         for index in range(n_rows * n_cols):
             if index % n_cols >= len(grid[index // n_cols]):
                 axes[index // n_cols][index % n_cols].set_visible(False)
+        handles: dict = {}
         for r, row in enumerate(grid):
             for c, (dataset, levels, band) in enumerate(row):
-                _gamma_panel(axes[r][c], dataset, levels, band)
-        _legend_right(axes[0][len(grid[0]) - 1])   # the first row's last panel
+                handles.update(_gamma_panel(axes[r][c], dataset, levels, band))
+        axes[0][len(grid[0]) - 1].legend(   # every panel's layers, beside the first row
+            [handles[k] for k in sorted(handles)], [f"layer {k}" for k in sorted(handles)],
+            loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0)
         fig.tight_layout()
         axes_named = sorted({ABLATION_AXES.get(a, a) for _, levels, _ in panels for a in levels})
-        per = f", one panel per dataset and {' and '.join(axes_named)}" if axes_named else ""
+        per = f", one panel per dataset × {' × '.join(axes_named)}" if axes_named else ""
         return _save(fig, "gamma_trajectories",
                      f"A-CFF: learned γ per layer during training (mean over seeds, 95 % CI){per}.",
                      out_dir)
 
 
-def _gamma_panel(ax, dataset: str, levels: dict, band: pd.DataFrame) -> None:
-    for k, (layer, b) in enumerate(band.groupby("layer", sort=True)):
-        ax.plot(b["epoch"], b["mean"], color=_PALETTE[k % 10], lw=1.2, label=f"layer {layer}")
-        ax.fill_between(b["epoch"], b["ci_low"], b["ci_high"], color=_PALETTE[k % 10],
-                        alpha=0.2, lw=0)
+def _gamma_panel(ax, dataset: str, levels: dict, band: pd.DataFrame) -> dict:
+    """One panel; returns its line per layer (one colour per layer in every panel)."""
+    lines = {}
+    for layer, b in band.groupby("layer", sort=True):
+        colour = _PALETTE[(int(layer) - 1) % 10]
+        lines[int(layer)], = ax.plot(b["epoch"], b["mean"], color=colour, lw=1.2)
+        ax.fill_between(b["epoch"], b["ci_low"], b["ci_high"], color=colour, alpha=0.2, lw=0)
     title = f"{dataset}\n{condition_label(levels)}" if levels else dataset
     ax.set(title=title, xlabel="epoch", ylabel="γ (collaboration weight)")
+    return lines
 
 
 def alpha_heatmaps(runs: pd.DataFrame, out_dir: Path) -> Figure | None:

@@ -26,11 +26,13 @@ MAIN_DEFAULTS = {
     "theta_placement": "per_term", "negatives": "fixed", "gamma": 1.0, "gamma_lr": 0.01,
     "gamma_optimizer": "sgd", "alpha_decay": 0.5, "epochs_per_layer": 1000, "lr": 0.03,
     "threshold": 2.0, "batch_size": 0, "precision": "fp32", "n_train": None,
+    "goodness": "mean_squares", "train_eval_size": 10000,
 }
 
 #: Axes that get their own ablation section, with the label the report shows.
 ABLATION_AXES = {"alpha": "α structure", "schedule": "schedule",
-                 "theta_placement": "θ placement", "hidden": "depth (hidden units per layer)"}
+                 "theta_placement": "θ placement", "hidden": "depth (hidden units per layer)",
+                 "goodness": "goodness function"}
 
 
 @dataclass
