@@ -252,8 +252,9 @@ def check_extension(registry: Any, obj: Any) -> None:
 def probe_goodness(goodness: Any) -> None:
     """Call ``goodness`` on small activations ``(5, 4)`` and ``(2, 5, 4)`` (≥ 0, as after a ReLU,
     one row all zeros: a sample no unit responds to, common in training): it must return a finite
-    tensor of shape ``(5,)`` / ``(2, 5)``. Where it gives its fast form or a manual gradient, both
-    must equal the definition's (autograd through ``__call__``) on random pre-activations."""
+    tensor of shape ``(5,)`` / ``(2, 5)``, and the goodness of rows 2–4 alone must equal theirs
+    in the whole (one goodness per sample). Where it gives its fast form or a manual gradient,
+    both must equal the definition's (autograd through ``__call__``) on random pre-activations."""
     h = torch.rand(2, 5, 4, generator=torch.Generator().manual_seed(0))
     h[:, 0] = 0.0                       # a dead row
     h[:, 1, :2] = 0.0                   # a row with some units off
@@ -271,6 +272,14 @@ def probe_goodness(goodness: Any) -> None:
                      if bool(torch.isfinite(out[..., 1:]).all()) else f"activations of shape {shape}")
             raise ExtensionError(f"goodness function {goodness.name!r} returns non-finite values "
                                  f"(nan or inf) for {where}")
+    # the engine evaluates in chunks of rows and trains in row blocks and minibatches, so a
+    # sample's goodness may depend on its own activations only
+    part = _call(goodness, "fails on a subset of the rows", goodness, h[..., 2:, :].clone())
+    if not torch.allclose(part, goodness(h.clone())[..., 2:].detach(), rtol=1e-5, atol=1e-7):
+        raise ExtensionError(f"goodness function {goodness.name!r}: a sample's goodness depends "
+                             f"on the other samples' activations (G(h[2:]) differs from "
+                             f"G(h)[2:]); the engine evaluates and trains rows in blocks and "
+                             f"minibatches, so goodness must be computed per sample")
     _probe_fast_forms(goodness)
 
 

@@ -187,6 +187,31 @@ def test_stacked_runs_reproduce_their_golden_results_bit_for_bit(golden, synthet
         _compare(name, summary(result), golden["runs"][name])
 
 
+def test_row_blocks_of_the_hot_loop_leave_every_result_bit_identical(synthetic, monkeypatch):
+    # The engine's row-wise work (label shift, ReLU, row norm, direction, ∂L/∂pre, δ_pos + δ_neg)
+    # runs over blocks of ROW_BLOCK rows; the golden runs fit in one block, so cut them into
+    # blocks of 32 rows (120 = 3 · 32 + 24; minibatches of 50 = 32 + 18): every pinned value must
+    # stay the same, bit for bit. (A block under 8 rows would not: MKL computes the label
+    # shift's product of so few rows with another kernel; see ROW_BLOCK.)
+    from cffbench.ff import layers
+
+    def everything() -> dict:
+        out = {name: summary(train_run(TrainConfig(**fields), synthetic))
+               for name, fields in CASES.items()}
+        stacked = train_stacked([TrainConfig(seed=s, **STACKED) for s in STACKED_SEEDS],
+                                [synthetic] * len(STACKED_SEEDS))
+        out.update({f"stacked_acff_seed{s}": summary(r) for s, r in zip(STACKED_SEEDS, stacked)})
+        return out
+
+    whole = everything()
+    assert layers.ROW_BLOCK >= 2 * synthetic.x_train.shape[0]   # one block: the unblocked values
+    monkeypatch.setattr(layers, "ROW_BLOCK", 32)
+    assert len(layers.row_blocks(120)) == 4
+    blocked = everything()
+    for name in whole:
+        _compare(name, blocked[name], whole[name])
+
+
 def test_mnist_subset_run_reproduces_its_golden_result_bit_for_bit(golden, data_root):
     config, splits = mnist_case(data_root)
     _compare("mnist_acff", summary(train_run(config, splits)), golden["runs"]["mnist_acff"])

@@ -182,6 +182,10 @@ BAD_PLUGINS = {
     "nan_on_a_dead_row": (SUM_SQUARES.replace("h.pow(2).sum(dim=-1)",
                                               "h.pow(2).sum(dim=-1) / h.norm(dim=-1)"),
                           "returns non-finite values (nan or inf) for an all-zero row"),
+    # the engine evaluates and trains rows in blocks and minibatches
+    "batch_dependent": (SUM_SQUARES.replace("h.pow(2).sum(dim=-1)",
+                                            "h.pow(2).sum(dim=-1) / (1.0 + h.pow(2).sum())"),
+                        "a sample's goodness depends on the other samples' activations"),
     "wrong_manual_gradient": (SUM_SQUARES_MANUAL.replace("2.0 * grad_goodness", "3.0 * grad_goodness"),
                               "pre_activation_gradient_ differs from autograd through __call__"),
     "wrong_fast_form": (SUM_SQUARES_MANUAL.replace("return norm.square()", "return norm"),

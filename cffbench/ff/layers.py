@@ -17,6 +17,9 @@ Speed levers (each pinned against the plain definitions of :mod:`cffbench.ff.goo
 - **manual gradient** of the layer's weights: with ``G = ‖h‖²/H`` and ``h = relu(pre)``,
   ``∂L/∂pre = (∂L/∂G) · 2h/H`` (zero where the ReLU is off, because h is). ``∂L/∂G`` comes from
   autograd on the ``(2N,)`` goodness vector only, so the (collaborative) loss stays plain torch.
+- **row blocks**: after each large product, the row-wise work (label shift, ReLU, row norm,
+  unit direction; in the gradient ``∂L/∂pre`` and ``δ_pos + δ_neg``) runs per block of
+  :data:`ROW_BLOCK` rows, so a block is read from memory once, not once per operation.
 - **buffers reused across epochs** (pre-activations, gradients, normalised outputs), so large
   tensors are not returned to the OS and page-faulted in again every epoch.
 - opt-in **bfloat16** matmuls (``precision="bf16"``); accumulation, Adam and evaluation stay fp32.
@@ -61,19 +64,33 @@ def batched_addmm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     return torch.addmm(c, a, b, out=out) if a.dim() == 2 else torch.baddbmm(c, a, b, out=out)
 
 
-#: Rows per block of a rank-``n_labels`` update (:func:`low_rank_addmm`): a block of ``c`` and
-#: ``out`` stays in cache, where one ``(N, n_labels) × (n_labels, H)`` product over all rows is
-#: several times slower than the memory traffic it needs (MKL, 50k × 500 rows, 2026-12-01).
-LOW_RANK_BLOCK_ROWS = 1024
+#: Rows per block of the engine's row-wise work after a large product: the rank-``n_labels``
+#: label shift of the negatives (:meth:`FFLayer.activations`), then ReLU, row norm and unit
+#: direction, and in the gradient ``∂L/∂pre`` and ``δ_pos + δ_neg``, each done while the block
+#: is in cache. One ``(N, n_labels) × (n_labels, H)`` product over all rows is several times
+#: slower than the memory traffic it needs (MKL, 50k × 500 rows, 2026-12-01), and separate full
+#: passes over the ``2N × H`` activations each read them from memory again (benchmarks/README.md).
+#: Every operation done per block is row-wise, so the values are those of one pass over all
+#: rows, with one exception: MKL computes the label shift of a block under about 8 rows (the
+#: last block of ``N = 1024 k + r``, r < 8) with another kernel, whose sums may differ in the
+#: last bit. So the blocks are part of the numerics: changing this constant is a numerics change.
+ROW_BLOCK = 1024
 
 
-def low_rank_addmm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``out = c + a @ b`` for a thin ``a`` ``(..., M, K)`` (K small), in blocks of rows; the same
-    values as one :func:`batched_addmm` (each row's products do not depend on the blocking)."""
-    for start in range(0, a.shape[-2], LOW_RANK_BLOCK_ROWS):
-        rows = slice(start, start + LOW_RANK_BLOCK_ROWS)
-        batched_addmm(c[..., rows, :], a[..., rows, :], b, out=out[..., rows, :])
-    return out
+def row_blocks(m: int) -> list[slice]:
+    """``[0, m)`` as slices of at most :data:`ROW_BLOCK` rows."""
+    return [slice(start, min(start + ROW_BLOCK, m)) for start in range(0, m, ROW_BLOCK)]
+
+
+def relu_norm_rows_(h: torch.Tensor, norm: torch.Tensor, direction: torch.Tensor | None,
+                    rows: slice) -> None:
+    """For the rows ``rows`` of pre-activations ``h`` ``(..., M, H)``: ReLU in place, the row norm
+    ``‖h‖₂`` into ``norm`` ``(..., M)`` and, when ``direction`` is given, the next layer's input
+    ``h / (‖h‖ + ε)`` into it (the definitions of :func:`cffbench.ff.goodness.unit_direction`)."""
+    block = h[..., rows, :].relu_()
+    block_norm = torch.linalg.vector_norm(block, dim=-1, out=norm[..., rows])
+    if direction is not None:
+        torch.div(block, (block_norm + NORM_EPS)[..., None], out=direction[..., rows, :])
 
 
 @dataclass
@@ -282,42 +299,66 @@ class FFLayer:
         return out if bias is None else out.add_(bias)
 
     @torch.no_grad()
-    def forward(self, inp: OverlayInput | PlainInput, name: str = "h") -> torch.Tensor:
-        """Activations ``(..., 2N, H)`` (positives first) into a reused buffer."""
+    def activations(self, inp: OverlayInput | PlainInput, name: str = "h",
+                    direction_name: str | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``h = relu(W x̂ + b)`` ``(..., 2N, H)`` (positives first), its row norm ``‖h‖₂``
+        ``(..., 2N)`` and, with ``direction_name``, the next layer's input ``h / (‖h‖ + ε)``
+        (else None), each in a reused buffer. After the product, one pass over row blocks
+        (:data:`ROW_BLOCK`) does the rest while a block is in cache."""
         n, width = inp.n, self.width
-        h = self.buffer(name, (*self.weight.shape[:-2], 2 * n, width))
+        lead = self.weight.shape[:-2]
+        h = self.buffer(name, (*lead, 2 * n, width))
+        norm = self.buffer(name + ":norm", (*lead, 2 * n))
+        direction = None if direction_name is None else self.buffer(direction_name, tuple(h.shape))
         weight_t = self.weight.transpose(-2, -1)
         if isinstance(inp, OverlayInput):
             # the positives' x̂_pos W^T + b, then the negatives' = that + (ℓ_neg − ℓ_pos) W_ℓ^T
             pos = self._matmul(inp.positive_matrix(self.matmul_dtype), weight_t, h[..., :n, :],
                                self.bias)
-            label_w = weight_t[..., : inp.label_pos.shape[-1], :]
-            low_rank_addmm(pos, inp.label_shift(), label_w, out=h[..., n:, :])
+            label_w, shift = weight_t[..., : inp.label_pos.shape[-1], :], inp.label_shift()
+            for rows in row_blocks(n):
+                neg_rows = slice(rows.start + n, rows.stop + n)
+                batched_addmm(pos[..., rows, :], shift[..., rows, :], label_w,
+                              out=h[..., neg_rows, :])
+                relu_norm_rows_(h, norm, direction, rows)
+                relu_norm_rows_(h, norm, direction, neg_rows)
         else:
             self._matmul(inp.matrix(self.matmul_dtype), weight_t, h, self.bias)
-        return h.relu_()
+            for rows in row_blocks(2 * n):
+                relu_norm_rows_(h, norm, direction, rows)
+        return h, norm, direction
+
+    def forward(self, inp: OverlayInput | PlainInput, name: str = "h") -> torch.Tensor:
+        """Activations ``(..., 2N, H)`` (positives first) into a reused buffer."""
+        return self.activations(inp, name)[0]
 
     @torch.no_grad()
-    def forward_rows(self, x_dir: torch.Tensor, name: str = "fwd") -> torch.Tensor:
-        """Forward-only activations for unit-direction rows ``x_dir`` ``(..., M, D)`` → ``(..., M, H)``."""
+    def forward_rows(self, x_dir: torch.Tensor, name: str = "fwd", direction_name: str | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Forward-only ``(h, ‖h‖₂, h / (‖h‖ + ε) or None)`` for unit-direction rows ``x_dir``
+        ``(..., M, D)``, as :meth:`activations`."""
         h = self.buffer(name, (*x_dir.shape[:-1], self.width))
-        return self._matmul(x_dir, self.weight.transpose(-2, -1), h, self.bias).relu_()
+        norm = self.buffer(name + ":norm", tuple(h.shape[:-1]))
+        direction = None if direction_name is None else self.buffer(direction_name, tuple(h.shape))
+        self._matmul(x_dir, self.weight.transpose(-2, -1), h, self.bias)
+        for rows in row_blocks(h.shape[-2]):
+            relu_norm_rows_(h, norm, direction, rows)
+        return h, norm, direction
 
-    def goodness(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(G, ‖h‖₂)``, both ``(..., M)``, of activations ``h`` ``(..., M, H)``."""
-        norm = torch.linalg.vector_norm(h, dim=-1)
+    def goodness(self, h: torch.Tensor, norm: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(G, ‖h‖₂)``, both ``(..., M)``, of activations ``h`` ``(..., M, H)`` (``norm``: their
+        row norm when already known)."""
+        if norm is None:
+            norm = torch.linalg.vector_norm(h, dim=-1)
         return self.goodness_fn.fast(h, norm), norm
 
-    def goodness_and_direction(self, h: torch.Tensor, name: str = "dir"
+    def goodness_and_direction(self, inp: OverlayInput | PlainInput, name: str = "dir"
                                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``G`` ``(..., M)`` and the next layer's input ``h / (‖h‖ + ε)`` (into a buffer)."""
-        own, norm = self.goodness(h)
-        return own, self.direction(h, norm, name)
-
-    def direction(self, h: torch.Tensor, norm: torch.Tensor, name: str = "dir") -> torch.Tensor:
-        """``h / (‖h‖ + ε)`` into a reused buffer; ``norm`` is ``‖h‖₂`` per row."""
-        out = self.buffer(name, tuple(h.shape))
-        return torch.div(h, (norm + NORM_EPS)[..., None], out=out)
+        """``G`` ``(..., 2N)`` of ``inp`` and the next layer's input ``h / (‖h‖ + ε)`` (a buffer)."""
+        h, norm, direction = self.activations(inp, direction_name=name)
+        return self.goodness(h, norm)[0], direction
 
     @torch.no_grad()
     def apply_goodness_gradient(self, inp: OverlayInput | PlainInput, h: torch.Tensor,
@@ -332,20 +373,26 @@ class FFLayer:
             self.autograd_goodness_gradient(inp, grad_goodness)
             return
         n = inp.n
-        delta = self.goodness_fn.pre_activation_gradient_(h, grad_goodness)
         grad_w = self.buffer("grad_w", tuple(self.weight.shape))
         if isinstance(inp, OverlayInput):
             # ∂L/∂W = δ_pos^T x̂_pos + δ_neg^T x̂_neg = (δ_pos + δ_neg)^T x̂_pos + (the label
-            # columns only) δ_neg^T (ℓ_neg − ℓ_pos); ∂L/∂b = Σ_rows (δ_pos + δ_neg)
+            # columns only) δ_neg^T (ℓ_neg − ℓ_pos); ∂L/∂b = Σ_rows (δ_pos + δ_neg). δ and the
+            # sum per row block, while the block is in cache (a sample's ∂L/∂pre is its own row's)
             n_labels = inp.label_pos.shape[-1]
+            for rows in row_blocks(n):
+                neg_rows = slice(rows.start + n, rows.stop + n)
+                delta_pos = self._pre_activation_gradient_(h, grad_goodness, rows)
+                delta_pos.add_(self._pre_activation_gradient_(h, grad_goodness, neg_rows))
+            delta = h
             delta_neg = delta[..., n:, :]
-            delta_sum = delta[..., :n, :].add_(delta_neg)   # into δ_pos; δ_neg stays
+            delta_sum = delta[..., :n, :]                    # δ_pos + δ_neg; δ_neg stays
             self._matmul(self._in_matmul_dtype(delta_sum).transpose(-2, -1),
                          inp.positive_matrix(self.matmul_dtype), grad_w)
             correction = batched_mm(inp.label_shift_t(), delta_neg)     # (..., n_labels, H)
             grad_w[..., :n_labels] += correction.transpose(-2, -1)
             grad_b = batched_mm(inp.ones_row(), delta_sum)[..., 0, :]
         else:
+            delta = self._pre_activation_gradient_(h, grad_goodness, slice(None))
             grad_b = batched_mm(inp.ones_row(), delta)[..., 0, :]
             self._matmul(self._in_matmul_dtype(delta).transpose(-2, -1),
                          inp.matrix(self.matmul_dtype), grad_w)
@@ -365,6 +412,14 @@ class FFLayer:
             own = self.goodness_fn(torch.relu(pre))
             grad_w, grad_b = torch.autograd.grad(own, (weight, bias), grad_goodness)
         self.weight.grad, self.bias.grad = grad_w, grad_b
+
+    def _pre_activation_gradient_(self, h: torch.Tensor, grad_goodness: torch.Tensor,
+                                  rows: slice) -> torch.Tensor:
+        """``δ = ∂L/∂pre`` of the rows ``rows`` from the goodness function, written into
+        ``h[..., rows, :]`` (returned)."""
+        block = h[..., rows, :]
+        delta = self.goodness_fn.pre_activation_gradient_(block, grad_goodness[..., rows])
+        return delta if delta is block else block.copy_(delta)
 
     def _in_matmul_dtype(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the matmul dtype, through a reused buffer (no fresh large tensor per epoch)."""

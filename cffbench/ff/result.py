@@ -13,6 +13,7 @@ import torch
 
 from cffbench.data.splits import Splits
 from cffbench.errors import TrainConfigError
+from cffbench.ff.goodness import DEAD_GOODNESS_TEXT, is_dead_layer
 
 if TYPE_CHECKING:
     from cffbench.ff.config import TrainConfig
@@ -94,8 +95,8 @@ def finish_result(config: "TrainConfig", splits: Splits, *, diverged_epoch: int 
     """Evaluate a trained run and assemble its :class:`RunResult` (the one place that does).
 
     A run that finished (``diverged_epoch is None``) gets its mean G_pos / G_neg per layer from
-    ``layer_goodness()`` (nan when ``None``: bp), a note for each layer that collapsed (G_pos =
-    G_neg = 0: every unit dead), and its accuracies ``accuracy(x, y)`` (CPU tensors) on the test
+    ``layer_goodness()`` (nan when ``None``: bp), a note for each layer that ended dead
+    (:func:`dead_layer_note`), and its accuracies ``accuracy(x, y)`` (CPU tensors) on the test
     set, the validation set and the fixed train subset (:func:`train_eval_subset`, drawn from
     ``train_eval_generator``). A diverged run gets nan accuracies and goodness and the note
     "diverged (<diverged_because>) at epoch E". ``notes`` come first, ``closing_notes`` last;
@@ -110,10 +111,8 @@ def finish_result(config: "TrainConfig", splits: Splits, *, diverged_epoch: int 
     else:
         if layer_goodness is not None:
             goodness = layer_goodness()
-            for index, (g_pos, g_neg) in enumerate(goodness, start=1):
-                if g_pos == 0.0 and g_neg == 0.0:
-                    # Finite but dead: every ReLU of the layer is off, so it cannot tell pos from neg.
-                    notes.append(f"layer {index} collapsed (G_pos = G_neg = 0: every unit dead)")
+            notes.extend(note for index, (g_pos, g_neg) in enumerate(goodness, start=1)
+                         if (note := dead_layer_note(index, g_pos, g_neg, config.threshold)))
         subset = train_eval_subset(splits, config.train_eval_size, train_eval_generator)
         for name, x, y in (("test", splits.x_test, splits.y_test), ("val", splits.x_val, splits.y_val),
                            ("train", splits.x_train[subset], splits.y_train[subset])):
@@ -129,6 +128,24 @@ def finish_result(config: "TrainConfig", splits: Splits, *, diverged_epoch: int 
         curves=pd.DataFrame(curves, columns=CURVE_COLUMNS), diverged_epoch=diverged_epoch,
         duration_s=elapsed(), device=str(device), notes=notes, resumed_at=resumed_at,
         resumed_elapsed_s=resumed_elapsed_s, gradient=gradient)
+
+
+def dead_layer_note(layer: int, g_pos: float, g_neg: float, threshold: float) -> str:
+    """The closing note of a layer that is dead with the final weights
+    (:func:`~cffbench.ff.goodness.is_dead_layer`: every unit (almost) off, so it cannot tell
+    positives from negatives and gets no gradient), "" for a live one.
+
+    A layer at exactly G_pos = G_neg = 0 keeps the wording of the engines before the definition
+    (the golden runs pin it); any other dead layer's note names the bound. The note is the same
+    for every run, so a report lists it once per store; the values are in the run's curves and in
+    the report's layer-health table (:mod:`cffbench.report.layer_health`).
+    """
+    if not is_dead_layer(g_pos, g_neg, threshold):
+        return ""
+    if g_pos == 0.0 and g_neg == 0.0:
+        return f"layer {layer} collapsed (G_pos = G_neg = 0: every unit dead)"
+    return (f"layer {layer} dead at the end of training (max(G_pos, G_neg) ≤ "
+            f"{DEAD_GOODNESS_TEXT}: every unit (almost) off)")
 
 
 def largest_step_factor(group: dict) -> float:

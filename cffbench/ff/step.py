@@ -4,7 +4,7 @@ For layer l with input ``x`` (positives and negatives, ``(..., 2N, ·)``) and th
 layers below on the same samples (``lower``, each ``(..., 2N)``, computed with their current
 weights):
 
-1. ``h = relu(W x̂ + b)`` (:meth:`~cffbench.ff.layers.FFLayer.forward`) and ``G^l = g(h)``;
+1. ``h = relu(W x̂ + b)`` (:meth:`~cffbench.ff.layers.FFLayer.activations`) and ``G^l = g(h)``;
 2. if the variant's logit rule reads the other layers, the layers above run forward-only on
    ``h / (‖h‖ + ε)`` (stop-gradient), giving every layer's goodness ``(..., L, 2N)``;
 3. ``logit = rule.logits(l, G^l, others)``, ``L = mean(softplus(cat([−logit_pos, logit_neg])))``
@@ -32,19 +32,21 @@ def layer_step(layers: list[FFLayer], index: int, inp: LayerInput, lower: list[t
     """One optimiser step of ``layers[index]`` on ``inp``; returns ``(loss, mean G_pos, mean G_neg)``,
     each of the seed shape (scalars for one run), measured before the step."""
     layer, n = layers[index], inp.n
-    h = layer.forward(inp)
-    own, norm = layer.goodness(h)
+
+    def direction_buffer(position: int) -> str | None:
+        # the next layer's input is needed only to run the layers above forward, and the last
+        # layer feeds no one
+        feeds = rule.reads_other_layers and position + 1 < len(layers)
+        return "dir_collab" if feeds else None
+
+    h, norm, h_dir = layer.activations(inp, direction_name=direction_buffer(index))
+    own, _ = layer.goodness(h, norm)
     others = None
     if rule.reads_other_layers:
         upper = []
-        if index + 1 < len(layers):   # the last layer feeds no one: no direction pass
-            h_dir = layer.direction(h, norm, name="dir_collab")
         for position, later in enumerate(layers[index + 1:], start=index + 1):
-            h_later = later.forward_rows(h_dir)
-            g_later, norm_later = later.goodness(h_later)
-            upper.append(g_later)
-            if position + 1 < len(layers):
-                h_dir = later.direction(h_later, norm_later, name="dir_collab")
+            h_later, norm_later, h_dir = later.forward_rows(h_dir, direction_name=direction_buffer(position))
+            upper.append(later.goodness(h_later, norm_later)[0])
         others = torch.stack([*lower, own, *upper], dim=-2)     # (..., L, 2N), no gradient
     own_leaf = own.detach().requires_grad_()
     with torch.enable_grad():
@@ -66,7 +68,7 @@ def chain_inputs(layers: list[FFLayer], overlay: OverlayInput, upto: int
     inp: LayerInput = overlay
     lower: list[torch.Tensor] = []
     for layer in layers[:upto]:
-        own, direction = layer.goodness_and_direction(layer.forward(inp))
+        own, direction = layer.goodness_and_direction(inp)
         lower.append(own)
         inp = PlainInput(direction)
     return inp, lower
@@ -82,7 +84,7 @@ def mean_layer_goodness(layers: list[FFLayer], overlay: OverlayInput
     inp: LayerInput = overlay
     out = []
     for layer in layers:
-        own, direction = layer.goodness_and_direction(layer.forward(inp))
+        own, direction = layer.goodness_and_direction(inp)
         out.append((own[..., :inp.n].mean(dim=-1), own[..., inp.n:].mean(dim=-1)))
         inp = PlainInput(direction)
         layer.release_buffers()   # inp keeps the one tensor the next layer needs

@@ -182,7 +182,7 @@ class FFTrainer:
                 per_layer[index].append(self.update_layer(index, inp, lower))
                 if index + 1 < len(self.layers):
                     with torch.no_grad():
-                        own, direction = layer.goodness_and_direction(layer.forward(inp))
+                        own, direction = layer.goodness_and_direction(inp)
                         lower.append(own)
                         inp = PlainInput(direction)
                 self.seconds[index] += time.perf_counter() - start

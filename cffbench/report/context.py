@@ -14,15 +14,19 @@ import pandas as pd
 
 from cffbench.analysis import load_or_analyze_all
 from cffbench.analysis.descriptives import DESCRIPTIVE_COLUMNS
+from cffbench.analysis.planned import varying_axes as analysis_axes
 from cffbench.errors import StatsError
+from cffbench.ff.goodness import DEAD_GOODNESS_TEXT
 from cffbench.report import figures as figs
 from cffbench.report.plan_section import plan_section
 from cffbench import fmt
 from cffbench.report.statistics import DatasetStatistics, saved_section
 from cffbench.report.store import ReportInputs, json_list
+from cffbench.report.layer_health import layer_health, run_layer_health
 from cffbench.report.tables import (ABLATION_AXES, VARIANT_LABEL, Table, ablation_table,
-                                    load_paper_values, main_configuration, paper_comparison,
-                                    paper_table, select, varying_axes)
+                                    condition_name, layer_health_table, load_paper_values,
+                                    main_configuration, paper_comparison, paper_table, select,
+                                    varying_axes)
 
 #: With n paired seeds the exact two-sided Wilcoxon signed-rank p is at least 2 / 2**n, so
 #: below this many seeds the non-parametric path can never reach p < .05.
@@ -88,8 +92,9 @@ def failed_runs(runs: pd.DataFrame) -> list[dict]:
 
 
 def reader_warnings(inputs: ReportInputs, ok_main: pd.DataFrame,
-                    stats: list[DatasetStatistics], desc: pd.DataFrame) -> list[str]:
-    """What the reader must see before trusting any number."""
+                    stats: list[DatasetStatistics], desc: pd.DataFrame,
+                    dead: list[str] = ()) -> list[str]:
+    """What the reader must see before trusting any number (``dead``: :func:`dead_layers`)."""
     runs, out = inputs.runs, list(inputs.notes)
     n_diverged = int((runs["status"] == "diverged").sum())
     if n_diverged:
@@ -122,6 +127,7 @@ def reader_warnings(inputs: ReportInputs, ok_main: pd.DataFrame,
                        "tests (the sensitivity table, or the plan's test if it is one of them) "
                        "cannot reject at .05.")
     out.extend(did_not_learn(desc))
+    out.extend(dead)
     for section in stats:
         out.extend(f"{section.dataset}: {w}" for w in section.warnings)
     if "notes" in runs.columns:
@@ -148,12 +154,22 @@ def did_not_learn(desc: pd.DataFrame) -> list[str]:
         info = DATASETS.get(r["dataset"])
         chance = 1.0 / getattr(info, "n_classes", 10)
         if r["mean"] < chance + CHANCE_MARGIN:
-            where = ", ".join(f"{ABLATION_AXES.get(a, a)} {r[a]}" for a in axes if pd.notna(r[a]))
-            label = VARIANT_LABEL.get(r["variant"], r["variant"]) + (f" ({where})" if where else "")
-            out.append(f"{r['dataset']}, {label}: did not learn (mean test accuracy "
+            out.append(f"{r['dataset']}, {condition_name(r, axes)}: did not learn (mean test accuracy "
                        f"{fmt.pct(r['mean'])} %, chance {fmt.pct(chance)} %); its comparisons "
                        "describe a failure, not a method.")
     return out
+
+
+def dead_layers(health: pd.DataFrame, axes: list[str]) -> list[str]:
+    """"<dataset>, <condition>: layer L went dead ..." for every condition and layer of
+    :func:`~cffbench.report.layer_health.layer_health` with a run whose layer was dead at some
+    logged epoch."""
+    return [f"{r['dataset']}, {condition_name(r, axes)}: layer {r['layer']} went dead "
+            f"(max(G_pos, G_neg) ≤ {DEAD_GOODNESS_TEXT}: every unit (almost) off, no gradient) in "
+            f"{r['runs_dead']} of {r['runs']} runs ({r['dead_epochs']} of their {r['logged']} "
+            f"logged epochs) and was still dead at the end of its training in "
+            f"{r['dead_at_end']} of {r['runs']}; see the layer health table."
+            for r in health[health["runs_dead"] > 0].to_dict("records")]
 
 
 def protocol_differences(ok_main: pd.DataFrame, paper_values: pd.DataFrame,
@@ -290,8 +306,9 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
     Returns
     -------
     dict
-        ``header, warnings, main_config, paper, paper_source, statistics, ablations, figures,
-        failed, tables`` (``tables``: every :class:`Table`, for the LaTeX output).
+        ``header, warnings, layer_health, main_config, paper, paper_source, statistics,
+        ablations, figures, failed, tables`` (``layer_health``: the table of dead layers, None
+        without one; ``tables``: every :class:`Table`, for the LaTeX output).
     """
     runs = inputs.runs
     ok = runs[(runs["status"] == "ok") & runs["test_acc"].notna()]
@@ -328,6 +345,12 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
         if figure is not None:
             figures.append(figure)
 
+    # layer health from the curves, so stores of engines without the dead-layer note show it too
+    health_axes = analysis_axes(ok)
+    per_run = run_layer_health(inputs.curves, ok, health_axes)
+    health = layer_health(per_run, health_axes)
+    health_table = layer_health_table(per_run, health, health_axes)
+
     plan = plan_section(plan_result) if plan_result is not None else None
     # a plan changed after runs existed is the first thing a reader sees
     deviation = [plan_result.registration.text] if plan_result is not None and plan_result.registration.deviation else []
@@ -340,12 +363,15 @@ def build_context(inputs: ReportInputs, fig_dir: Path) -> dict:
         tables += [t for t in (section.omnibus,) if t is not None]
     for section in ablation_sections:
         tables += [section["table"], *section["tests"]]
+    tables += [t for t in [health_table] if t is not None]
     unique_keys(tables)
     return {
         "header": header(inputs),
         "warnings": deviation
         + protocol_differences(ok_main, paper_values, source.get("protocol", {}))
-        + reader_warnings(inputs, ok_main, stats, conditions) + ([plan_problem] if plan_problem else []),
+        + reader_warnings(inputs, ok_main, stats, conditions, dead_layers(health, health_axes))
+        + ([plan_problem] if plan_problem else []),
+        "layer_health": health_table,
         "plan": plan, "forest": forest, "main_config": main, "paper": paper, "paper_source": source, "statistics": stats,
         "ablations": ablation_sections, "figures": figures, "failed": failed_runs(runs),
         "tables": tables,

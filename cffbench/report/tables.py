@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cffbench import fmt
+from cffbench.ff.goodness import DEAD_GOODNESS_TEXT
 
 VARIANT_ORDER = ("ff", "f-cff", "a-cff", "bp")
 VARIANT_LABEL = {"ff": "FF", "f-cff": "F-CFF", "a-cff": "A-CFF", "bp": "BP"}
@@ -62,6 +63,45 @@ class Table:
     bold: set[tuple[int, int]] = field(default_factory=set)
     note: str = ""
     label_columns: int = 2
+
+
+def condition_name(record: dict, axes) -> str:
+    """A condition as the report names it: the variant's label and, in brackets, every level of
+    ``axes`` the record sets (``"A-CFF (θ placement per_term)"``; ``"FF"`` where it sets none)."""
+    where = ", ".join(f"{ABLATION_AXES.get(a, a)} {record[a]}" for a in axes if pd.notna(record[a]))
+    return VARIANT_LABEL.get(record["variant"], record["variant"]) + (f" ({where})" if where else "")
+
+
+def layer_health_table(per_run: pd.DataFrame, health: pd.DataFrame, axes: list[str]) -> Table | None:
+    """The layers that went dead, one row per dataset × condition × layer with a dead run
+    (:func:`cffbench.report.layer_health.layer_health`; the per-run counts from ``per_run``,
+    :func:`~cffbench.report.layer_health.run_layer_health`); None when no layer went dead."""
+    dead = health[health["runs_dead"] > 0]
+    if dead.empty:
+        return None
+    keys = ["dataset", "variant", *axes, "layer"]
+    columns = ["Dataset", "Condition", "Layer", "Runs dead at a logged epoch",
+               "Dead logged epochs (seed: dead of logged)", "Dead at the end of its training",
+               "Least max(G_pos, G_neg)"]
+    rows = []
+    for r in dead.to_dict("records"):
+        mine = per_run[(per_run[keys].fillna("") == pd.Series(r)[keys].fillna("")).all(axis=1)]
+        mine = mine.sort_values("seed")
+        went = mine[mine["dead_epochs"] > 0]
+        ended = mine[mine["dead_at_end"]]
+        per_seed = "; ".join(f"{s}: {d} of {n}" for s, d, n in
+                             went[["seed", "dead_epochs", "logged"]].itertuples(index=False))
+        at_end = f"{r['dead_at_end']} of {r['runs']}" + (
+            f" (seed {', '.join(map(str, ended['seed']))})" if len(ended) else "")
+        rows.append([r["dataset"], condition_name(r, axes), str(r["layer"]),
+                     f"{r['runs_dead']} of {r['runs']}", per_seed, at_end, fmt.sig(r["lowest"], 2)])
+    note = (f"A layer is dead at a logged epoch when max(G_pos, G_neg) ≤ {DEAD_GOODNESS_TEXT} "
+            "(mean goodness of the epoch's positives and negatives): (almost) every unit's ReLU "
+            "is off for both, its logit is ≈ −θ for both, so it cannot tell them apart, and its "
+            "gradient vanishes. Computed from the stored training curves (logged epochs only); "
+            "the end is the layer's last logged epoch.")
+    return Table("layer_health", "Layer health: layers that went dead during training", columns,
+                 rows, note=note, label_columns=3)
 
 
 def ordered_variants(values) -> list[str]:
