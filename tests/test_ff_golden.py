@@ -45,6 +45,7 @@ GOLDEN_RUNS_SHA256 = {
     (1, "2.14.1+cu130", "AVX2"): "949298bbc5c95a1e3064d348d9ede12e0bdb188a0a6ccf35ffabaf4fe2558935",
     (2, "2.14.1+cu130", "AVX2"): "0b989b42f9af94723d768654a31af3897f81b1818239b99625263fb33f96495e",
     (3, "2.14.1+cu130", "AVX2"): "664ecc4eb87c5aea058d6163ca4dde297c036b6d55188c522345c2285887eb10",
+    (3, "2.14.1+cu130", "AVX512"): "c996e7683f43fe1f5a26c57f90aeab55f7b2671e02ceec0f43abf00224aebe08",
 }
 
 from cffbench.ff import TrainConfig, train_run, train_stacked  # noqa: E402
