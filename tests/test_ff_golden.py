@@ -193,12 +193,17 @@ def test_row_blocks_of_the_hot_loop_leave_every_result_bit_identical(synthetic, 
     # runs over blocks of ROW_BLOCK rows; the golden runs fit in one block, so cut them into
     # blocks of 32 rows (120 = 3 · 32 + 24; minibatches of 50 = 32 + 18): every pinned value must
     # stay the same, bit for bit. (A block under 8 rows would not: MKL computes the label
-    # shift's product of so few rows with another kernel; see ROW_BLOCK.)
+    # shift's product of so few rows with another kernel; see ROW_BLOCK.) In bf16 the blocks
+    # also copy each product to fp32 with its bias and cast δ for the gradient product, so every
+    # FF case runs in bf16 too.
     from cffbench.ff import layers
 
     def everything() -> dict:
         out = {name: summary(train_run(TrainConfig(**fields), synthetic))
                for name, fields in CASES.items()}
+        out.update({f"{name}_bf16": summary(train_run(TrainConfig(**fields, precision="bf16"),
+                                                      synthetic))
+                    for name, fields in CASES.items() if fields["variant"] != "bp"})
         stacked = train_stacked([TrainConfig(seed=s, **STACKED) for s in STACKED_SEEDS],
                                 [synthetic] * len(STACKED_SEEDS))
         out.update({f"stacked_acff_seed{s}": summary(r) for s, r in zip(STACKED_SEEDS, stacked)})
