@@ -115,6 +115,61 @@ def test_manual_gradient_matches_autograd(first_layer, collaborative):
     torch.testing.assert_close(layer.bias.grad, bias.grad, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("first_layer", [True, False])
+def test_bf16_pre_activations_are_the_bf16_product_plus_the_fp32_bias_exactly(first_layer,
+                                                                              monkeypatch):
+    # precision="bf16": bf16 operands, a bf16 product, copied to fp32, then the fp32 bias, per
+    # row block (several blocks here). The positives' rows (and every row of a later layer) are
+    # exactly that product; a bias rounded to bf16, or a block written twice, is not.
+    from cffbench.ff import layers
+
+    monkeypatch.setattr(layers, "ROW_BLOCK", 8)
+    x, y, y_neg = tiny_batch(n=20)
+    layer = FFLayer(x.shape[1], 9, torch.Generator().manual_seed(5), 0.03, torch.device("cpu"),
+                    precision="bf16")
+    with torch.no_grad():
+        layer.bias.normal_(generator=torch.Generator().manual_seed(6))   # a bias bf16 cannot hold
+    assert not torch.equal(layer.bias, layer.bias.bfloat16().float())
+    if first_layer:
+        inp = OverlayInput.build(x, y, y_neg, 10)
+        rows = inp.positive_matrix(torch.bfloat16)
+    else:
+        inp = PlainInput(unit_direction(torch.cat([x, x.flip(0) * 0.5])))
+        rows = inp.matrix(torch.bfloat16)
+    w_t = layer.weight.detach().transpose(0, 1).to(torch.bfloat16)
+    want = torch.relu(torch.mm(rows, w_t).float() + layer.bias.detach())
+    h = layer.forward(inp)
+    assert torch.equal(h[: want.shape[0]], want)
+
+
+@pytest.mark.parametrize("first_layer", [True, False])
+def test_bf16_weight_gradient_matches_fp32_autograd_to_bf16_precision(first_layer, monkeypatch):
+    # The bf16 path's manual gradient (δ cast to bf16 per row block, several blocks here) is the
+    # fp32 autograd gradient up to bf16 rounding (~2^-8 per operand): a δ missing its negatives'
+    # part, or h in place of δ, is off by far more.
+    from cffbench.ff import layers
+
+    monkeypatch.setattr(layers, "ROW_BLOCK", 8)
+    x, y, y_neg = tiny_batch(n=40)
+    grads = {}
+    for precision in ("fp32", "bf16"):
+        layer = FFLayer(x.shape[1], 9, torch.Generator().manual_seed(5), 0.03,
+                        torch.device("cpu"), precision=precision)
+        inp = (OverlayInput.build(x, y, y_neg, 10) if first_layer
+               else PlainInput(unit_direction(torch.cat([x, x.flip(0) * 0.5]))))
+        h = layer.forward(inp)
+        own = h.square().mean(1).requires_grad_()
+        n = x.shape[0]
+        ff_loss(own[:n] - THETA, own[n:] - THETA).backward()
+        if precision == "fp32":
+            layer.autograd_goodness_gradient(inp, own.grad)     # the plain torch definition
+        else:
+            layer.apply_goodness_gradient(inp, h, own.grad)
+        grads[precision] = (layer.weight.grad.clone(), layer.bias.grad.clone())
+    for want, got in zip(grads["fp32"], grads["bf16"]):
+        assert 0 < (got - want).norm() < 0.02 * want.norm()
+
+
 def test_collaborative_logits_placements_by_hand():
     own = torch.tensor([3.0])
     others = torch.tensor([[3.0], [1.0], [5.0]])   # row 0 is the layer itself

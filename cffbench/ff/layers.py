@@ -298,9 +298,10 @@ class FFLayer:
         return out.copy_(low)
 
     def _low(self, rows: torch.Tensor) -> torch.Tensor:
-        """Contiguous activation rows in the matmul dtype: themselves, or a copy in a reused
-        buffer (a fresh 2N × H tensor per epoch costs page faults on its first touch; the small
-        weight operand is cast as it is, keeping its layout)."""
+        """A large operand in the matmul dtype: itself, as it is, when already in it (e.g. the
+        transposed bf16 δ), else a contiguous copy in a reused buffer (a fresh 2N × H tensor per
+        epoch costs page faults on its first touch). The small weight operand is cast with
+        ``.to``, keeping its layout."""
         if rows.dtype == self.matmul_dtype:
             return rows
         return self.buffer("matmul_rows", tuple(rows.shape), self.matmul_dtype).copy_(rows)
