@@ -215,6 +215,7 @@ def test_local_process_pool_survives_a_dying_worker_and_matches_serial(study_fil
     assert crashed.executed == N_RUNS and crashed.failed >= N_RUNS // 2
     failed = read_runs(tmp_path / "local").query("status == 'failed'")
     assert failed["error"].str.contains("worker process died").all()
+    assert failed["cpu_capability"].isna().all()    # recorded by the driver: no worker's figures
     (tmp_path / "dataroot" / "crash-seed-1").unlink()
     summary = run(study_file, tmp_path / "local", executor="local", workers=2)
     assert summary.executed == crashed.failed and summary.ok == crashed.failed
@@ -329,20 +330,41 @@ def test_each_stored_run_records_the_numerics_version_that_produced_it(study_fil
     assert set(read_runs(results)["numerics_version"]) == {NUMERICS_VERSION}
 
 
-@pytest.mark.parametrize("legacy_index", [0, 1])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_stored_run_records_where_it_ran_and_the_kernel_level_and_threads(study_file,
+                                                                               tmp_path, workers):
+    # What besides the code decides a CPU result's last bits, as the worker that trained the run
+    # saw it: the serial executor trains in this process (its thread count), a local pool's
+    # processes run one torch thread each.
+    import socket
+
+    import torch
+
+    results = tmp_path / "r"
+    run(study_file, results, **({"executor": "local", "workers": 2} if workers == 2 else {}))
+    runs = read_runs(results)
+    assert set(runs["cpu_capability"]) == {torch.backends.cpu.get_cpu_capability()}
+    assert set(runs["torch_threads"]) == {torch.get_num_threads() if workers == 1 else 1}
+    assert str(runs["torch_threads"].dtype) == "Int64"
+    assert set(runs["hostname"]) == {socket.gethostname()}
+
+
+@pytest.mark.parametrize("legacy_index", [0, 1, 2])
 def test_runs_stored_before_the_numerics_version_column_still_count_as_done(study_file, tmp_path,
                                                                             legacy_index):
     # Stores written by earlier cffbench (e.g. the committed evidence) lack the columns added
-    # since (numerics_version; goodness and the extension columns): they must read, and count as
-    # finished (no rerun), with the version missing and the goodness the default they ran with.
+    # since (the environment columns; goodness and the extension columns; numerics_version):
+    # they must read, and count as finished (no rerun), with the version and the environment
+    # missing and the goodness the default they ran with.
     import pyarrow as pa
 
-    from cffbench.study.store import EXTENSION_COLUMNS, LEGACY_RUN_SCHEMAS
+    from cffbench.study.store import ENVIRONMENT_COLUMNS, EXTENSION_COLUMNS, LEGACY_RUN_SCHEMAS
 
     results = tmp_path / "r"
     run(study_file, results)
     legacy = sorted((results / "runs").glob("*.parquet"))[:3]
-    dropped = [*EXTENSION_COLUMNS, *(["numerics_version"] if legacy_index == 1 else [])]
+    dropped = [*ENVIRONMENT_COLUMNS, *(EXTENSION_COLUMNS if legacy_index >= 1 else ()),
+               *(["numerics_version"] if legacy_index == 2 else [])]
     for path in legacy:
         table = pq.read_table(path)
         old = table.drop_columns(dropped)
@@ -352,7 +374,8 @@ def test_runs_stored_before_the_numerics_version_column_still_count_as_done(stud
     assert (again.already_done, again.executed) == (N_RUNS, 0)
     runs = read_runs(results)
     assert list(runs.columns) == RUN_SCHEMA.names
-    assert int(runs["numerics_version"].isna().sum()) == 3 * legacy_index
+    assert int(runs["numerics_version"].isna().sum()) == (3 if legacy_index == 2 else 0)
+    assert int(runs["cpu_capability"].isna().sum()) == int(runs["torch_threads"].isna().sum()) == 3
     ff_family = runs["variant"] != "bp"
     assert set(runs.loc[ff_family, "goodness"]) == {"mean_squares"}
     assert runs.loc[~ff_family, "goodness"].isna().all()

@@ -294,7 +294,8 @@ class DaskExecutor:
                     error = error_line(exc)
                 else:
                     error = f"task {future.status} by the Dask cluster"
-                return [RunOutcome(task.run_id, None, error, device=self.device) for task in job]
+                return [RunOutcome(task.run_id, None, error, device=self.device, environment={})
+                        for task in job]
 
             def cancel(futures: list[Any]) -> None:
                 # Ctrl-C or an error: stop the cluster's work on what is still pending.

@@ -179,8 +179,8 @@ class _LocalPool:
             # lost; record them as failed (retried next time) and go on.
             codes = re.search(r"exit codes of the workers are (\{[^}]*\})", str(exc))
             error = WORKER_DIED + (f"; exit code {codes.group(1)}" if codes else "")
-            return [RunOutcome(task.run_id, None, error, device=self.executor.device)
-                    for task in job]
+            return [RunOutcome(task.run_id, None, error, device=self.executor.device,
+                               environment={}) for task in job]
 
     def relay_epochs(self) -> None:
         if self.epochs is None or self.executor.on_epoch is None:

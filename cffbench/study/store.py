@@ -93,24 +93,31 @@ RUN_SCHEMA = pa.schema([
     ("torch_version", pa.string()), ("numerics_version", pa.int64()), ("git_commit", pa.string()),
     ("hostname", pa.string()), ("error", pa.string()), ("notes", pa.string()),
     ("plugin", pa.string()), ("plugin_version", pa.string()), ("plugin_sha256", pa.string()),
-    ("gradient", pa.string()),
+    ("gradient", pa.string()), ("cpu_capability", pa.string()), ("torch_threads", pa.int64()),
 ])
 #: Columns added for the extension surface (issue 14): runs stored before them are read with the
 #: goodness filled in as the default it was (``identity_omits_default`` settings) and the rest
 #: missing.
 EXTENSION_COLUMNS = ("goodness", "plugin", "plugin_version", "plugin_sha256", "gradient")
+#: The worker's CPU kernel level and torch thread count, which decide a CPU result's last bits
+#: besides the code (:func:`cffbench.ff.checkpoint.numerics_environment`): runs stored before
+#: them are read with both missing.
+ENVIRONMENT_COLUMNS = ("cpu_capability", "torch_threads")
 
 
 def _without(schema: pa.Schema, names: tuple[str, ...]) -> pa.Schema:
     return pa.schema([f for f in schema if f.name not in names])
 
 
-#: Earlier run schemas, still finished runs: before the :data:`EXTENSION_COLUMNS`, and before
-#: those and ``numerics_version`` too (runs stored by cffbench <= d6f27be; the golden values of
+#: Earlier run schemas, still finished runs, newest first: before the
+#: :data:`ENVIRONMENT_COLUMNS`; before those and the :data:`EXTENSION_COLUMNS`; and before all of
+#: them and ``numerics_version`` too (runs stored by cffbench <= d6f27be; the golden values of
 #: version 1 were taken from d6f27be's engine, older commits are not checked), read with
 #: ``numerics_version`` missing (<NA>).
-LEGACY_RUN_SCHEMAS = (_without(RUN_SCHEMA, EXTENSION_COLUMNS),
-                      _without(RUN_SCHEMA, (*EXTENSION_COLUMNS, "numerics_version")))
+LEGACY_RUN_SCHEMAS = (
+    _without(RUN_SCHEMA, ENVIRONMENT_COLUMNS),
+    _without(RUN_SCHEMA, (*ENVIRONMENT_COLUMNS, *EXTENSION_COLUMNS)),
+    _without(RUN_SCHEMA, (*ENVIRONMENT_COLUMNS, *EXTENSION_COLUMNS, "numerics_version")))
 
 CURVE_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("layer", pa.int64()), ("epoch", pa.int64()),
@@ -147,6 +154,7 @@ def _float(value: Any) -> float:
 def run_row(task: RunTask, outcome) -> dict[str, Any]:
     """The run-row dict (keys = RUN_SCHEMA names) for one task and its outcome."""
     config, result = task.config, outcome.result
+    environment = getattr(outcome, "environment", None) or {}
     row: dict[str, Any] = {
         "run_id": task.run_id, "study": task.study, "dataset": task.dataset,
         "n_train": outcome.n_train if outcome.n_train is not None else task.n_train,
@@ -174,6 +182,11 @@ def run_row(task: RunTask, outcome) -> dict[str, Any]:
         "device": outcome.device,
         "started_at": outcome.started_at,
         **provenance(),
+        # where the run ran (a worker's node; the driver's when a worker died), and what decides
+        # its last bits there besides the code
+        "hostname": environment.get("hostname") or provenance()["hostname"],
+        "cpu_capability": environment.get("cpu_capability"),
+        "torch_threads": environment.get("torch_threads"),
         # the engine that produced the result says which numerics it ran (a failed run: none)
         "numerics_version": getattr(result, "numerics_version", None),
         "error": outcome.error,
@@ -514,8 +527,9 @@ def read_runs(results_dir: Path | str) -> pd.DataFrame:
     """
     results_dir = Path(results_dir)
     runs = _read_dir(results_dir / RUNS_DIR, "runs", results_dir)
-    if "numerics_version" in runs:   # <NA> for runs stored before the column existed
-        runs["numerics_version"] = runs["numerics_version"].astype("Int64")
+    for column in ("numerics_version", "torch_threads"):   # <NA> for runs stored before them
+        if column in runs:
+            runs[column] = runs[column].astype("Int64")
     return runs.sort_values(["dataset", "variant", "seed", "run_id"]).reset_index(drop=True)
 
 

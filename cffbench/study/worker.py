@@ -26,6 +26,7 @@ import inspect
 import os
 import queue as queue_module
 import signal
+import socket
 import threading
 import time
 import traceback
@@ -34,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
-from cffbench.ff.checkpoint import CheckpointPlan
+from cffbench.ff.checkpoint import CheckpointPlan, numerics_environment
 from cffbench.plugins import ensure_loaded
 from cffbench.study.grid import RunTask
 
@@ -50,6 +51,13 @@ EpochCallback = Callable[[str, dict], None]   # (run_id, curve row)
 DRIVER_CHECK_SECONDS = 1.0
 #: The Dask event topic that carries curve rows from Dask workers to the driver.
 EPOCH_TOPIC = "cffbench-epoch"
+
+
+def run_environment() -> dict[str, Any]:
+    """Where this process runs a job: ``hostname`` and what besides the code decides a CPU
+    result's last bits (``cpu_capability``, ``torch_threads``:
+    :func:`~cffbench.ff.checkpoint.numerics_environment`)."""
+    return {"hostname": socket.gethostname(), **numerics_environment()}
 
 
 @dataclass
@@ -68,6 +76,10 @@ class RunOutcome:
     device : str
     n_train : int or None
         Number of training examples actually used (``len(splits.x_train)``).
+    environment : dict
+        :func:`run_environment` of the process that made the outcome (the worker's: a SLURM
+        or Dask run's node, not the driver's); empty when the driver made it for a worker that
+        died.
     """
 
     run_id: str
@@ -77,6 +89,7 @@ class RunOutcome:
     duration_s: float = 0.0
     device: str = ""
     n_train: Optional[int] = None
+    environment: dict = field(default_factory=run_environment)
 
     @property
     def status(self) -> str:
