@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nRule (fixed before any bf16 run): every mean within ±{MARGIN_PP} pp: "
           f"{'yes' if within_all else 'no'}; layer health the same: {'yes' if same_health else 'no'}. "
           f"bf16 {'MAY' if fit else 'may NOT'} be used for evidence at paper scale "
-          f"(on these {len(seeds)} paired seeds).")
+          f"(on {len(seeds)} paired seed(s)).")
     return 0
 
 
