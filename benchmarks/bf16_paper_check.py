@@ -30,7 +30,7 @@ import sys
 import pandas as pd
 
 from cffbench.errors import CffbenchError
-from cffbench.report.layer_health import run_layer_health
+from cffbench.report.layer_health import layer_health, run_layer_health
 from cffbench.report.store import load_inputs
 
 MARGIN_PP = 0.3        # a quarter of the +1.2 pp claim under test (studies/paper_mnist_bf16.toml)
@@ -67,13 +67,12 @@ def paired(fp32: pd.DataFrame, bf16: pd.DataFrame, seeds: list[int]) -> pd.DataF
 
 
 def health_counts(inputs, runs: pd.DataFrame) -> pd.DataFrame:
-    per_run = run_layer_health(inputs.curves, runs, ["theta_placement"])
-    per_run["condition"] = [condition_label(v, t) for v, t in
-                            zip(per_run["variant"], per_run["theta_placement"])]
-    per_run["was_dead"] = per_run["dead_epochs"] > 0
-    return per_run.groupby(["condition", "layer"]).agg(
-        runs=("run_id", "size"), dead_some=("was_dead", "sum"),
-        dead_end=("dead_at_end", "sum")).reset_index()
+    """The report's layer-health counts of ``runs``, per condition and layer."""
+    health = layer_health(run_layer_health(inputs.curves, runs, ["theta_placement"]),
+                          ["theta_placement"])
+    health["condition"] = [condition_label(v, t) for v, t in
+                           zip(health["variant"], health["theta_placement"])]
+    return health[["condition", "layer", "runs", "runs_dead", "dead_at_end"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,9 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     same_health = True
     for row in health.itertuples():
-        same_health &= (row.dead_some_fp32, row.dead_end_fp32) == (row.dead_some_bf16, row.dead_end_bf16)
-        print(f"| {row.condition} | {row.layer} | {row.runs_fp32:.0f} | {row.dead_some_fp32:.0f} / "
-              f"{row.dead_some_bf16:.0f} | {row.dead_end_fp32:.0f} / {row.dead_end_bf16:.0f} |")
+        same_health &= ((row.runs_dead_fp32, row.dead_at_end_fp32)
+                        == (row.runs_dead_bf16, row.dead_at_end_bf16))
+        print(f"| {row.condition} | {row.layer} | {row.runs_fp32:.0f} | {row.runs_dead_fp32:.0f} / "
+              f"{row.runs_dead_bf16:.0f} | {row.dead_at_end_fp32:.0f} / {row.dead_at_end_bf16:.0f} |")
 
     fit = within_all and same_health
     print(f"\nRule (fixed before any bf16 run): every mean within ±{MARGIN_PP} pp: "
