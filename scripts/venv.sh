@@ -33,32 +33,44 @@ _cffbench_deps_only() (
     mv -f "$CFFBENCH_VENV/bin/cffbench.tmp" "$CFFBENCH_VENV/bin/cffbench"
 )
 
+_cffbench_quiet_pip() {   # pip, minus its "Location 'file:" warnings; pip's own exit status
+    "$CFFBENCH_VENV/bin/python" -m pip "$@" 2> >(grep -v -e "^WARNING: Location 'file:" >&2)
+}
+
 _cffbench_build_venv() (
-    set -euo pipefail
-    mkdir -p "$_cffbench_root"
+    # Every step ends the build on failure explicitly: this function is called as `f || ...`,
+    # and bash ignores `set -e` inside such a call, so a failed pip install would otherwise go on
+    # to mark a broken venv complete. One build at a time per venv (two shells sourcing this file
+    # at once would each `rm -rf` the other's half-built venv): an flock where the system has one.
+    set -uo pipefail
+    mkdir -p "$_cffbench_root" || exit 1
+    if command -v flock >/dev/null 2>&1; then
+        exec 9>"$CFFBENCH_VENV.lock" || exit 1
+        flock 9 || exit 1
+    fi
     if [ ! -f "$CFFBENCH_VENV/.complete" ]; then
         echo "[cffbench] building venv $CFFBENCH_VENV (installing torch takes a few minutes)" >&2
         rm -rf "$CFFBENCH_VENV"
-        python3 -m venv "$CFFBENCH_VENV"
-        "$CFFBENCH_VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel 2>&1 \
-            | grep -v -e "^WARNING: Location 'file:" >&2 || true
+        python3 -m venv "$CFFBENCH_VENV" || exit 1
+        _cffbench_quiet_pip install -q --upgrade pip setuptools wheel || exit 1
         # the dependencies (with the dev extra) as pyproject.toml declares them; then the project
         # itself goes again (see above)
-        "$CFFBENCH_VENV/bin/python" -m pip install -q -e "$_cffbench_repo[dev]" 2>&1 \
-            | grep -v -e "^WARNING: Location 'file:" >&2 || true
-        _cffbench_deps_only
-        PYTHONPATH="$_cffbench_repo" "$CFFBENCH_VENV/bin/python" -c "import cffbench, torch, weasyprint"
-        touch "$CFFBENCH_VENV/.complete"
+        _cffbench_quiet_pip install -q -e "$_cffbench_repo[dev]" || exit 1
+        _cffbench_deps_only || exit 1
+        PYTHONPATH="$_cffbench_repo" "$CFFBENCH_VENV/bin/python" -c "import cffbench, torch, weasyprint" \
+            || exit 1
+        touch "$CFFBENCH_VENV/.complete" || exit 1
         for old in "$_cffbench_root"/*; do
+            [ -d "$old" ] || continue          # the .lock files
             [ "$old" = "$CFFBENCH_VENV" ] && continue
             if _cffbench_in_use "$old"; then
                 echo "[cffbench] keeping old venv $old: a running process uses it" >&2
             else
-                rm -rf "$old"
+                rm -rf "$old" "$old.lock"
             fi
         done
     else
-        _cffbench_deps_only
+        _cffbench_deps_only || exit 1
     fi
 )
 _cffbench_build_venv || { echo "cffbench: error: could not build the venv $CFFBENCH_VENV" >&2; return 1 2>/dev/null || exit 1; }

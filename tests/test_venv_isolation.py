@@ -131,3 +131,55 @@ def test_a_venv_whose_library_a_process_has_loaded_counts_as_in_use(built_venv, 
     finally:
         holder.communicate("go\n", timeout=60)
     assert not _in_use(old)
+
+
+def _broken_checkout(tmp_path: Path) -> tuple[Path, dict]:
+    """A checkout whose venv cannot be built (pyproject.toml is not TOML; no package index), with
+    its own venv root, so that nothing touches the shared venvs."""
+    checkout = tmp_path / "broken-clone"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "venv.sh", checkout / "scripts" / "venv.sh")
+    (checkout / "pyproject.toml").write_text("[project\nname = \n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(CFFBENCH_VENV_ROOT=str(tmp_path / "venvs"), PIP_NO_INDEX="1",
+               PIP_DISABLE_PIP_VERSION_CHECK="1")
+    return checkout, env
+
+
+def _source(checkout: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(["bash", "-c", f'source "{checkout}/scripts/venv.sh"'], cwd=checkout,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_venv_whose_build_fails_is_never_marked_complete(tmp_path):
+    # venv.sh runs its build as `f || error`, where bash ignores `set -e` inside f: a failed pip
+    # install once went on to mark the half-built venv complete, and every later shell used it
+    checkout, env = _broken_checkout(tmp_path)
+    process = _source(checkout, env)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode != 0
+    assert "cffbench: error: could not build the venv" in err
+    venvs = [p for p in (tmp_path / "venvs").iterdir() if p.is_dir()]
+    assert len(venvs) == 1 and not (venvs[0] / ".complete").exists()
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="no flock(1) on this system")
+def test_a_second_shell_waits_for_the_venv_build_already_running(tmp_path):
+    # two shells sourcing venv.sh at once each `rm -rf`-ed the other's half-built venv; the build
+    # holds an flock on <venv>.lock, so while another holder has it nothing is touched
+    checkout, env = _broken_checkout(tmp_path)
+    digest = hashlib.sha256((checkout / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    venv = tmp_path / "venvs" / digest
+    venv.parent.mkdir()
+    holder = subprocess.Popen(["flock", f"{venv}.lock", "sleep", "4"])
+    try:
+        import time
+
+        time.sleep(0.5)
+        process = _source(checkout, env)
+        time.sleep(2.5)
+        assert process.poll() is None and not venv.exists()     # waiting, nothing built yet
+    finally:
+        holder.wait(timeout=30)
+    _, err = process.communicate(timeout=300)
+    assert "building venv" in err and process.returncode != 0     # then it builds (and fails)
