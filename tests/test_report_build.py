@@ -169,6 +169,27 @@ def test_pdf_keeps_each_table_on_one_page(full_report):
         assert all(cell in pages[0] for cell in cells), f"{key} is split across pages"
 
 
+@pytest.mark.slow
+def test_pdf_shows_every_cell_of_the_sensitivity_tables(full_report):
+    # its text columns ("inverted sign-flip CI; exact (all 2^5 sign flips)", "not significant;
+    # inconclusive", YES) once sat in no-wrap number cells and ran off the A4 page, unprinted
+    _, written = full_report
+    soup = _soup(written["html"])
+    text = " ".join(_pdf_pages(written["pdf"]))
+    words = set(text.split())
+    for key in ("sensitivity_mnist", "sensitivity_fashion_mnist"):
+        table = soup.find(id=f"tab-{key}").find("table")
+        headers = [th.get_text(strip=True) for th in table.find_all("th")]
+        assert headers[-1] == "changes the decision"
+        first = table.find("tbody").find("tr").find_all("td")
+        assert [headers[j] for j, td in enumerate(first) if "num" in (td.get("class") or [])] == [
+            "estimate [pp] (95 % CI)", "p", "p_adj"]
+        for row in _table_rows(soup, key):
+            for cell in row[-3:]:
+                missing = [w for w in cell.split() if w not in words]
+                assert not missing, f"{key}: {cell!r} not printed in the PDF ({missing})"
+
+
 def _pdf_pages(path: Path) -> list[str]:
     text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
                           text=True, check=True).stdout

@@ -102,14 +102,61 @@ def _pairwise(p_acff_bp: float, diff_sign: float = 1.0):
                          "p_adj": [0.001, 0.01, p_acff_bp]})
 
 
-def test_paper_value_inside_and_outside_our_ci():
+def test_paper_value_inside_and_outside_our_prediction_interval():
     values, _ = load_paper_values()
     table = paper_comparison(_desc(), values, None).set_index("variant")
-    # ff: 92.6 is inside [92.3, 92.7]; a-cff: 93.8 is below [94.3, 94.7]; bp: no paper value
-    assert table.loc["ff", "paper_in_ci"] is True or table.loc["ff", "paper_in_ci"] == True  # noqa: E712
-    assert table.loc["a-cff", "paper_in_ci"] == False  # noqa: E712
-    assert pd.isna(table.loc["bp", "paper_in_ci"]) and pd.isna(table.loc["bp", "paper_acc"])
+    # PI half-width t(.975, 4) · 0.002 · √1.2 = 0.0061: ff's 92.6 is inside [91.89, 93.11];
+    # a-cff's 93.8 is below [93.89, 95.11]; bp: no paper value
+    assert table.loc["ff", "paper_in_pi"] == True  # noqa: E712
+    assert table.loc["a-cff", "paper_in_pi"] == False  # noqa: E712
+    assert pd.isna(table.loc["bp", "paper_in_pi"]) and pd.isna(table.loc["bp", "paper_acc"])
     assert table.loc["a-cff", "diff"] == pytest.approx(0.945 - 0.938)
+
+
+def test_prediction_interval_of_one_run_matches_the_t_table_and_statsmodels():
+    # y = .90, .92, .91, .93, .94: mean .92, s = √(.001 / 4) = .0158114, t(.975, 4) = 2.7764
+    # (printed t tables), so PI = .92 ± 2.7764 · .0158114 · √(1 + 1/5) = [.87191, .96809], the
+    # formula of R's predict(lm(y ~ 1), data.frame(k = 1), interval = "prediction") and of
+    # statsmodels' obs_ci (an independent implementation, checked here).
+    import statsmodels.api as sm
+
+    y = np.array([0.90, 0.92, 0.91, 0.93, 0.94])
+    desc = condition_descriptives(pd.DataFrame({"dataset": "mnist", "variant": "ff", "test_acc": y}), [])
+    paper = pd.DataFrame({"dataset": ["mnist"], "variant": ["ff"], "paper_acc": [0.962]})
+    row = paper_comparison(desc, paper, None).iloc[0]
+    half = 2.7764 * np.sqrt(0.001 / 4) * np.sqrt(1 + 1 / 5)
+    assert (row["pi_low"], row["pi_high"]) == (pytest.approx(0.92 - half, abs=2e-6),
+                                               pytest.approx(0.92 + half, abs=2e-6))
+    assert (round(row["pi_low"], 5), round(row["pi_high"], 5)) == (0.87191, 0.96809)
+    ols = sm.OLS(y, np.ones(len(y))).fit().get_prediction(np.ones((1, 1))).summary_frame(alpha=0.05)
+    assert row["pi_low"] == pytest.approx(ols["obs_ci_lower"].iloc[0])
+    assert row["pi_high"] == pytest.approx(ols["obs_ci_upper"].iloc[0])
+    # 96.2 % lies outside the CI of our mean, [90.04, 93.96], but inside the PI of one run
+    assert row["ci_high"] < 0.962 and row["paper_in_pi"] == True  # noqa: E712
+
+
+def test_prediction_interval_needs_two_runs():
+    desc = condition_descriptives(pd.DataFrame({"dataset": ["mnist"], "variant": ["ff"],
+                                                "test_acc": [0.926]}), [])
+    paper = pd.DataFrame({"dataset": ["mnist"], "variant": ["ff"], "paper_acc": [0.926]})
+    row = paper_comparison(desc, paper, None).iloc[0]
+    assert np.isnan(row["pi_low"]) and pd.isna(row["paper_in_pi"])
+
+
+def test_paper_table_names_the_configuration_and_the_prediction_interval():
+    from cffbench.report.tables import paper_table
+
+    desc = pd.DataFrame({"dataset": "mnist", "variant": ["ff", "a-cff"],
+                         "theta_placement": [None, "per_term"], "n": 5, "mean": [0.927, 0.911], "std": 0.002, "ci_low": [0.925, 0.909],
+                         "ci_high": [0.929, 0.913]})
+    values, source = load_paper_values()
+    table = paper_table(paper_comparison(desc, values, None), source["citation"])
+    assert table.caption == "Test accuracy per dataset and variant at θ placement = per_term"
+    assert table.columns[-1] == "Paper in our 95 % PI"
+    assert "prediction interval of one new run" in table.note and "√(1 + 1/n)" in table.note
+    assert [r[-1] for r in table.rows] == ["yes", "no"]
+    plain = paper_table(paper_comparison(desc.drop(columns="theta_placement"), values, None), "")
+    assert plain.caption == "Test accuracy per dataset and variant, beside the published values"
 
 
 def test_best_variant_is_bold_only_when_it_beats_every_other_significantly():

@@ -99,14 +99,28 @@ def sensitivity_cells(r) -> list[str]:
             "YES" if bool(r["changes_decision"]) else ""]
 
 
+def secondary_pairs_text(plan) -> str:
+    """Which pairs the plan's secondary family holds (:func:`cffbench.analysis.contrasts._pairs`):
+    each other variant minus the reference and, with two or more primary variants, each later
+    primary minus each earlier one; no other pair (e.g. A-CFF − F-CFF when only A-CFF is
+    primary) is tested."""
+    ref = plan.reference.upper()
+    text = f"each other variant minus {ref}"
+    if len(plan.primary) > 1:
+        text += " and each pair of primary variants (" + ", ".join(
+            f"{b.upper()} − {a.upper()}" for i, a in enumerate(plan.primary)
+            for b in plan.primary[i + 1:]) + ")"
+    return text + "; no other pair is tested"
+
+
 def plan_sentence(plan) -> str:
     """The plan in one paragraph, with its hash."""
     adjust = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "no adjustment"}[plan.adjust]
     return (f"Analysis plan {plan.hash} (the study file's [analysis]; documented "
             f"defaults where a key is absent). Primary contrasts: each of {', '.join(v.upper() for v in plan.primary)} "
             f"minus {plan.reference.upper()}, per dataset and per level of every other grid axis; "
-            f"{adjust} over the primary contrasts of one dataset; every other pair is secondary, in "
-            f"a family of its own. Test: {TEST_LABEL[plan.test]}, two-sided, α = "
+            f"{adjust} over the primary contrasts of one dataset; secondary, in a family of its own: "
+            f"{secondary_pairs_text(plan)}. Test: {TEST_LABEL[plan.test]}, two-sided, α = "
             f"{fmt.apa_decimal(plan.alpha, 2)}. Smallest effect of interest (SESOI) "
             f"{fmt.pct(plan.sesoi, 1)} pp ({plan.sesoi_source}); equivalence margin ±{fmt.pct(plan.margin, 1)} pp. "
             f"Minimum-effect test: H0 Δ ≥ SESOI; TOST: H0 |Δ| ≥ margin; each question adjusted over "

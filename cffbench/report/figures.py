@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from cffbench import fmt  # noqa: E402
+from cffbench.analysis.verdicts import smallest_decisive_n  # noqa: E402
 from cffbench.report.store import json_list  # noqa: E402
 from cffbench.report.tables import (ABLATION_AXES, VARIANT_LABEL, ordered_variants,  # noqa: E402
                                     varying_axes)
@@ -434,4 +435,19 @@ def cd_diagram(ranks: pd.DataFrame, cliques: list[list[str]], n_pairs: int, out_
         return _save(fig, "cd_diagram", "Critical-difference diagram (exploratory, beside the plan): "
                      "each condition at its average rank over the dataset × seed blocks; a bar joins "
                      f"conditions with no significant difference (Wilcoxon signed-rank, Holm over "
-                     f"all {n_pairs} pairs, α = .05). Demšar (2006) layout.", out_dir)
+                     f"all {n_pairs} pairs, α = .05). Demšar (2006) layout."
+                     + _cd_floor_note(int(ranks["n_blocks"].min()), n_pairs), out_dir)
+
+
+def _cd_floor_note(n_blocks: int, n_pairs: int, alpha: float = 0.05) -> str:
+    """The caption's warning when no pair can be significant at all: an exact signed-rank p is at
+    least 2/2^n over n blocks, so Holm's first step over m pairs is at least m · 2/2^n
+    (:func:`cffbench.analysis.verdicts.smallest_decisive_n`); "" when a pair can be."""
+    needed = smallest_decisive_n("wilcoxon", n_pairs, alpha)
+    if n_blocks >= needed:
+        return ""
+    floor = min(1.0, n_pairs * 2.0 / 2.0 ** n_blocks)
+    return (f" With {n_blocks} blocks no pair can be significant by the exact test, whatever the data (the smallest "
+            f"Holm-adjusted exact p is {n_pairs} · 2/2^{n_blocks} = {fmt.apa_decimal(floor)}; "
+            f"{needed} blocks are needed), so a bar across conditions here says nothing about "
+            "them: read the plan's contrasts instead.")

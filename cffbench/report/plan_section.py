@@ -32,7 +32,8 @@ def contrast_table(result: PlanResult, dataset: str) -> Table:
             "secondary pairs); p (Δ ≥ SESOI): minimum-effect test; p (TOST): equivalence within "
             "±margin (both unadjusted here; the verdict uses their adjusted values).")
     return Table(f"contrasts_{_key(dataset)}", f"{dataset}: contrasts of the analysis plan",
-                 plan_render.CONTRAST_COLUMNS, rows, note=note, label_columns=4)
+                 plan_render.CONTRAST_COLUMNS, rows, note=note, label_columns=4,
+                 text_columns=frozenset({plan_render.CONTRAST_COLUMNS.index("decision")}))
 
 
 def effect_table(result: PlanResult, dataset: str) -> Table:
@@ -56,7 +57,9 @@ def sensitivity_table(result: PlanResult, dataset: str) -> Table:
             "decision or verdict differs from the primary test's. Wilcoxon drops zero differences "
             "and is exact only without ties.")
     return Table(f"sensitivity_{_key(dataset)}", f"{dataset}: sensitivity of each decision to the test",
-                 plan_render.SENSITIVITY_COLUMNS, rows, note=note, label_columns=3)
+                 plan_render.SENSITIVITY_COLUMNS, rows, note=note, label_columns=3,
+                 text_columns=frozenset(plan_render.SENSITIVITY_COLUMNS.index(c) for c in
+                                        ("interval", "decision; verdict", "changes the decision")))
 
 
 def plan_section(result: PlanResult) -> dict:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
 import jinja2
+import markupsafe
 
 from cffbench.errors import ReportError
 from cffbench.report.context import build_context
@@ -17,11 +19,24 @@ from cffbench.report.store import load_inputs
 FORMATS = ("html", "pdf", "latex")
 
 
+#: A decimal number in running text, with the comparison before it: "= .024", "< .001", "−1.55".
+_NUMBER = re.compile(r"(?:(?:&lt;|&gt;|[=≤≥])\s?)?[−+-]?\d*\.\d+")
+
+
+def unbroken_numbers(text: str) -> markupsafe.Markup:
+    """``text`` HTML-escaped, each decimal number (with its comparison) in a no-break span: the
+    PDF's line breaker would otherwise end a line at "p_adj = ." and start the next at "024"."""
+    escaped = str(markupsafe.escape(text))
+    return markupsafe.Markup(_NUMBER.sub(lambda m: f'<span class="nobr">{m.group(0)}</span>', escaped))
+
+
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("cffbench.report", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True)
+    env.filters["unbroken_numbers"] = unbroken_numbers
+    return env
 
 
 def render_html(context: dict) -> str:

@@ -1,5 +1,6 @@
 """The report's tables: the paper table and the ablation tables, from the saved analysis's
-per-condition descriptives (``PlanResult.descriptives``: nothing here computes a statistic).
+per-condition descriptives (``PlanResult.descriptives``: nothing here computes a statistic
+but the paper table's prediction interval, from those descriptives alone).
 
 :class:`Table` is the formatted view that HTML and LaTeX both render, so the two renderings can
 never disagree.
@@ -13,6 +14,7 @@ from importlib import resources
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from cffbench import fmt
 from cffbench.ff.goodness import DEAD_GOODNESS_TEXT
@@ -54,6 +56,9 @@ class Table:
         A line under the table.
     label_columns : int
         How many leading columns hold labels (left-aligned); the rest are numbers.
+    text_columns : frozenset of int
+        Columns after the labels that hold text, not numbers (``"not significant;
+        inconclusive"``): left-aligned and free to wrap, where a number cell never breaks.
     """
 
     key: str
@@ -63,6 +68,11 @@ class Table:
     bold: set[tuple[int, int]] = field(default_factory=set)
     note: str = ""
     label_columns: int = 2
+    text_columns: frozenset[int] = frozenset()
+
+    def is_number(self, column: int) -> bool:
+        """Whether cells of ``column`` hold numbers (right-aligned, never broken)."""
+        return column >= self.label_columns and column not in self.text_columns
 
 
 def condition_name(record: dict, axes) -> str:
@@ -100,8 +110,9 @@ def layer_health_table(per_run: pd.DataFrame, health: pd.DataFrame, axes: list[s
             "is off for both, its logit is ≈ −θ for both, so it cannot tell them apart, and its "
             "gradient vanishes. Computed from the stored training curves (logged epochs only); "
             "the end is the layer's last logged epoch.")
+    # the per-seed list grows with the seeds: text that wraps, not a number
     return Table("layer_health", "Layer health: layers that went dead during training", columns,
-                 rows, note=note, label_columns=3)
+                 rows, note=note, label_columns=3, text_columns=frozenset({4, 5}))
 
 
 def ordered_variants(values) -> list[str]:
@@ -165,10 +176,12 @@ def paper_comparison(desc: pd.DataFrame, paper: pd.DataFrame,
                      pairwise: pd.DataFrame | None, alpha_level: float = 0.05) -> pd.DataFrame:
     """Our descriptives beside the paper's values, with the bold-best flag.
 
-    ``diff = mean − paper_acc``; ``paper_in_ci = ci_low <= paper_acc <= ci_high`` (NaN when
-    either side is missing). ``best`` marks, per dataset, the highest mean when it beats every
-    other variant in the test's direction with adjusted p below ``alpha_level`` (never without a
-    pairwise table).
+    ``diff = mean − paper_acc``. The paper reports one run per value, so it is set against the
+    95 % prediction interval of one new run of ours, not the CI of our mean:
+    ``pi = mean ± t_{.975, n−1} · std · √(1 + 1/n)`` and ``paper_in_pi = pi_low <= paper_acc <=
+    pi_high`` (NaN when either side is missing; the interval needs n ≥ 2). ``best`` marks, per
+    dataset, the highest mean when it beats every other variant in the test's direction with
+    adjusted p below ``alpha_level`` (never without a pairwise table).
 
     Parameters
     ----------
@@ -183,14 +196,17 @@ def paper_comparison(desc: pd.DataFrame, paper: pd.DataFrame,
     Returns
     -------
     DataFrame
-        ``desc``'s columns plus ``paper_acc, diff, paper_in_ci, best``.
+        ``desc``'s columns plus ``paper_acc, diff, pi_low, pi_high, paper_in_pi, best``.
     """
     table = desc.merge(paper[["dataset", "variant", "paper_acc"]], on=["dataset", "variant"],
                        how="left") if not paper.empty else desc.assign(paper_acc=np.nan)
     table["diff"] = table["mean"] - table["paper_acc"]
-    inside = (table["paper_acc"] >= table["ci_low"]) & (table["paper_acc"] <= table["ci_high"])
-    defined = table["paper_acc"].notna() & table["ci_low"].notna()
-    table["paper_in_ci"] = inside.astype(object).where(defined, other=np.nan)
+    n = table["n"].astype(float).where(table["n"] >= 2)
+    half = sps.t.ppf(0.975, n - 1) * table["std"] * np.sqrt(1 + 1 / n)
+    table["pi_low"], table["pi_high"] = table["mean"] - half, table["mean"] + half
+    inside = (table["paper_acc"] >= table["pi_low"]) & (table["paper_acc"] <= table["pi_high"])
+    defined = table["paper_acc"].notna() & table["pi_low"].notna()
+    table["paper_in_pi"] = inside.astype(object).where(defined, other=np.nan)
     table["best"] = False
     if pairwise is None or pairwise.empty:
         return table
@@ -209,23 +225,41 @@ def paper_comparison(desc: pd.DataFrame, paper: pd.DataFrame,
     return table
 
 
+def compared_at(comparison: pd.DataFrame) -> str:
+    """The configuration the rows of ``comparison`` were taken at: every axis level they set
+    (``"θ placement = per_term"``), empty when they set none."""
+    levels = []
+    for axis in (a for a in MAIN_DEFAULTS if a in comparison.columns):
+        values = sorted({str(v) for v in comparison[axis] if pd.notna(v)})
+        if values:
+            levels.append(f"{ABLATION_AXES.get(axis, axis)} = {'/'.join(values)}")
+    return ", ".join(levels)
+
+
 def paper_table(comparison: pd.DataFrame, citation: str) -> Table:
-    """Format :func:`paper_comparison` as the report's headline table."""
+    """Format :func:`paper_comparison` as the report's headline table; its caption names the
+    configuration compared (:func:`compared_at`)."""
     columns = ["Dataset", "Variant", "Ours: mean ± std (n) [%]", "95 % CI [%]", "Paper [%]",
-               "Ours − paper [pp]", "Paper in our CI"]
+               "Ours − paper [pp]", "Paper in our 95 % PI"]
     rows, bold = [], set()
     for i, r in enumerate(comparison.itertuples(index=False)):
-        in_ci = "" if pd.isna(r.paper_in_ci) else ("yes" if r.paper_in_ci else "no")
+        in_pi = "" if pd.isna(r.paper_in_pi) else ("yes" if r.paper_in_pi else "no")
         rows.append([r.dataset, VARIANT_LABEL.get(r.variant, r.variant),
                      fmt.mean_sd_n(r.mean, r.std, r.n), fmt.ci(r.ci_low, r.ci_high),
-                     fmt.pct(r.paper_acc), fmt.pp(r.diff), in_ci])
+                     fmt.pct(r.paper_acc), fmt.pp(r.diff), in_pi])
         if r.best:
             bold.add((i, 2))
+    at = compared_at(comparison)
     note = (f"Paper values: {citation}; empty cells are values the paper does not report. "
+            "CI: of our mean. PI: 95 % prediction interval of one new run of ours, "
+            "mean ± t(.975, n − 1) · s · √(1 + 1/n), the check for a single published run. "
             "Bold: best variant of its dataset, significantly better than every other "
-            "(adjusted p < .05).")
-    return Table("paper", "Test accuracy per dataset and variant, beside the published values",
-                 columns, rows, bold, note)
+            "(adjusted p < .05)."
+            + (f" Ours at {at}; variants without the setting ignore it." if at else ""))
+    # kept short: one line in the PDF
+    caption = ("Test accuracy per dataset and variant"
+               + (f" at {at}" if at else ", beside the published values"))
+    return Table("paper", caption, columns, rows, bold, note)
 
 
 def ablation_table(desc: pd.DataFrame, axis: str, main: dict) -> Table:

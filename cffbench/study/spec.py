@@ -214,7 +214,9 @@ class AnalysisSection(BaseModel):
     - ``reference = "ff"`` and ``primary = ["f-cff", "a-cff"]``: the primary contrasts are each
       primary variant minus the reference, per dataset and per level of every other grid axis
       (variants that ignore an axis, such as FF for θ placement, are shared across its levels);
-      every other pair (BP − FF, A-CFF − F-CFF) is secondary, in a family of its own;
+      secondary, in a family of their own: each other variant minus the reference (BP − FF)
+      and each pair of primary variants (A-CFF − F-CFF); no other pair is tested (with
+      ``primary = ["a-cff"]``, F-CFF − FF is secondary but A-CFF − F-CFF is not);
     - ``adjust = "holm"``: Holm over the primary contrasts of one dataset (and, separately, over
       the secondary ones); ``"bonferroni"`` or ``"none"`` instead;
     - ``test = "t"``: the paired t-test; ``"permutation"`` (sign flips: exact for
