@@ -113,6 +113,23 @@ def test_ctrl_c_stops_workers_keeps_finished_runs_and_exits_130(tmp_path, data_r
     assert SUMMARY.search(out).groups() == (str(TINY_RUNS), str(len(kept)), str(TINY_RUNS - len(kept)))
 
 
+def command_line(process: psutil.Process) -> str:
+    """The process's command line, or "" once it has exited: a child can turn zombie (or vanish)
+    between listing and reading, and psutil then raises instead of answering."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.NoSuchProcess:   # ZombieProcess is a NoSuchProcess
+        return ""
+
+
+def alive(process: psutil.Process) -> bool:
+    """Running and not a zombie; False too if it exits while we ask."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_ctrl_c_while_the_workers_start_exits_130_without_a_traceback(tmp_path, data_root,
                                                                      foreground_job):
     # Ctrl-C the moment the first worker process exists, i.e. while it is still starting its
@@ -123,8 +140,7 @@ def test_ctrl_c_while_the_workers_start_exits_130_without_a_traceback(tmp_path, 
                        **foreground_job)
     driver = psutil.Process(process.pid)
     deadline = time.monotonic() + 120
-    while not any("loky" in " ".join(child.cmdline()) for child in driver.children()
-                  if child.is_running()):
+    while not any("loky" in command_line(child) for child in driver.children()):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no worker process appeared"
         time.sleep(0.01)
@@ -139,7 +155,7 @@ def test_ctrl_c_while_the_workers_start_exits_130_without_a_traceback(tmp_path, 
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert err.splitlines()[-1].startswith("cffbench: interrupted"), err
     psutil.wait_procs(workers, timeout=30)
-    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert not [w for w in workers if alive(w)]
 
 
 def test_two_processes_on_one_results_folder_leave_one_readable_table(tmp_path, data_root):
