@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Regenerate the committed release evidence from the committed Parquet run stores:
 #   bash scripts/evidence.sh             analysis tables + reports/<study>/ (HTML, PDF, LaTeX, figures)
-#   bash scripts/evidence.sh --run       first run (or resume) the studies themselves: about two
-#                                        hours on a 2-core CPU; finished runs are never redone
-# Studies: replication_cpu (~70 min), alpha_ablation (~40 min), goodness_plugins and lorberbom
-# (the plugin examples of docs/extending.md, ~10 min each). The reports carry the end time of the store's last
-# run as their date (SOURCE_DATE_EPOCH), so tables, HTML, LaTeX, figures and (with the same
-# fonts and WeasyPrint) the PDF regenerate byte for byte. Last, the generated blocks of
+#   bash scripts/evidence.sh --run       first run (or resume) the studies themselves (times below);
+#                                        finished runs are never redone
+# Studies: paper_mnist (the paper's protocol, 35 runs: about 20 hours of a 2-core CPU, minutes on a
+# GPU; interrupted runs resume from their checkpoints), replication_cpu (~70 min), alpha_ablation
+# (~40 min), goodness_plugins and lorberbom (the plugin examples of docs/extending.md, ~10 min
+# each). The reports carry the end time of the store's last run as their date
+# (SOURCE_DATE_EPOCH), so tables, HTML, LaTeX, figures and (with the same fonts and WeasyPrint)
+# the PDF regenerate byte for byte. Last, the generated blocks of
 # docs/findings.md are recomputed from the same stores (the prose around them is not touched).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-studies=(replication_cpu alpha_ablation goodness_plugins lorberbom)
+studies=(paper_mnist replication_cpu alpha_ablation goodness_plugins lorberbom)
 run=0
 [[ "${1:-}" == "--run" ]] && run=1
 source scripts/venv.sh

@@ -17,7 +17,7 @@ from cffbench.report.store import load_inputs, runs_end_epoch
 from cffbench.analysis import analyze_results
 
 REPO = Path(__file__).resolve().parents[1]
-STUDIES = ("replication_cpu", "alpha_ablation", "goodness_plugins", "lorberbom")
+STUDIES = ("paper_mnist", "replication_cpu", "alpha_ablation", "goodness_plugins", "lorberbom")
 
 
 _SVG = re.compile(rb"<svg\b.*?</svg>", re.S)
@@ -66,6 +66,6 @@ def test_committed_findings_equal_a_fresh_computation_from_the_committed_stores(
     # are recomputed here from results/<study>/ (the committed Parquet) and must match exactly.
     page = (REPO / "docs" / "findings.md").read_text(encoding="utf-8")
     blocks = embedded_blocks(page)
-    assert {"replication_cpu", "alpha_ablation"} <= set(blocks)
+    assert {"paper_mnist", "replication_cpu", "alpha_ablation"} <= set(blocks)
     for study, text in blocks.items():
         assert text == findings_block(REPO / "results" / study), study
