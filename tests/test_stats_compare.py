@@ -118,7 +118,7 @@ def test_missing_seed_drops_to_complete_blocks_and_says_how_many():
     result = compare(data, "test_acc", "variant")
     assert result.design == "within" and result.n_blocks == 5
     assert "dropped 1 of 6 seeds" in next(d.reason for d in result.decisions if d.step == "pairing")
-    assert any("left out of the paired analysis" in w for w in result.warnings)
+    assert "1 seed(s) miss a condition and were left out of the paired analysis: seed 4" in result.warnings
 
 
 def test_too_few_complete_seeds_fall_back_to_between_subjects():

@@ -219,10 +219,14 @@ def _pairing(frame: pd.DataFrame, dv: str, subject: str | None, n_cells: int,
                       f"fixes initial weights, data subset and negatives, so it is a block")
         return frame
     if len(complete) >= MIN_BLOCKS:
+        kept = set(complete)
+        missing = ", ".join(map(str, [s for s in wide.index if s not in kept][:6]))
+        more = ", …" if dropped > 6 else ""
         result.decide("pairing", f"within-subjects on {len(complete)} complete {subject}s",
                       f"dropped {dropped} of {len(wide)} {subject}s that miss a condition "
-                      f"({', '.join(map(str, [s for s in wide.index if s not in set(complete)][:6]))})")
-        result.warnings.append(f"{dropped} {subject}(s) miss a condition and were left out of the paired analysis")
+                      f"({missing}{more})")
+        result.warnings.append(f"{dropped} {subject}(s) miss a condition and were left out of the "
+                               f"paired analysis: {subject} {missing}{more}")
         return frame[frame[subject].isin(complete)]
     result.decide("pairing", "between-subjects (pairing abandoned)",
                   f"only {len(complete)} of {len(wide)} {subject}s occur in every condition "
