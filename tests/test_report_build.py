@@ -28,7 +28,7 @@ def _soup(path: Path) -> BeautifulSoup:
 
 def _table_rows(soup: BeautifulSoup, key: str) -> list[list[str]]:
     table = soup.find(id=f"tab-{key}").find("table")
-    return [[td.get_text(strip=True) for td in tr.find_all("td")] for tr in table.find_all("tr")[1:]]
+    return [[" ".join(td.get_text().split()) for td in tr.find_all("td")] for tr in table.find_all("tr")[1:]]
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_report_of_a_store_with_a_dead_layer_shows_it(tmp_path):
         "no gradient) in 1 of 3 runs (5 of their 15 logged epochs) and was still dead at the end "
         "of its training in 1 of 3; see the layer health table."]
     table = soup.select_one("#warnings #tab-layer_health table")
-    rows = [[td.get_text(strip=True) for td in tr.find_all("td")] for tr in table.find_all("tr")[1:]]
+    rows = [[" ".join(td.get_text().split()) for td in tr.find_all("td")] for tr in table.find_all("tr")[1:]]
     assert rows == [["mnist", "A-CFF", "1", "1 of 3", "1: 5 of 5", "1 of 3 (seed 1)", "3e-20"]]
     assert (written["latex"] / "layer_health.tex").read_text().count(r"\\") == 2   # header + row
 

@@ -91,7 +91,7 @@ def sensitivity_cells(r) -> list[str]:
         interval += f" ({fmt.pct(r['confidence'], 1)} %)"
     if r["method"]:
         interval += f"; {r['method']}"
-    test = TEST_LABEL[r["test"]] + (" (primary)" if bool(r["primary_test"]) else "")
+    test = TEST_LABEL[r["test"]] + (" (the plan's test)" if bool(r["primary_test"]) else "")
     return [r["label"], r["scope"] or "—", test,
             pp_ci(r["estimate"], r["ci_low"], r["ci_high"], r["decision"] != "undefined"),
             interval, p_cell(r["p"]),
