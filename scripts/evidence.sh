@@ -3,7 +3,7 @@
 #   bash scripts/evidence.sh             analysis tables + reports/<study>/ (HTML, PDF, LaTeX, figures)
 #   bash scripts/evidence.sh --run       first run (or resume) the studies themselves (times below);
 #                                        finished runs are never redone
-# Studies: paper_mnist (the paper's protocol, 35 runs: about 20 hours of a 2-core CPU, minutes on a
+# Studies: paper_mnist (the paper's protocol, 35 runs: about 27 hours of a 2-core CPU, minutes on a
 # GPU; interrupted runs resume from their checkpoints), replication_cpu (~70 min), alpha_ablation
 # (~40 min), goodness_plugins and lorberbom (the plugin examples of docs/extending.md, ~10 min
 # each). The reports carry the end time of the store's last run as their date
