@@ -330,3 +330,14 @@ def test_a_condition_at_chance_is_named_by_every_axis_it_varies_goodness_too():
     flagged = did_not_learn(condition_descriptives(pd.DataFrame(rows), ["goodness"]))
     assert flagged == [flagged[0]] and flagged[0].startswith(
         "mnist, FF (goodness function sum_squares): did not learn")
+
+
+def test_an_omnibus_table_with_sums_of_squares_says_their_unit():
+    from cffbench.report.statistics import omnibus_table
+    anova = pd.DataFrame({"source": ["condition"], "ddof1": [4.0], "ddof2": [24.0], "F": [51.0],
+                          "p_unc": [2e-11], "SS": [0.002], "SS_error": [0.0002]})
+    table = omnibus_table("mnist", "rm_anova", anova)
+    assert "SS" in table.columns and "squared units of the accuracy as a fraction" in table.note
+    assert "(0.001 = 10 pp²)" in table.note        # 0.001 of accuracy² = (3.16 pp)² = 10 pp²
+    friedman = pd.DataFrame({"source": ["condition"], "ddof": [4.0], "Q": [20.1], "p_unc": [5e-4]})
+    assert omnibus_table("mnist", "friedman", friedman).note == ""

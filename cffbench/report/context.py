@@ -238,7 +238,7 @@ def ablations(ok_runs: pd.DataFrame, desc: pd.DataFrame, main: dict, fig_dir: Pa
             figure = figs.interaction_plot(subset[subset[axis].notna()], axis, ABLATION_AXES[axis], fig_dir)
         tests = [c for c in crossings if c.omnibus is not None and c.omnibus.key.endswith(f"_{axis}")]
         for test in tests:
-            test.omnibus.note = " ".join(test.trail)
+            test.omnibus.note = " ".join(test.trail + ([test.omnibus.note] if test.omnibus.note else []))
         sections.append({"axis": axis, "label": ABLATION_AXES[axis], "levels": levels,
                          "table": table, "figure": figure, "tests": [t.omnibus for t in tests]})
     return sections

@@ -26,6 +26,11 @@ COLUMN_LABEL = {"source": "effect", "ddof1": "df1", "ddof2": "df2", "ddof": "df"
                 "kendall_w": "Kendall W", "note": "note"}
 
 
+#: The unit of an omnibus table's sums of squares: accuracies are analysed as fractions.
+SS_NOTE = ("SS and MS are in squared units of the accuracy as a fraction "
+           "(0.001 = 10 pp²).")
+
+
 @dataclass
 class DatasetStatistics:
     """The statistics of one dataset's variant comparison.
@@ -80,7 +85,10 @@ def omnibus_table(dataset: str, name: str, frame: pd.DataFrame) -> Table:
     frame = frame.loc[:, [c for c in frame.columns if not (frame[c].astype(str) == "").all()]]
     shown = pd.DataFrame({COLUMN_LABEL.get(c, c): [_cell(c, v) for v in frame[c]]
                           for c in frame.columns})
-    return frame_table(f"omnibus_{dataset}", f"{dataset}: {OMNIBUS_LABEL.get(name, name)}", shown)
+    note = (SS_NOTE if any(c.lower().startswith("ss") or c.lower() == "ms" for c in frame.columns)
+            else "")
+    return frame_table(f"omnibus_{dataset}", f"{dataset}: {OMNIBUS_LABEL.get(name, name)}", shown,
+                       note=note)
 
 
 def _trail(decisions) -> list[str]:
