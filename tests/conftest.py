@@ -66,3 +66,11 @@ def make_synthetic_splits(n_train: int = 600, n_eval: int = 300, n_features: int
 @pytest.fixture
 def synthetic_splits() -> Splits:
     return make_synthetic_splits()
+
+
+def html_table_rows(table) -> list[list[str]]:
+    """A BeautifulSoup ``<table>``'s body cells as a reader sees them: numbers sit in no-break
+    spans, so each cell's text is joined on single spaces (``get_text(strip=True)`` would glue
+    "+0.26" and "[−0.63," together)."""
+    return [[" ".join(td.get_text().split()) for td in tr.find_all("td")]
+            for tr in table.find_all("tr")[1:]]

@@ -23,6 +23,7 @@ from statsmodels.stats.weightstats import ttost_paired
 from cffbench.analysis import analyze_results, load
 from cffbench.report import build_report
 from cffbench.report.findings import findings_block
+from conftest import html_table_rows
 from test_report_store import write_synthetic_store
 
 ALPHA, SESOI, MARGIN, POWER = 0.05, 0.012, 0.012, 0.8   # the default plan
@@ -157,10 +158,7 @@ def expected(outputs):
 # -- the checks ----------------------------------------------------------------------------
 
 def _html_rows(soup, key):
-    table = soup.find(id=f"tab-{key}").find("table")
-    # the text as a reader sees it: numbers sit in no-break spans, the spaces between them kept
-    return [[" ".join(td.get_text().split()) for td in tr.find_all("td")]
-            for tr in table.find_all("tr")[1:]]
+    return html_table_rows(soup.find(id=f"tab-{key}").find("table"))
 
 
 def test_the_saved_analysis_holds_the_independent_numbers(outputs, expected):

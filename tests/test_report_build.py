@@ -16,6 +16,7 @@ from bs4 import BeautifulSoup
 from scipy import stats as sps
 
 from cffbench.report import build_report
+from conftest import html_table_rows
 from test_report_store import write_synthetic_store
 from test_report_tables import check_latex
 
@@ -27,8 +28,7 @@ def _soup(path: Path) -> BeautifulSoup:
 
 
 def _table_rows(soup: BeautifulSoup, key: str) -> list[list[str]]:
-    table = soup.find(id=f"tab-{key}").find("table")
-    return [[" ".join(td.get_text().split()) for td in tr.find_all("td")] for tr in table.find_all("tr")[1:]]
+    return html_table_rows(soup.find(id=f"tab-{key}").find("table"))
 
 
 @pytest.fixture(scope="module")

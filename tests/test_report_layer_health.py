@@ -12,6 +12,7 @@ from cffbench.report import build_report
 from cffbench.report.context import dead_layers
 from cffbench.report.layer_health import layer_health, run_layer_health
 from cffbench.report.tables import layer_health_table
+from conftest import html_table_rows
 from test_report_store import write_synthetic_store
 
 AXES = ["theta_placement"]
@@ -117,7 +118,7 @@ def test_report_of_a_store_with_a_dead_layer_shows_it(tmp_path):
         "no gradient) in 1 of 3 runs (5 of their 15 logged epochs) and was still dead at the end "
         "of its training in 1 of 3; see the layer health table."]
     table = soup.select_one("#warnings #tab-layer_health table")
-    rows = [[" ".join(td.get_text().split()) for td in tr.find_all("td")] for tr in table.find_all("tr")[1:]]
+    rows = html_table_rows(table)
     assert rows == [["mnist", "A-CFF", "1", "1 of 3", "1: 5 of 5", "1 of 3 (seed 1)", "3e-20"]]
     assert (written["latex"] / "layer_health.tex").read_text().count(r"\\") == 2   # header + row
 

@@ -61,6 +61,12 @@ class DatasetStatistics:
     scope: str = ""
 
 
+def _is_sum_of_squares(column: str) -> bool:
+    """SS, SS_error, MS: the columns in squared accuracy units (:data:`SS_NOTE`)."""
+    name = column.lower()
+    return name.startswith("ss") or name == "ms"
+
+
 def _cell(column: str, value) -> str:
     """Format one engine-table cell by what its column holds."""
     if isinstance(value, str) or value is None:
@@ -74,7 +80,7 @@ def _cell(column: str, value) -> str:
         return fmt.df(value)
     if name in ("np2", "omega2", "eps", "eps_hf", "kendall_w", "w_mauchly"):
         return fmt.apa_decimal(value)
-    if name.startswith("ss") or name == "ms":
+    if _is_sum_of_squares(column):
         return fmt.sig(value, 3)
     return fmt.num(value)
 
@@ -85,8 +91,7 @@ def omnibus_table(dataset: str, name: str, frame: pd.DataFrame) -> Table:
     frame = frame.loc[:, [c for c in frame.columns if not (frame[c].astype(str) == "").all()]]
     shown = pd.DataFrame({COLUMN_LABEL.get(c, c): [_cell(c, v) for v in frame[c]]
                           for c in frame.columns})
-    note = (SS_NOTE if any(c.lower().startswith("ss") or c.lower() == "ms" for c in frame.columns)
-            else "")
+    note = SS_NOTE if any(_is_sum_of_squares(c) for c in frame.columns) else ""
     return frame_table(f"omnibus_{dataset}", f"{dataset}: {OMNIBUS_LABEL.get(name, name)}", shown,
                        note=note)
 
